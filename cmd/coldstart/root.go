@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/spf13/cobra"
+)
+
+// globals holds the flags every command shares.
+type globals struct {
+	insecure bool
+	debug    bool
+	quiet    bool
+	stdout   io.Writer
+	stderr   io.Writer
+}
+
+// errUsage marks errors that are the caller's: exit code 2.
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:   "coldstart",
+		Short: "Make container images start fast",
+		Long: `coldstart makes container images start fast: it removes the bytes no
+container sees, puts the files read at start-up first, re-encodes layers as
+lazy-pullable eStargz or zstd:chunked while keeping cached layers
+byte-identical, and reports what a cold start costs.
+
+Image references:
+  REGISTRY/REPO[:TAG|@DIGEST]   a registry (auth from the Docker config)
+  oci:DIR[:TAG]                 an OCI image layout directory
+  docker-archive:FILE           a docker save tarball`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVar(&g.insecure, "insecure", false, "use plain HTTP and skip TLS verification for registries (localhost is always plain HTTP)")
+	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log what happens, to stderr")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return errors.Join(errUsage, err)
+	})
+	root.AddCommand(newAnalyze(g))
+	return root
+}
+
+func (g *globals) logger() *slog.Logger {
+	if !g.debug {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (g *globals) refOptions(platform string) ([]imageref.Option, error) {
+	opts := []imageref.Option{imageref.WithInsecure(g.insecure), imageref.WithLogger(g.logger()),
+		imageref.WithUserAgent("coldstart")}
+	if platform != "" {
+		spec, err := imageref.ParsePlatforms(platform)
+		if err != nil {
+			return nil, errors.Join(errUsage, err)
+		}
+		opts = append(opts, imageref.WithPlatforms(spec))
+	}
+	return opts, nil
+}

@@ -1,0 +1,40 @@
+// Package layers knows one container image layer at a time: it scans a
+// layer blob into an [Index] in one streaming pass, merges indexes into an
+// [Overlay] with OCI whiteout semantics, and encodes layer tars as eStargz,
+// zstd:chunked, gzip or zstd.
+//
+// # Index
+//
+// [IndexLayer] and [IndexReader] read a blob once. The compression (gzip,
+// zstd or none) is sniffed from the first bytes, never taken from the media
+// type. While the tar is parsed, the compressed bytes are hashed (the blob
+// digest), the uncompressed bytes are hashed in a second goroutine (the
+// DiffID) and every regular file's content is hashed (Entry.Digest). Memory
+// is proportional to the number of entries, never to the size of the layer.
+// The eStargz footer and TOC, or the zstd:chunked footer, mark a layer as
+// already lazy-pullable.
+//
+// Entry paths are cleaned and relative ("./etc/passwd" becomes
+// "etc/passwd"); an absolute name or one that climbs out with ".." is an
+// error wrapping [ErrUnsafePath]. Whiteouts (".wh.NAME") and opaque markers
+// (".wh..wh..opq") become entries of type [TypeWhiteout] and [TypeOpaque]
+// whose Path is what they delete or make opaque.
+//
+// # Overlay
+//
+// [Merge] stacks indexes bottom first and answers, for every entry, whether
+// a container sees it and, if not, which later layer hid it and how
+// (overwritten, deleted, hidden by an opaque directory, an ancestor
+// directory replaced by a non-directory). Within one layer a later entry for
+// the same path replaces the earlier one, as containerd applies layers, and
+// a whiteout applies to lower layers only. Hard links carry the content of
+// the file they link to. The overlay also finds identical re-adds, metadata
+// copy-ups (the chmod and chown layers of many Dockerfiles) and one content
+// stored at several paths.
+//
+// Wasted bytes, as [Overlay.Waste] counts them, are the sizes of
+// regular-file entries that are the final version of their path in their
+// layer and that no container sees because a later layer overwrote them,
+// deleted them, hid them under an opaque directory or replaced an ancestor
+// directory.
+package layers
