@@ -31,7 +31,14 @@ lint:
 demo: build
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(GO) run ./internal/demo/mkdemo $(DEMO)/src
+	@echo "== before"
 	$(BIN) analyze oci:$(DEMO)/src
+	@echo "== optimize"
+	$(BIN) optimize oci:$(DEMO)/src oci:$(DEMO)/out
+	@echo "== verify"
+	$(BIN) verify oci:$(DEMO)/src oci:$(DEMO)/out
+	@echo "== after"
+	$(BIN) analyze oci:$(DEMO)/out
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./layers/

@@ -2,7 +2,6 @@ package layers
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -22,7 +21,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Compression is the compression of a layer blob, as sniffed from its bytes.
@@ -431,32 +429,12 @@ func IndexReader(ctx context.Context, r io.Reader, opts ...Option) (*Index, erro
 	ch := sha256.New()
 	tail := &tailWriter{}
 	cr := &countingReader{r: r, limit: 1 << 62, ctx: ctx}
-	br := bufio.NewReaderSize(io.TeeReader(cr, io.MultiWriter(ch, tail)), 1<<16)
-	magic, _ := br.Peek(sniffLen)
-	comp := sniff(magic)
-
-	var dec io.Reader
-	var closeDec func()
-	switch comp {
-	case Gzip:
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%w: gzip header: %v", ErrCorrupt, err)
-		}
-		closeDec = func() { _ = zr.Close() }
-		dec = zr
-	case Zstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
-		}
-		closeDec = zr.Close
-		dec = zr
-	default:
-		dec = br
-		closeDec = func() {}
+	src := io.TeeReader(cr, io.MultiWriter(ch, tail))
+	dec, comp, err := Decompress(src)
+	if err != nil {
+		return nil, err
 	}
-	defer closeDec()
+	defer dec.Close()
 
 	uh := sha256.New()
 	ucount := &countingReader{r: dec, limit: o.maxSize, ctx: ctx}
@@ -479,7 +457,7 @@ func IndexReader(ctx context.Context, r io.Reader, opts ...Option) (*Index, erro
 		return nil, fmt.Errorf("%w: %s stream: %v", ErrCorrupt, comp, err)
 	}
 	pipe.Close()
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	if _, err := io.Copy(io.Discard, src); err != nil {
 		return nil, fmt.Errorf("reading blob: %w", err)
 	}
 	idx.DiffID = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(uh.Sum(nil))}

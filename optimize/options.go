@@ -17,7 +17,64 @@ type options struct {
 	concurrency  int
 	logger       *slog.Logger
 	indexOptions []layers.Option
+
+	encode       layers.EncodeOptions
+	dedupe       bool
+	force        bool
+	basePolicy   BasePolicy
+	baseImages   []v1.Image
+	baseLayers   map[v1.Hash]bool
+	cachedLayers map[v1.Hash]bool
+	prioritized  []string
+	profiler     Profiler
+	tempDir      string
+	progress     func(Progress)
 }
+
+// BasePolicy says what happens to the layers of the base images.
+type BasePolicy int
+
+// Base policies.
+const (
+	// BaseAuto picks BaseKeep or BaseConvert by their estimated cold-start
+	// cost, and says why in the result.
+	BaseAuto BasePolicy = iota
+	// BaseKeep leaves base layers byte-identical, so nodes that hold the
+	// base keep using it. On a node without it, containerd pulls a non-lazy
+	// layer and every layer above it in full.
+	BaseKeep
+	// BaseConvert converts base layers as they are (no dedupe, no
+	// reordering), deterministically, so every image on the same base gets
+	// the same converted base layers, which nodes then share.
+	BaseConvert
+)
+
+func (p BasePolicy) String() string {
+	switch p {
+	case BaseKeep:
+		return "keep"
+	case BaseConvert:
+		return "convert"
+	}
+	return "auto"
+}
+
+// ParseBasePolicy parses "auto", "keep" or "convert".
+func ParseBasePolicy(s string) (BasePolicy, error) {
+	switch s {
+	case "auto", "":
+		return BaseAuto, nil
+	case "keep":
+		return BaseKeep, nil
+	case "convert":
+		return BaseConvert, nil
+	}
+	return 0, fmt.Errorf("unknown base policy %q: use keep, convert or auto", s)
+}
+
+// Profiler returns the files an image reads at start-up, absolute paths in
+// first-access order. ov is the image's merged filesystem.
+type Profiler func(ctx context.Context, img v1.Image, ov *layers.Overlay) ([]string, error)
 
 // DefaultConcurrency is how many layers are read or converted at once by
 // default.
@@ -25,8 +82,11 @@ const DefaultConcurrency = 3
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		concurrency: DefaultConcurrency,
-		logger:      slog.New(slog.DiscardHandler),
+		concurrency:  DefaultConcurrency,
+		logger:       slog.New(slog.DiscardHandler),
+		dedupe:       true,
+		baseLayers:   map[v1.Hash]bool{},
+		cachedLayers: map[v1.Hash]bool{},
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -72,4 +132,192 @@ func WithIndexOptions(opts ...layers.Option) Option {
 
 func (o *options) index(ctx context.Context, l v1.Layer) (*layers.Index, error) {
 	return layers.IndexLayer(ctx, l, o.indexOptions...)
+}
+
+// WithFormat sets the encoding of converted layers. The default is
+// layers.FormatEStargz.
+func WithFormat(f layers.Format) Option {
+	return func(o *options) error {
+		o.encode.Format = f
+		return nil
+	}
+}
+
+// WithLevel sets the compression level (1-9 for gzip formats, 1-22 for
+// zstd formats). The default, 0, is the format's default level
+// (layers.DefaultGzipLevel, layers.DefaultZstdLevel).
+func WithLevel(level int) Option {
+	return func(o *options) error {
+		o.encode.Level = level
+		return nil
+	}
+}
+
+// WithChunkSize sets the largest piece of a file one compressed chunk holds
+// in the lazy formats. The default is layers.DefaultChunkSize (4 MiB).
+func WithChunkSize(n int) Option {
+	return func(o *options) error {
+		o.encode.ChunkSize = n
+		return nil
+	}
+}
+
+// WithMinChunkSize lets small files share a gzip member (eStargz only) until
+// it holds n bytes. The default, 0, gives every file its own member.
+func WithMinChunkSize(n int) Option {
+	return func(o *options) error {
+		o.encode.MinChunkSize = n
+		return nil
+	}
+}
+
+// WithDedupe turns dropping what no container sees on or off. The default is
+// on.
+func WithDedupe(on bool) Option {
+	return func(o *options) error {
+		o.dedupe = on
+		return nil
+	}
+}
+
+// WithForce converts layers that are already eStargz or zstd:chunked too.
+// The default keeps them byte-identical.
+func WithForce(on bool) Option {
+	return func(o *options) error {
+		o.force = on
+		return nil
+	}
+}
+
+// WithBaseImage marks every layer of imgs as a base layer, treated as
+// WithBasePolicy says. The default is no base image.
+func WithBaseImage(imgs ...v1.Image) Option {
+	return func(o *options) error {
+		for _, img := range imgs {
+			if img == nil {
+				return errors.New("nil base image")
+			}
+		}
+		o.baseImages = append(o.baseImages, imgs...)
+		return nil
+	}
+}
+
+// WithBasePolicy sets what happens to base layers. The default is BaseAuto.
+func WithBasePolicy(p BasePolicy) Option {
+	return func(o *options) error {
+		if p < BaseAuto || p > BaseConvert {
+			return fmt.Errorf("unknown base policy %d", p)
+		}
+		o.basePolicy = p
+		return nil
+	}
+}
+
+// WithCachedLayers marks layers (by compressed digest) that nodes already
+// hold: they stay byte-identical. The default is none.
+func WithCachedLayers(digests ...v1.Hash) Option {
+	return func(o *options) error {
+		for _, d := range digests {
+			o.cachedLayers[d] = true
+		}
+		return nil
+	}
+}
+
+// WithPrioritizedFiles sets the files every image reads at start-up,
+// absolute paths in access order; they are resolved through the image's
+// symlinks and put first in the layers that provide them. The default is
+// none (or what WithProfiler returns).
+func WithPrioritizedFiles(paths []string) Option {
+	return func(o *options) error {
+		o.prioritized = append([]string(nil), paths...)
+		return nil
+	}
+}
+
+// WithProfiler sets a function that returns each image's start-up files,
+// used when WithPrioritizedFiles is not given. The default is none.
+func WithProfiler(p Profiler) Option {
+	return func(o *options) error {
+		o.profiler = p
+		return nil
+	}
+}
+
+// WithTempDir sets where temporary files go. The default is os.TempDir().
+func WithTempDir(dir string) Option {
+	return func(o *options) error {
+		o.tempDir = dir
+		return nil
+	}
+}
+
+// WithProgress sets a callback for encoding progress; it may be called from
+// several goroutines at once. The default is none.
+func WithProgress(fn func(Progress)) Option {
+	return func(o *options) error {
+		o.progress = fn
+		return nil
+	}
+}
+
+// resolveBases reads the layer digests of the base images.
+func (o *options) resolveBases(ctx context.Context) error {
+	for i, img := range o.baseImages {
+		ls, err := img.Layers()
+		if err != nil {
+			return fmt.Errorf("base image %d: listing layers: %w", i, err)
+		}
+		for _, l := range ls {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d, err := l.Digest()
+			if err != nil {
+				return fmt.Errorf("base image %d: %w", i, err)
+			}
+			o.baseLayers[d] = true
+		}
+	}
+	return nil
+}
+
+// startupFiles returns the prioritized files for img.
+func (o *options) startupFiles(ctx context.Context, img v1.Image, ov *layers.Overlay) ([]string, error) {
+	if o.prioritized != nil || o.profiler == nil {
+		return o.prioritized, nil
+	}
+	files, err := o.profiler(ctx, img, ov)
+	if err != nil {
+		return nil, fmt.Errorf("profiling start-up files: %w", err)
+	}
+	return files, nil
+}
+
+// annotations returns the manifest annotations of an optimized image.
+func (o *options) annotations() map[string]string {
+	return map[string]string{AnnotationFormat: o.encode.Format.String()}
+}
+
+// AnnotationFormat is set on the manifest of every optimized image: the
+// layer format it was converted to.
+const AnnotationFormat = "dev.coldstart.format"
+
+// chooseBasePolicy picks the base policy for an image.
+func (o *options) chooseBasePolicy(idxs []*layers.Index) (BasePolicy, string) {
+	var base, above int64
+	seenBase := false
+	for _, idx := range idxs {
+		if o.baseLayers[idx.Digest] {
+			base += idx.Size
+			seenBase = true
+		} else if seenBase {
+			above += idx.Size
+		}
+	}
+	if !o.encode.Format.Lazy() {
+		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
+	}
+	return BaseConvert, fmt.Sprintf("a non-lazy base makes containerd pull it and every layer above it in full on nodes without the base (%d + %d bytes); converting costs nodes that hold the base only the TOC and start-up files of the converted base", base, above)
 }

@@ -119,3 +119,68 @@ func (a *Analysis) writeMarkdown(w io.Writer) error {
 	}
 	return nil
 }
+
+// Write renders the result as text, json or markdown.
+func (r *Result) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatJSON:
+		return writeJSON(w, r)
+	case FormatMarkdown:
+		return r.writeMarkdown(w)
+	case FormatText, "":
+		return r.writeText(w)
+	}
+	return CheckFormat(format, FormatText, FormatJSON, FormatMarkdown)
+}
+
+func (r *Result) writeText(w io.Writer) error {
+	for _, ir := range r.Images {
+		name := ir.Platform
+		if name == "" {
+			name = "image"
+		}
+		fmt.Fprintf(w, "%s %s -> %s\n", name, shortDigest(ir.InputDigest), shortDigest(ir.OutputDigest))
+		if ir.BasePolicy != "" {
+			fmt.Fprintf(w, "  base policy %s: %s\n", ir.BasePolicy, ir.BasePolicyReason)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for i, l := range ir.Layers {
+			fmt.Fprintf(tw, "  %d\t%s\t%s -> %s\t%s\t%s\n", i, l.Action, units.Bytes(l.SizeBefore), units.Bytes(l.SizeAfter), shortDigest(l.OutputDigest), layerNote(l))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if n := len(ir.MissingPrioritized); n > 0 {
+			fmt.Fprintf(w, "  %d start-up path(s) not in the image, e.g. %s\n", n, ir.MissingPrioritized[0])
+		}
+	}
+	fmt.Fprintf(w, "total %s -> %s, %s of files no container sees removed; output %s\n",
+		units.Bytes(r.BytesBefore), units.Bytes(r.BytesAfter), units.Bytes(r.RemovedBytes), r.Digest)
+	return nil
+}
+
+func layerNote(l LayerResult) string {
+	s := l.Reason
+	if l.DroppedEntries > 0 {
+		s += fmt.Sprintf("; dropped %d entries (%s)", l.DroppedEntries, units.Bytes(l.DroppedBytes))
+	}
+	if l.Prioritized > 0 {
+		s += fmt.Sprintf("; %d start-up files first", l.Prioritized)
+	}
+	return s
+}
+
+func (r *Result) writeMarkdown(w io.Writer) error {
+	fmt.Fprintf(w, "### coldstart optimize\n\nOutput `%s`: %s → %s, %s of files no container sees removed.\n",
+		r.Digest, units.Bytes(r.BytesBefore), units.Bytes(r.BytesAfter), units.Bytes(r.RemovedBytes))
+	for _, ir := range r.Images {
+		if ir.Platform != "" {
+			fmt.Fprintf(w, "\n#### %s\n", ir.Platform)
+		}
+		fmt.Fprintf(w, "\n| # | action | before | after | why |\n|--:|---|--:|--:|---|\n")
+		for i, l := range ir.Layers {
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i, l.Action, units.Bytes(l.SizeBefore), units.Bytes(l.SizeAfter), layerNote(l))
+		}
+	}
+	return nil
+}

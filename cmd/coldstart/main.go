@@ -14,7 +14,7 @@ func main() {
 	err := newRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "coldstart:", err)
+		fmt.Fprintln(os.Stderr, "coldstart:", message(err))
 		os.Exit(exitCode(err))
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"io"
 	"log/slog"
 	"os"
@@ -29,6 +30,27 @@ func exitCode(err error) int {
 	return 1
 }
 
+// message is the one line printed for err: the usage marker is not shown.
+func message(err error) string {
+	if errors.Is(err, errVerifyFailed) {
+		return err.Error()
+	}
+	var parts []string
+	for _, e := range unjoin(err) {
+		if e != errUsage {
+			parts = append(parts, e.Error())
+		}
+	}
+	return strings.Join(parts, ": ")
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 func newRoot() *cobra.Command {
 	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
 	root := &cobra.Command{
@@ -52,7 +74,7 @@ Image references:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return errors.Join(errUsage, err)
 	})
-	root.AddCommand(newAnalyze(g))
+	root.AddCommand(newAnalyze(g), newOptimize(g), newVerify(g))
 	return root
 }
 

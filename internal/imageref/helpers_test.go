@@ -176,8 +176,8 @@ func assertUnchanged(t testing.TB, dir string, before map[string]string) {
 }
 
 // failingLayer serves the first half of its compressed bytes, then calls
-// onHalf (if set) and fails, or with cancel set keeps serving so that only a
-// cancelled context stops the copy.
+// onHalf (if set) and fails with errInjected, or, with keepGoing set, serves
+// the rest, so that only a cancelled context (onHalf = cancel) stops a copy.
 type failingLayer struct {
 	v1.Layer
 	onHalf    func()

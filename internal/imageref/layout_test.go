@@ -1,6 +1,7 @@
 package imageref
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
@@ -473,4 +476,53 @@ func TestAddToIndexJSON(t *testing.T) {
 	if _, _, err := addToIndexJSON([]byte(`{"manifests":{}}`), desc('a'), "t"); err == nil {
 		t.Error("malformed index.json accepted")
 	}
+}
+
+func TestLayoutWriteStreamingLayer(t *testing.T) {
+	base := testImage(t, 1, plat("linux/amd64"))
+	content := strings.Repeat("streamed layer content ", 4096)
+	sl := stream.NewLayer(io.NopCloser(strings.NewReader(tarOf(t, "f", content))))
+	img, err := mutate.AppendLayers(base, sl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mustWrite(t, "oci:"+dir+":s", &Artifact{Image: img})
+	got := mustRead(t, "oci:"+dir+":s")
+	if err := validate.Image(got.Image); err != nil {
+		t.Fatalf("validate.Image: %v", err)
+	}
+	if d := digestOf(t, got.Image); d != digestOf(t, img) {
+		t.Errorf("digest %s, want %s", d, digestOf(t, img))
+	}
+	if tf := tempFiles(t, dir); len(tf) > 0 {
+		t.Errorf("temporary files left: %v", tf)
+	}
+}
+
+func TestLayoutRepairsTruncatedBlob(t *testing.T) {
+	dir := t.TempDir()
+	img := testImage(t, 1, plat("linux/amd64"))
+	mustWrite(t, "oci:"+dir+":x", &Artifact{Image: img})
+	ls, _ := img.Layers()
+	p := filepath.Join(dir, "blobs", "sha256", digestOf(t, ls[0]).Hex)
+	if err := os.Truncate(p, 10); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, "oci:"+dir+":x", &Artifact{Image: img})
+	if err := validate.Image(mustRead(t, "oci:"+dir+":x").Image); err != nil {
+		t.Errorf("after rewrite: %v", err)
+	}
+}
+
+func tarOf(t testing.TB, name, content string) string {
+	t.Helper()
+	var b strings.Builder
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	return b.String()
 }

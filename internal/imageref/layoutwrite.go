@@ -378,16 +378,20 @@ func (w *layoutWriter) storeBlob(ctx context.Context, want v1.Hash, size int64, 
 		return err
 	}
 	final := filepath.Join(dir, got.Hex)
-	if _, err := os.Lstat(final); err == nil {
+	existing, statErr := os.Lstat(final)
+	if statErr == nil && existing.Mode().IsRegular() && existing.Size() == n {
 		// Already there (a streaming layer, or a concurrent writer):
 		// content-addressed, so ours is redundant.
 		os.Remove(tmp.Name())
 		return nil
 	}
+	// Absent, or present with the wrong size (corrupt): put ours in place.
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return err
 	}
-	w.track(final)
+	if statErr != nil {
+		w.track(final)
+	}
 	w.log.Debug("wrote blob", "digest", got.String(), "size", n)
 	return nil
 }

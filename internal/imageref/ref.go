@@ -113,7 +113,11 @@ func Parse(s string) (Ref, error) {
 	if hasColon && transportName.MatchString(prefix) && !startsWithDigit(after) && !dockerTag.MatchString(after) {
 		// "foo:/x": not REPO:TAG nor HOST:PORT/REPO, so a transport, but
 		// not one we know.
-		return Ref{}, fmt.Errorf("%w: %q: unknown transport %q (%s)", ErrUnsupportedTransport, s, prefix, supported)
+		hint := ""
+		if prefix == "docker" {
+			hint = fmt.Sprintf("; did you mean %q?", "docker://"+strings.TrimLeft(after, "/"))
+		}
+		return Ref{}, fmt.Errorf("%w: %q: unknown transport %q (%s)%s", ErrUnsupportedTransport, s, prefix, supported, hint)
 	}
 	return parseRegistry(s, s)
 }

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+)
+
+type optimizeFlags struct {
+	to, platform, format, report, prioritize, basePolicy, tmpDir string
+	level, chunkSize, minChunkSize, concurrency                  int
+	bases, cached                                                []string
+	noDedupe, force, overwrite                                   bool
+}
+
+func newOptimize(g *globals) *cobra.Command {
+	f := &optimizeFlags{}
+	c := &cobra.Command{
+		Use:   "optimize SRC DST",
+		Short: "Dedupe, reorder and re-encode an image as lazy-pullable layers",
+		Long: `optimize reads SRC, drops what no container sees, puts start-up files first,
+re-encodes the layers as eStargz (or zstd:chunked, gzip, zstd) and writes DST.
+Layers nodes already hold (--base images, --cached digests, layers that are
+already lazy) stay byte-identical. DST is complete or untouched: blobs are
+written before manifests, the index last.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runOptimize(cmd, g, f, args[0], args[1])
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstdchunked, gzip or zstd")
+	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
+	fl.IntVar(&f.chunkSize, "chunk-size", 0, "largest file chunk in the lazy formats, in bytes (0: 4 MiB)")
+	fl.IntVar(&f.minChunkSize, "min-chunk-size", 0, "let small files share a gzip member up to this many bytes (estargz only)")
+	fl.StringVar(&f.prioritize, "prioritize", "", "file listing start-up paths, one per line, in access order")
+	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable)")
+	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert or auto")
+	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable)")
+	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")
+	fl.BoolVar(&f.force, "force", false, "convert layers that are already eStargz or zstd:chunked too")
+	fl.StringVar(&f.platform, "platform", "all", "platforms to optimize: all, OS/ARCH[/VARIANT] or a comma-separated list")
+	fl.StringVar(&f.format, "format", "text", "summary format: text, json or markdown")
+	fl.StringVar(&f.report, "report", "", "also write the summary to this file (format from the extension: .json, .md, else text)")
+	fl.BoolVar(&f.overwrite, "overwrite", false, "allow DST to be the same as SRC")
+	fl.IntVar(&f.concurrency, "concurrency", optimize.DefaultConcurrency, "layers converted at once")
+	fl.StringVar(&f.tmpDir, "tmpdir", "", "directory for temporary files (default: the system's)")
+	return c
+}
+
+func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstArg string) error {
+	if err := optimize.CheckFormat(f.format, optimize.FormatText, optimize.FormatJSON, optimize.FormatMarkdown); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	format, err := layers.ParseFormat(f.to)
+	if err != nil {
+		return errors.Join(errUsage, err)
+	}
+	policy, err := optimize.ParseBasePolicy(f.basePolicy)
+	if err != nil {
+		return errors.Join(errUsage, err)
+	}
+	src, err := imageref.Parse(srcArg)
+	if err != nil {
+		return errors.Join(errUsage, err)
+	}
+	dst, err := imageref.Parse(dstArg)
+	if err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if imageref.SameDestination(src, dst) && !f.overwrite {
+		return errors.Join(errUsage, fmt.Errorf("DST %s is SRC: give --overwrite to replace it (the old image stays until the new one is complete)", dst))
+	}
+	ropts, err := g.refOptions(f.platform)
+	if err != nil {
+		return err
+	}
+	opts := []optimize.Option{
+		optimize.WithLogger(g.logger()),
+		optimize.WithFormat(format),
+		optimize.WithLevel(f.level),
+		optimize.WithChunkSize(f.chunkSize),
+		optimize.WithMinChunkSize(f.minChunkSize),
+		optimize.WithDedupe(!f.noDedupe),
+		optimize.WithForce(f.force),
+		optimize.WithBasePolicy(policy),
+		optimize.WithConcurrency(f.concurrency),
+		optimize.WithTempDir(f.tmpDir),
+	}
+	for _, d := range f.cached {
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return errors.Join(errUsage, fmt.Errorf("--cached %q: %w", d, err))
+		}
+		opts = append(opts, optimize.WithCachedLayers(h))
+	}
+	if f.prioritize != "" {
+		paths, err := readPathList(f.prioritize)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, optimize.WithPrioritizedFiles(paths))
+	}
+	ctx := cmd.Context()
+	for _, b := range f.bases {
+		ref, err := imageref.Parse(b)
+		if err != nil {
+			return errors.Join(errUsage, fmt.Errorf("--base: %w", err))
+		}
+		art, err := imageref.Read(ctx, ref, ropts...)
+		if err != nil {
+			return fmt.Errorf("--base: %w", err)
+		}
+		if art.Index != nil {
+			imgs, err := optimize.IndexImages(ctx, art.Index)
+			if err != nil {
+				return fmt.Errorf("--base %s: %w", ref, err)
+			}
+			for _, pi := range imgs {
+				opts = append(opts, optimize.WithBaseImage(pi.Image))
+			}
+		} else {
+			opts = append(opts, optimize.WithBaseImage(art.Image))
+		}
+	}
+	art, err := imageref.Read(ctx, src, ropts...)
+	if err != nil {
+		return err
+	}
+	bars := g.progress()
+	if bars != nil {
+		opts = append(opts, optimize.WithProgress(bars.update))
+	}
+	var in any = art.Image
+	if art.Index != nil {
+		in = art.Index
+	}
+	res, err := optimize.Optimize(ctx, in, opts...)
+	if bars != nil {
+		bars.wait()
+	}
+	if err != nil {
+		return fmt.Errorf("optimizing %s: %w", src, err)
+	}
+	defer res.Close()
+	out := &imageref.Artifact{Image: res.Image, Index: res.Index}
+	if err := imageref.Write(ctx, dst, out, imageref.WithInsecure(g.insecure), imageref.WithLogger(g.logger())); err != nil {
+		return err
+	}
+	if err := res.Write(g.stdout, f.format); err != nil {
+		return err
+	}
+	if f.report != "" {
+		return writeReportFile(f.report, res)
+	}
+	return nil
+}
+
+// writeReportFile writes the summary, in the format the extension names,
+// by temp file and rename.
+func writeReportFile(path string, res *optimize.Result) error {
+	format := optimize.FormatText
+	switch {
+	case strings.HasSuffix(path, ".json"):
+		format = optimize.FormatJSON
+	case strings.HasSuffix(path, ".md"):
+		format = optimize.FormatMarkdown
+	}
+	return writeFileAtomic(path, func(w *bufio.Writer) error { return res.Write(w, format) })
+}
+
+func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
+	dir := "."
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		dir = path[:i+1]
+	}
+	tmp, err := os.CreateTemp(dir, ".coldstart-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	if err := fill(w); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// readPathList reads start-up paths, one per line; blank lines and lines
+// starting with # are skipped.
+func readPathList(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--prioritize: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--prioritize %s: %w", path, err)
+	}
+	return out, nil
+}

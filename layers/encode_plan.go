@@ -1,0 +1,449 @@
+package layers
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+)
+
+// Planning a lazy layer: index the input tar (headers and offsets only),
+// order its entries (prioritized first, then a landmark, then the rest), and
+// cut the uncompressed output stream into segments. Every segment becomes one
+// gzip member or zstd frame; a segment starts wherever a regular file's data
+// chunk must be addressable on its own. Segments are independent, so they can
+// be compressed in any order by any worker, always to the same bytes.
+
+const (
+	encBlock = 512
+	// encMaxHeaderRun closes a segment that grew this large from headers
+	// alone (long runs of directories or links), bounding a segment's size.
+	encMaxHeaderRun = 1 << 20
+	// encLandmarkContents is the single byte of a landmark file (estargz's).
+	encLandmarkContents = 0xf
+)
+
+// encPad is the padding after n bytes of tar data.
+func encPad(n int64) int64 { return (encBlock - n%encBlock) % encBlock }
+
+// encCleanName normalises an entry name the way estargz matches names:
+// "a/b", "/a/b", "./a/b" and "a/b/" are all "a/b"; the root is "".
+func encCleanName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// encEntry is one tar entry of the output stream: its header blocks, its
+// data and the padding after it, either as ranges of the input or literal.
+type encEntry struct {
+	hdr     *tar.Header
+	name    string // cleaned
+	hdrOff  int64  // header blocks (with any PAX / GNU long-name records) are src[hdrOff:dataOff]
+	dataOff int64
+	size    int64  // data bytes that follow the header in the archive
+	lit     []byte // literal header blocks, instead of src ranges
+	litData []byte // literal data, with lit
+}
+
+func (e *encEntry) pad() int64 { return encPad(e.size) }
+
+// encIndexTar reads the headers of src and returns its entries in archive
+// order, after dropping eStargz metadata entries and all but the last of
+// entries whose cleaned names repeat.
+func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error) {
+	sr := io.NewSectionReader(src, 0, src.Size())
+	tr := tar.NewReader(sr)
+	var all []*encEntry
+	var pos int64 // where the next header starts
+	for i := 0; ; i++ {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil && !(err == tar.ErrInsecurePath && h != nil) {
+			return nil, fmt.Errorf("%w: reading the tar header at offset %d: %v", ErrNotTar, pos, err)
+		}
+		dataOff, err := sr.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, err
+		}
+		if dataOff-pos < encBlock || (dataOff-pos)%encBlock != 0 {
+			return nil, fmt.Errorf("%w: entry %q: unexpected header layout at offset %d", ErrNotTar, h.Name, pos)
+		}
+		e := &encEntry{hdr: h, name: encCleanName(h.Name), hdrOff: pos, dataOff: dataOff}
+		switch h.Typeflag {
+		case tar.TypeReg:
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "GNU.sparse.") {
+					return nil, fmt.Errorf("%w: entry %q is a sparse file, which layers must not use", ErrNotTar, h.Name)
+				}
+			}
+			e.size = h.Size
+		case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		case tar.TypeGNUSparse:
+			return nil, fmt.Errorf("%w: entry %q is a sparse file, which layers must not use", ErrNotTar, h.Name)
+		case tar.TypeXGlobalHeader:
+			return nil, fmt.Errorf("%w: the archive has a PAX global header at offset %d, which cannot be kept when entries are reordered", ErrNotTar, pos)
+		default:
+			return nil, fmt.Errorf("%w: entry %q has unsupported type %q", ErrNotTar, h.Name, h.Typeflag)
+		}
+		end := dataOff + e.size + e.pad()
+		if dataOff+e.size > src.Size() {
+			return nil, fmt.Errorf("%w: entry %q: %v", ErrNotTar, h.Name, io.ErrUnexpectedEOF)
+		}
+		pos = end
+		switch e.name {
+		case estargz.TOCTarName, estargz.PrefetchLandmark, estargz.NoPrefetchLandmark:
+			continue // rebuilt by Encode
+		}
+		all = append(all, e)
+	}
+	// Keep the last of entries with the same name, at its place.
+	last := make(map[string]int, len(all))
+	for i, e := range all {
+		last[e.name] = i
+	}
+	if len(last) == len(all) {
+		return all, nil
+	}
+	kept := all[:0]
+	for i, e := range all {
+		if last[e.name] == i {
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
+}
+
+// encOrder puts the prioritized entries first (each after its parent
+// directories and its hard link target), then a landmark, then the others in
+// archive order. It returns the prioritized names that are missing.
+func encOrder(entries []*encEntry, prioritized []string) ([]*encEntry, []string) {
+	byName := make(map[string]int, len(entries))
+	for i, e := range entries {
+		byName[e.name] = i
+	}
+	moved := make([]bool, len(entries))
+	visiting := make(map[int]bool)
+	out := make([]*encEntry, 0, len(entries)+1)
+	var move func(i int)
+	move = func(i int) {
+		if moved[i] || visiting[i] {
+			return
+		}
+		visiting[i] = true
+		e := entries[i]
+		// Parent directories first, from the root down.
+		if e.name != "" {
+			parts := strings.Split(e.name, "/")
+			for k := 0; k < len(parts); k++ {
+				if j, ok := byName[strings.Join(parts[:k], "/")]; ok {
+					move(j)
+				}
+			}
+		}
+		if e.hdr.Typeflag == tar.TypeLink {
+			if j, ok := byName[encCleanName(e.hdr.Linkname)]; ok {
+				move(j)
+			}
+		}
+		delete(visiting, i)
+		moved[i] = true
+		out = append(out, e)
+	}
+	var missing []string
+	for _, p := range prioritized {
+		i, ok := byName[encCleanName(p)]
+		if !ok {
+			missing = append(missing, p)
+			continue
+		}
+		move(i)
+	}
+	name := estargz.NoPrefetchLandmark
+	if len(out) > 0 {
+		name = estargz.PrefetchLandmark
+	}
+	out = append(out, encLandmark(name))
+	for i, e := range entries {
+		if !moved[i] {
+			out = append(out, e)
+		}
+	}
+	return out, missing
+}
+
+// encLandmark makes a landmark entry: a one-byte regular file with the
+// header estargz gives it (mode 0, owned by root).
+func encLandmark(name string) *encEntry {
+	h := &tar.Header{
+		Name:     name,
+		Typeflag: tar.TypeReg,
+		Size:     1,
+		ModTime:  time.Unix(0, 0),
+		Format:   tar.FormatUSTAR,
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(h); err != nil {
+		panic(fmt.Sprintf("layers: writing the %s header: %v", name, err)) // constant input
+	}
+	return &encEntry{hdr: h, name: name, size: 1, lit: b.Bytes(), litData: []byte{encLandmarkContents}}
+}
+
+// encSpan is a piece of a segment: src[off:off+n] or lit. A span with toc >= 0
+// is the data of chunk toc, whose digest the worker records.
+type encSpan struct {
+	off, n int64
+	lit    []byte
+	toc    int
+}
+
+// encSeg is a segment: spans[first:end] of the plan, size bytes uncompressed.
+type encSeg struct {
+	first, end int
+	size       int64
+	input      int64 // bytes read from src, for progress
+}
+
+// encTOCEntry is an entry of the TOC JSON. Its fields are those of estargz's
+// TOCEntry (which stargz-snapshotter reads) plus those containers/storage
+// reads for zstd:chunked (endOffset, accesstime, changetime).
+type encTOCEntry struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type"`
+	Size        int64             `json:"size,omitempty"`
+	ModTime     string            `json:"modtime,omitempty"`
+	AccessTime  string            `json:"accesstime,omitempty"`
+	ChangeTime  string            `json:"changetime,omitempty"`
+	LinkName    string            `json:"linkName,omitempty"`
+	Mode        int64             `json:"mode,omitempty"`
+	UID         int               `json:"uid,omitempty"`
+	GID         int               `json:"gid,omitempty"`
+	Uname       string            `json:"userName,omitempty"`
+	Gname       string            `json:"groupName,omitempty"`
+	Offset      int64             `json:"offset,omitempty"`
+	EndOffset   int64             `json:"endOffset,omitempty"`
+	InnerOffset int64             `json:"innerOffset,omitempty"`
+	DevMajor    int64             `json:"devMajor,omitempty"`
+	DevMinor    int64             `json:"devMinor,omitempty"`
+	Xattrs      map[string][]byte `json:"xattrs,omitempty"`
+	Digest      string            `json:"digest,omitempty"`
+	ChunkOffset int64             `json:"chunkOffset,omitempty"`
+	ChunkSize   int64             `json:"chunkSize,omitempty"`
+	ChunkDigest string            `json:"chunkDigest,omitempty"`
+}
+
+// encTOC is the TOC JSON document.
+type encTOC struct {
+	Version        int            `json:"version"`
+	Entries        []*encTOCEntry `json:"entries"`
+	TarSplitDigest string         `json:"tarSplitDigest,omitempty"`
+}
+
+// encPlan is the complete layout of a lazy layer.
+type encPlan struct {
+	entries []*encEntry // output order
+	spans   []encSpan
+	segs    []encSeg
+	toc     []*encTOCEntry
+	tocSeg  []int // segment where each TOC entry's data starts, -1 if none
+	// lastSeg is the segment holding the last chunk of each regular file,
+	// by the index of its first TOC entry (zstd:chunked endOffset).
+	lastSeg map[int]int
+	// multi lists the regular files of more than one chunk: their whole-file
+	// digest is taken by the sequential hasher.
+	multi map[*encEntry]int // entry -> TOC index of its "reg" entry
+	// chunkDigest receives the digest of each chunk, by TOC index.
+	chunkDigest []string
+	// trailer is the end-of-archive bytes inside the last segment
+	// (zstd:chunked; eStargz ends with the TOC entry instead).
+	trailer []byte
+	missing []string
+}
+
+// encTypeName maps a tar type to the TOC's type names.
+func encTypeName(t byte) string {
+	switch t {
+	case tar.TypeReg:
+		return "reg"
+	case tar.TypeDir:
+		return "dir"
+	case tar.TypeSymlink:
+		return "symlink"
+	case tar.TypeLink:
+		return "hardlink"
+	case tar.TypeChar:
+		return "char"
+	case tar.TypeBlock:
+		return "block"
+	case tar.TypeFifo:
+		return "fifo"
+	}
+	return ""
+}
+
+// encTime formats a time for the TOC: empty for the zero time and the epoch
+// (as estargz does), else RFC 3339 in UTC with the full precision of the tar
+// header, which estargz and containers/storage both parse.
+func encTime(t time.Time) string {
+	if t.IsZero() || t.Unix() == 0 && t.Nanosecond() == 0 {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// encMakePlan orders the entries and cuts the output stream into segments.
+func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
+	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}}
+	p.entries, p.missing = encOrder(entries, opt.Prioritized)
+	zstdChunked := opt.Format == FormatZstdChunked
+	chunk := int64(opt.ChunkSize)
+
+	var cur encSeg
+	cut := func() {
+		if cur.end > cur.first {
+			p.segs = append(p.segs, cur)
+		}
+		cur = encSeg{first: len(p.spans), end: len(p.spans)}
+	}
+	add := func(s encSpan) {
+		if s.n == 0 {
+			return
+		}
+		if n := len(p.spans); cur.end > cur.first && s.lit == nil && s.toc < 0 {
+			if l := &p.spans[n-1]; l.lit == nil && l.toc < 0 && l.off+l.n == s.off {
+				l.n += s.n
+				cur.size += s.n
+				cur.input += s.n
+				return
+			}
+		}
+		p.spans = append(p.spans, s)
+		cur.end = len(p.spans)
+		cur.size += s.n
+		if s.lit == nil {
+			cur.input += s.n
+		}
+	}
+	newTOC := func(te *encTOCEntry, seg int) int {
+		p.toc = append(p.toc, te)
+		p.tocSeg = append(p.tocSeg, seg)
+		return len(p.toc) - 1
+	}
+
+	unames, gnames := map[int]string{}, map[int]string{}
+	ifChanged := func(m map[int]string, id int, name string) string {
+		if name == "" || m[id] == name {
+			return ""
+		}
+		m[id] = name
+		return name
+	}
+	afterLandmark := false
+	for _, e := range p.entries {
+		h := e.hdr
+		if cur.size >= encMaxHeaderRun {
+			cut()
+		}
+		if e.lit != nil {
+			add(encSpan{n: int64(len(e.lit)), lit: e.lit, toc: -1})
+		} else {
+			add(encSpan{off: e.hdrOff, n: e.dataOff - e.hdrOff, toc: -1})
+		}
+		te := &encTOCEntry{
+			Name:    h.Name,
+			Type:    encTypeName(h.Typeflag),
+			Size:    h.Size,
+			ModTime: encTime(h.ModTime),
+			Mode:    h.Mode,
+			UID:     h.Uid,
+			GID:     h.Gid,
+			Uname:   ifChanged(unames, h.Uid, h.Uname),
+			Gname:   ifChanged(gnames, h.Gid, h.Gname),
+		}
+		if zstdChunked {
+			te.AccessTime = encTime(h.AccessTime)
+			te.ChangeTime = encTime(h.ChangeTime)
+		}
+		switch h.Typeflag {
+		case tar.TypeLink, tar.TypeSymlink:
+			te.LinkName = h.Linkname
+		case tar.TypeChar, tar.TypeBlock:
+			te.DevMajor, te.DevMinor = h.Devmajor, h.Devminor
+		}
+		for k, v := range h.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if te.Xattrs == nil {
+					te.Xattrs = map[string][]byte{}
+				}
+				te.Xattrs[x] = []byte(v)
+			}
+		}
+		if h.Typeflag != tar.TypeReg || e.size == 0 {
+			if h.Typeflag == tar.TypeReg && !zstdChunked {
+				te.Digest = encEmptyDigest // estargz records it; containers/storage leaves it out
+			}
+			newTOC(te, -1)
+			continue
+		}
+
+		landmark := e.lit != nil
+		regIdx := -1
+		for off := int64(0); off < e.size; off += chunk {
+			n := min(chunk, e.size-off)
+			if opt.MinChunkSize == 0 || cur.size >= int64(opt.MinChunkSize) || landmark || afterLandmark {
+				cut()
+			}
+			afterLandmark = false
+			ce := te
+			if off > 0 {
+				ce = &encTOCEntry{Name: h.Name, Type: "chunk"}
+			}
+			ce.ChunkOffset = off
+			if e.size > chunk {
+				ce.ChunkSize = n
+			}
+			ce.InnerOffset = cur.size
+			idx := newTOC(ce, len(p.segs))
+			if off == 0 {
+				regIdx = idx
+			}
+			if landmark {
+				add(encSpan{n: n, lit: e.litData, toc: idx})
+			} else {
+				add(encSpan{off: e.dataOff + off, n: n, toc: idx})
+			}
+		}
+		p.lastSeg[regIdx] = len(p.segs)
+		if e.size > chunk {
+			p.multi[e] = regIdx
+		}
+		afterLandmark = landmark
+		if landmark {
+			add(encSpan{n: e.pad(), lit: make([]byte, e.pad()), toc: -1})
+		} else {
+			add(encSpan{off: e.dataOff + e.size, n: e.pad(), toc: -1})
+		}
+	}
+	if zstdChunked {
+		p.trailer = make([]byte, 2*encBlock)
+		add(encSpan{n: int64(len(p.trailer)), lit: p.trailer, toc: -1})
+	}
+	cut()
+	p.chunkDigest = make([]string, len(p.toc))
+	return p
+}
+
+// encEmptyDigest is the digest of no bytes.
+const encEmptyDigest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

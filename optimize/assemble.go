@@ -1,0 +1,308 @@
+package optimize
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+
+	"github.com/coldstart-dev/coldstart/layers"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// fileLayer is a converted layer whose blob is a file.
+type fileLayer struct {
+	path string
+	enc  *layers.Encoded
+	mt   types.MediaType
+}
+
+func newFileLayer(path string, enc *layers.Encoded) *fileLayer {
+	return &fileLayer{path: path, enc: enc, mt: enc.MediaType}
+}
+
+func (l *fileLayer) Digest() (v1.Hash, error)            { return l.enc.Digest, nil }
+func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.enc.DiffID, nil }
+func (l *fileLayer) Size() (int64, error)                { return l.enc.Size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	dec, _, err := layers.Decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &readCloser{Reader: dec, close: func() error { dec.Close(); return f.Close() }}, nil
+}
+
+// Descriptor carries the layer annotations into manifests.
+func (l *fileLayer) Descriptor() (*v1.Descriptor, error) {
+	return &v1.Descriptor{MediaType: l.mt, Size: l.enc.Size, Digest: l.enc.Digest, Annotations: maps.Clone(l.enc.Annotations)}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r *readCloser) Close() error { return r.close() }
+
+// outImage is an assembled image: a manifest, a config and layers.
+type outImage struct {
+	rawManifest []byte
+	rawConfig   []byte
+	mediaType   types.MediaType
+	layers      map[v1.Hash]v1.Layer
+}
+
+func (i *outImage) RawConfigFile() ([]byte, error)      { return i.rawConfig, nil }
+func (i *outImage) MediaType() (types.MediaType, error) { return i.mediaType, nil }
+func (i *outImage) RawManifest() ([]byte, error)        { return i.rawManifest, nil }
+func (i *outImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if l, ok := i.layers[h]; ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("image has no layer %s", h)
+}
+
+// assembleImage builds the image that has src's config and manifest with the
+// layers replaced by ls: config diff_ids are updated (every other config
+// field is kept as it is), layer descriptors carry the new digests, sizes,
+// media types and annotations, and the manifest gets annots.
+func assembleImage(src v1.Image, ls []v1.Layer, annots map[string]string) (v1.Image, error) {
+	m, err := src.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	m = m.DeepCopy()
+	rawCfg, err := src.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(ls) != len(m.Layers) {
+		return nil, fmt.Errorf("manifest has %d layers, %d given", len(m.Layers), len(ls))
+	}
+	docker := m.MediaType == types.DockerManifestSchema2
+	diffIDs := make([]v1.Hash, len(ls))
+	byDigest := map[v1.Hash]v1.Layer{}
+	for i, l := range ls {
+		d, err := partial.Descriptor(l)
+		if err != nil {
+			return nil, err
+		}
+		if diffIDs[i], err = l.DiffID(); err != nil {
+			return nil, err
+		}
+		if _, ok := l.(*fileLayer); ok {
+			desc := *d
+			if docker && desc.MediaType == types.OCILayer {
+				desc.MediaType = types.DockerLayer
+			}
+			if docker && desc.MediaType == types.OCILayerZStd {
+				docker = false // zstd needs an OCI manifest; converted below
+			}
+			m.Layers[i] = desc
+		}
+		byDigest[m.Layers[i].Digest] = l
+	}
+	if m.MediaType == types.DockerManifestSchema2 && !docker {
+		m.MediaType = types.OCIManifestSchema1
+		m.Config.MediaType = types.OCIConfigJSON
+		for i := range m.Layers {
+			switch m.Layers[i].MediaType {
+			case types.DockerLayer:
+				m.Layers[i].MediaType = types.OCILayer
+			case types.DockerForeignLayer:
+				m.Layers[i].MediaType = types.OCIRestrictedLayer
+			}
+		}
+	}
+	for i := range ls {
+		if fl, ok := ls[i].(*fileLayer); ok {
+			fl.mt = m.Layers[i].MediaType
+		}
+	}
+	newCfg, err := replaceDiffIDs(rawCfg, diffIDs)
+	if err != nil {
+		return nil, err
+	}
+	m.Config.Digest, m.Config.Size = sha256Hash(newCfg), int64(len(newCfg))
+	if len(annots) > 0 {
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		maps.Copy(m.Annotations, annots)
+	}
+	rawMan, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return partial.CompressedToImage(&outImage{rawManifest: rawMan, rawConfig: newCfg, mediaType: m.MediaType, layers: byDigest})
+}
+
+// replaceDiffIDs sets rootfs.diff_ids in a raw config and keeps every other
+// field, including those ggcr's ConfigFile does not know.
+func replaceDiffIDs(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("parsing config: %w", err)
+	}
+	var rootfs map[string]json.RawMessage
+	if r, ok := cfg["rootfs"]; ok {
+		if err := json.Unmarshal(r, &rootfs); err != nil {
+			return nil, fmt.Errorf("parsing config rootfs: %w", err)
+		}
+	}
+	if rootfs == nil {
+		rootfs = map[string]json.RawMessage{"type": json.RawMessage(`"layers"`)}
+	}
+	ids, err := json.Marshal(diffIDs)
+	if err != nil {
+		return nil, err
+	}
+	rootfs["diff_ids"] = ids
+	if cfg["rootfs"], err = json.Marshal(rootfs); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+func sha256Hash(b []byte) v1.Hash {
+	s := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
+}
+
+// outIndex is an index whose children were optimized.
+type outIndex struct {
+	src      v1.ImageIndex
+	raw      []byte
+	manifest *v1.IndexManifest
+	images   map[v1.Hash]v1.Image
+	indexes  map[v1.Hash]v1.ImageIndex
+}
+
+func (x *outIndex) MediaType() (types.MediaType, error) { return x.manifest.MediaType, nil }
+func (x *outIndex) Digest() (v1.Hash, error)            { return sha256Hash(x.raw), nil }
+func (x *outIndex) Size() (int64, error)                { return int64(len(x.raw)), nil }
+func (x *outIndex) IndexManifest() (*v1.IndexManifest, error) {
+	return x.manifest.DeepCopy(), nil
+}
+func (x *outIndex) RawManifest() ([]byte, error) { return x.raw, nil }
+func (x *outIndex) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := x.images[h]; ok {
+		return img, nil
+	}
+	return x.src.Image(h)
+}
+func (x *outIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	if idx, ok := x.indexes[h]; ok {
+		return idx, nil
+	}
+	return x.src.ImageIndex(h)
+}
+
+// optimizeIndex optimizes every image of idx and of the indexes nested in
+// it; other entries (attestations, unknown artifacts) stay as they are.
+func (o *options) optimizeIndex(ctx context.Context, idx v1.ImageIndex, tmp *tempDir) (v1.ImageIndex, []*ImageResult, error) {
+	return o.optimizeIndexDepth(ctx, idx, tmp, nil)
+}
+
+func (o *options) optimizeIndexDepth(ctx context.Context, idx v1.ImageIndex, tmp *tempDir, seen []v1.Hash) (v1.ImageIndex, []*ImageResult, error) {
+	d, err := idx.Digest()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range seen {
+		if s == d {
+			return nil, nil, fmt.Errorf("index %s contains itself", d)
+		}
+	}
+	if len(seen) >= maxIndexDepth {
+		return nil, nil, fmt.Errorf("index %s: indexes nest more than %d deep", d, maxIndexDepth)
+	}
+	seen = append(seen, d)
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("index %s: %w", d, err)
+	}
+	out := &outIndex{src: idx, manifest: im.DeepCopy(), images: map[v1.Hash]v1.Image{}, indexes: map[v1.Hash]v1.ImageIndex{}}
+	var results []*ImageResult
+	changed := false
+	for i, desc := range im.Manifests {
+		switch {
+		case desc.MediaType.IsImage():
+			if desc.Platform == nil && desc.Annotations["vnd.docker.reference.type"] != "" {
+				continue // an attestation manifest: not a runnable image
+			}
+			img, err := idx.Image(desc.Digest)
+			if err != nil {
+				return nil, nil, fmt.Errorf("index %s: image %s: %w", d, desc.Digest, err)
+			}
+			nimg, ir, err := o.optimizeImage(ctx, img, &desc, tmp)
+			if err != nil {
+				return nil, nil, err
+			}
+			results = append(results, ir)
+			nd, err := partial.Descriptor(nimg)
+			if err != nil {
+				return nil, nil, err
+			}
+			if nd.Digest != desc.Digest {
+				changed = true
+				out.manifest.Manifests[i].Digest, out.manifest.Manifests[i].Size = nd.Digest, nd.Size
+				out.manifest.Manifests[i].MediaType = nd.MediaType
+				out.images[nd.Digest] = nimg
+			}
+		case desc.MediaType.IsIndex():
+			child, err := idx.ImageIndex(desc.Digest)
+			if err != nil {
+				return nil, nil, fmt.Errorf("index %s: index %s: %w", d, desc.Digest, err)
+			}
+			nchild, irs, err := o.optimizeIndexDepth(ctx, child, tmp, seen)
+			if err != nil {
+				return nil, nil, err
+			}
+			results = append(results, irs...)
+			nd, err := nchild.Digest()
+			if err != nil {
+				return nil, nil, err
+			}
+			if nd != desc.Digest {
+				changed = true
+				sz, _ := nchild.Size()
+				out.manifest.Manifests[i].Digest, out.manifest.Manifests[i].Size = nd, sz
+				out.indexes[nd] = nchild
+			}
+		}
+	}
+	if !changed {
+		return idx, results, nil
+	}
+	if a := o.annotations(); len(a) > 0 {
+		if out.manifest.Annotations == nil {
+			out.manifest.Annotations = map[string]string{}
+		}
+		maps.Copy(out.manifest.Annotations, a)
+	}
+	if out.raw, err = json.Marshal(out.manifest); err != nil {
+		return nil, nil, err
+	}
+	return out, results, nil
+}

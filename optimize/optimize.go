@@ -1,0 +1,381 @@
+package optimize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/coldstart-dev/coldstart/layers"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// Action is what happened to one layer.
+type Action string
+
+// Actions.
+const (
+	// ActionKept: the output layer is the input layer, byte-identical.
+	ActionKept Action = "kept"
+	// ActionRewritten: the layer was converted in this run.
+	ActionRewritten Action = "rewritten"
+	// ActionReused: the converted layer came from the conversion cache.
+	ActionReused Action = "reused"
+)
+
+// LayerResult says what was done to one layer and why.
+type LayerResult struct {
+	InputDigest  string `json:"inputDigest"`
+	OutputDigest string `json:"outputDigest"`
+	Action       Action `json:"action"`
+	Reason       string `json:"reason"`
+	// MediaType of the output layer.
+	MediaType string `json:"mediaType"`
+	// SizeBefore and SizeAfter are the compressed sizes.
+	SizeBefore int64 `json:"sizeBefore"`
+	SizeAfter  int64 `json:"sizeAfter"`
+	// DroppedEntries and DroppedBytes count what dedupe removed.
+	DroppedEntries int   `json:"droppedEntries,omitempty"`
+	DroppedBytes   int64 `json:"droppedBytes,omitempty"`
+	// Prioritized is the number of entries moved to the front.
+	Prioritized int    `json:"prioritized,omitempty"`
+	TOCDigest   string `json:"tocDigest,omitempty"`
+}
+
+// ImageResult says what was done to one image.
+type ImageResult struct {
+	Platform     string        `json:"platform,omitempty"`
+	InputDigest  string        `json:"inputDigest"`
+	OutputDigest string        `json:"outputDigest"`
+	Layers       []LayerResult `json:"layers"`
+	// BasePolicy is the policy applied to base layers ("" without a base)
+	// and BasePolicyReason why it was chosen.
+	BasePolicy       string `json:"basePolicy,omitempty"`
+	BasePolicyReason string `json:"basePolicyReason,omitempty"`
+	// MissingPrioritized lists start-up paths not found in the image.
+	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
+	BytesBefore        int64    `json:"bytesBefore"`
+	BytesAfter         int64    `json:"bytesAfter"`
+	RemovedBytes       int64    `json:"removedBytes"`
+}
+
+// Result says what Optimize did. The image or index it returns reads the
+// converted layers from temporary files until Close is called: write it
+// first.
+type Result struct {
+	// Digest is the digest of the output image or index.
+	Digest string         `json:"digest"`
+	Images []*ImageResult `json:"images"`
+	// BytesBefore and BytesAfter sum the compressed layer sizes of every
+	// image; RemovedBytes sums the file bytes dedupe dropped.
+	BytesBefore  int64 `json:"bytesBefore"`
+	BytesAfter   int64 `json:"bytesAfter"`
+	RemovedBytes int64 `json:"removedBytes"`
+	// Layers lists every layer result of every image, in order.
+	Layers []LayerResult `json:"layers"`
+
+	Image v1.Image      `json:"-"`
+	Index v1.ImageIndex `json:"-"`
+
+	tmp *tempDir
+}
+
+// Close removes the temporary files behind the output.
+func (r *Result) Close() error {
+	if r == nil || r.tmp == nil {
+		return nil
+	}
+	return r.tmp.remove()
+}
+
+// Optimize optimizes an image (src is a v1.Image) or every image of an index
+// (src is a v1.ImageIndex). See the package documentation for what it does.
+// On success the caller must Close the result after writing its output.
+func Optimize(ctx context.Context, src any, opts ...Option) (_ *Result, err error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.resolveBases(ctx); err != nil {
+		return nil, err
+	}
+	tmp, err := newTempDir(o.tempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.remove()
+		}
+	}()
+	res := &Result{tmp: tmp}
+	switch s := src.(type) {
+	case v1.Image:
+		img, ir, err := o.optimizeImage(ctx, s, nil, tmp)
+		if err != nil {
+			return nil, err
+		}
+		res.Image = img
+		res.Images = []*ImageResult{ir}
+	case v1.ImageIndex:
+		idx, irs, err := o.optimizeIndex(ctx, s, tmp)
+		if err != nil {
+			return nil, err
+		}
+		res.Index = idx
+		res.Images = irs
+	default:
+		return nil, fmt.Errorf("optimize: source is %T, want a v1.Image or v1.ImageIndex", src)
+	}
+	var d v1.Hash
+	if res.Index != nil {
+		d, err = res.Index.Digest()
+	} else {
+		d, err = res.Image.Digest()
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Digest = d.String()
+	res.Layers = []LayerResult{}
+	for _, ir := range res.Images {
+		res.BytesBefore += ir.BytesBefore
+		res.BytesAfter += ir.BytesAfter
+		res.RemovedBytes += ir.RemovedBytes
+		res.Layers = append(res.Layers, ir.Layers...)
+	}
+	return res, nil
+}
+
+// optimizeImage optimizes one image. desc is its descriptor in an index, if
+// any.
+func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Descriptor, tmp *tempDir) (v1.Image, *ImageResult, error) {
+	inDigest, err := img.Digest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading image digest: %w", err)
+	}
+	wrap := func(err error) error { return fmt.Errorf("image %s: %w", inDigest, err) }
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, nil, wrap(fmt.Errorf("listing layers: %w", err))
+	}
+	idxs, err := o.indexImage(ctx, img)
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	ov, err := layers.Merge(idxs...)
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	ir := &ImageResult{InputDigest: inDigest.String(), Layers: make([]LayerResult, len(ls))}
+	if desc != nil && desc.Platform != nil {
+		ir.Platform = desc.Platform.String()
+	}
+	roles, reasons := o.roles(idxs, ir)
+	p := makePlan(ov, roles, reasons, o.dedupe)
+	prio, err := o.startupFiles(ctx, img, ov)
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	p.prioritize(prio)
+	ir.MissingPrioritized = p.missing
+
+	out := make([]v1.Layer, len(ls))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.concurrency)
+	for i := range ls {
+		lp := p.layers[i]
+		idx := idxs[i]
+		lr := &ir.Layers[i]
+		lr.InputDigest = idx.Digest.String()
+		lr.SizeBefore = idx.Size
+		lr.Reason = lp.reason
+		if lp.role == RoleKeep {
+			out[i] = ls[i]
+			lr.Action = ActionKept
+			lr.OutputDigest = lr.InputDigest
+			lr.SizeAfter = idx.Size
+			lr.MediaType = string(idx.MediaType)
+			if idx.TOCDigest.Hex != "" {
+				lr.TOCDigest = idx.TOCDigest.String()
+			}
+			continue
+		}
+		g.Go(func() error {
+			nl, enc, err := o.convertLayer(gctx, ls[i], idx, lp, tmp)
+			if err != nil {
+				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
+			}
+			out[i] = nl
+			lr.Action = ActionRewritten
+			lr.OutputDigest = enc.Digest.String()
+			lr.SizeAfter = enc.Size
+			lr.MediaType = string(enc.MediaType)
+			lr.DroppedEntries = lp.droppedFiles
+			lr.DroppedBytes = lp.droppedBytes
+			lr.Prioritized = len(lp.prioritized) - len(enc.MissingPrioritized)
+			if enc.TOCDigest.Hex != "" {
+				lr.TOCDigest = enc.TOCDigest.String()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, wrap(err)
+	}
+	for _, lr := range ir.Layers {
+		ir.BytesBefore += lr.SizeBefore
+		ir.BytesAfter += lr.SizeAfter
+		ir.RemovedBytes += lr.DroppedBytes
+	}
+	changed := false
+	for i := range ls {
+		if ir.Layers[i].Action != ActionKept {
+			changed = true
+		}
+	}
+	if !changed {
+		ir.OutputDigest = ir.InputDigest
+		return img, ir, nil
+	}
+	newImg, err := assembleImage(img, out, o.annotations())
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	d, err := newImg.Digest()
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	ir.OutputDigest = d.String()
+	return newImg, ir, nil
+}
+
+// roles decides, per layer, whether it is kept, converted or rewritten.
+func (o *options) roles(idxs []*layers.Index, ir *ImageResult) ([]Role, []string) {
+	roles := make([]Role, len(idxs))
+	reasons := make([]string, len(idxs))
+	policy := o.basePolicy
+	if len(o.baseLayers) > 0 {
+		if policy == BaseAuto {
+			policy, ir.BasePolicyReason = o.chooseBasePolicy(idxs)
+		} else {
+			ir.BasePolicyReason = "set by option"
+		}
+		ir.BasePolicy = policy.String()
+	}
+	for i, idx := range idxs {
+		roles[i], reasons[i] = RoleRewrite, "converted"
+		switch {
+		case idx.Foreign:
+			roles[i], reasons[i] = RoleKeep, "foreign (non-distributable) layer: left as it is"
+		case o.cachedLayers[idx.Digest]:
+			roles[i], reasons[i] = RoleKeep, "cached on nodes (given digest): kept byte-identical"
+		case o.baseLayers[idx.Digest] && policy == BaseKeep:
+			roles[i], reasons[i] = RoleKeep, "base image layer: kept byte-identical"
+		case o.baseLayers[idx.Digest]:
+			roles[i], reasons[i] = RoleConvert, "base image layer: converted as it is, so every image on this base shares it"
+		case idx.Lazy != layers.NotLazy && !o.force:
+			roles[i], reasons[i] = RoleKeep, fmt.Sprintf("already %s: kept byte-identical", idx.Lazy)
+		case o.dedupe:
+			reasons[i] = "deduped and converted"
+		}
+	}
+	return roles, reasons
+}
+
+// convertLayer writes the layer's kept entries to a temporary tar, encodes
+// it into a temporary blob, and returns a layer backed by that blob.
+func (o *options) convertLayer(ctx context.Context, l v1.Layer, idx *layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening blob: %w", err)
+	}
+	defer rc.Close()
+	tarFile, err := tmp.create("tar-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tmp.discard(tarFile)
+	keep := func(i int) bool { return lp.keep[i] }
+	if lp.role == RoleConvert {
+		keep = func(int) bool { return true }
+	}
+	n, err := layers.Rewrite(ctx, rc, idx, keep, tarFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, err := tmp.create("blob-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	eo := o.encode
+	if lp.role == RoleRewrite {
+		eo.Prioritized = lp.prioritized
+	}
+	if o.progress != nil {
+		digest := idx.Digest.String()
+		var done int64
+		var mu sync.Mutex
+		eo.Progress = func(k int64) {
+			mu.Lock()
+			done += k
+			d := done
+			mu.Unlock()
+			o.progress(Progress{Layer: digest, Done: d, Total: n})
+		}
+	}
+	enc, err := layers.Encode(ctx, io.NewSectionReader(tarFile, 0, n), blob, eo)
+	if err != nil {
+		tmp.discard(blob)
+		return nil, nil, err
+	}
+	if err := blob.Close(); err != nil {
+		tmp.discard(blob)
+		return nil, nil, err
+	}
+	return newFileLayer(blob.Name(), enc), enc, nil
+}
+
+// Progress reports bytes encoded of one layer.
+type Progress struct {
+	// Layer is the input layer digest.
+	Layer string
+	// Done and Total count uncompressed tar bytes.
+	Done, Total int64
+}
+
+// tempDir holds the temporary files of one Optimize call.
+type tempDir struct {
+	dir string
+}
+
+func newTempDir(parent string) (*tempDir, error) {
+	d, err := os.MkdirTemp(parent, "coldstart-")
+	if err != nil {
+		return nil, fmt.Errorf("creating temporary directory: %w", err)
+	}
+	return &tempDir{dir: d}, nil
+}
+
+func (t *tempDir) create(pattern string) (*os.File, error) {
+	f, err := os.CreateTemp(t.dir, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("creating temporary file: %w", err)
+	}
+	return f, nil
+}
+
+func (t *tempDir) discard(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
+func (t *tempDir) remove() error {
+	if err := os.RemoveAll(t.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

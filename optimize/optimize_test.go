@@ -1,0 +1,303 @@
+package optimize_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+)
+
+func buildImage(t testing.TB, ls []testimage.Layer) v1.Image {
+	t.Helper()
+	var vls []v1.Layer
+	for _, l := range ls {
+		vl, err := l.Compressed(compression.GZip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vls = append(vls, vl)
+	}
+	img, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, vls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func optimizeImage(t testing.TB, img v1.Image, opts ...optimize.Option) (v1.Image, *optimize.Result) {
+	t.Helper()
+	opts = append([]optimize.Option{optimize.WithTempDir(t.TempDir())}, opts...)
+	res, err := optimize.Optimize(context.Background(), img, opts...)
+	if err != nil {
+		t.Fatalf("optimize: %v", err)
+	}
+	t.Cleanup(func() { res.Close() })
+	return res.Image, res
+}
+
+func mustVerify(t testing.TB, src, dst any) {
+	t.Helper()
+	v, err := optimize.Verify(context.Background(), src, dst, optimize.WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !v.OK {
+		for _, iv := range v.Images {
+			for _, d := range iv.Differences {
+				t.Errorf("difference: %s", d)
+			}
+		}
+		t.FailNow()
+	}
+}
+
+var formats = []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked, layers.FormatGzip, layers.FormatZstd}
+
+// TestEquivalence: on random layered images, for every target encoding, the
+// optimized image has the same merged filesystem and validates.
+func TestEquivalence(t *testing.T) {
+	seeds := 12
+	if testing.Short() {
+		seeds = 4
+	}
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) {
+			for seed := range uint64(seeds) {
+				r := rand.New(rand.NewPCG(seed, 7))
+				ls := testimage.Random(r, testimage.RandomOptions{Layers: 2 + int(seed%4), Specials: seed%2 == 0})
+				src := buildImage(t, ls)
+				out, res := optimizeImage(t, src, optimize.WithFormat(f))
+				// ggcr's validate reads layers with gzip only: for zstd
+				// layers it checks the structure, and Verify (which indexes
+				// every layer against its digest and diff_id) the bytes.
+				var vopts []validate.Option
+				if f == layers.FormatZstd || f == layers.FormatZstdChunked {
+					vopts = append(vopts, validate.Fast)
+				}
+				if err := validate.Image(out, vopts...); err != nil {
+					t.Fatalf("seed %d: validate: %v", seed, err)
+				}
+				mustVerify(t, src, out)
+				for _, l := range res.Layers {
+					if l.Action != optimize.ActionRewritten {
+						t.Errorf("seed %d: layer %s: action %s, want rewritten", seed, l.InputDigest, l.Action)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDedupeRemovesWaste: what no container sees is gone, the rest stays.
+func TestDedupeRemovesWaste(t *testing.T) {
+	big := string(make([]byte, 10000))
+	src := buildImage(t, []testimage.Layer{
+		{testimage.Dir("app", 0o755), testimage.File("app/big", big), testimage.File("app/keep", "k"), testimage.File("app/bin", "bin")},
+		{testimage.Whiteout("app/big"), testimage.File("app/bin", "bin")},
+		{testimage.File("app/bin", "bin", testimage.Mode(0o755))},
+	})
+	out, res := optimizeImage(t, src)
+	mustVerify(t, src, out)
+	if res.RemovedBytes < 10000 {
+		t.Errorf("removed %d bytes, want at least the 10000 of app/big", res.RemovedBytes)
+	}
+	a, err := optimize.Analyze(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.WastedBytes != 0 {
+		t.Errorf("optimized image still wastes %d bytes: %+v", a.WastedBytes, a.TopWasted)
+	}
+	// The whiteout hid nothing that stays below it, so it is gone too.
+	idxs, err := optimize.IndexImage(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range idxs[1].Entries {
+		if e.Type == layers.TypeWhiteout {
+			t.Errorf("layer 1 keeps the useless whiteout of %s", e.Path)
+		}
+	}
+}
+
+// TestDeterminism: the same input and options give the same digest across
+// runs and across GOMAXPROCS.
+func TestDeterminism(t *testing.T) {
+	r := rand.New(rand.NewPCG(99, 1))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 4, MaxFileSize: 1 << 16}))
+	for _, f := range formats {
+		var first string
+		for _, procs := range []int{1, 2, 8} {
+			prev := runtime.GOMAXPROCS(procs)
+			_, res := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithConcurrency(procs))
+			runtime.GOMAXPROCS(prev)
+			if first == "" {
+				first = res.Digest
+			} else if res.Digest != first {
+				t.Errorf("%s: GOMAXPROCS %d gave %s, want %s", f, procs, res.Digest, first)
+			}
+		}
+	}
+}
+
+// TestBaseKeep: with a base image and BaseKeep, every base layer keeps its
+// digest; the others change.
+func TestBaseKeep(t *testing.T) {
+	base := buildImage(t, []testimage.Layer{
+		{testimage.Dir("etc", 0o755), testimage.File("etc/os-release", "debian"), testimage.File("etc/junk", "junk")},
+		{testimage.File("etc/motd", "hi")},
+	})
+	baseLayers, _ := base.Layers()
+	app, err := testimage.Layer{testimage.Whiteout("etc/junk"), testimage.File("etc/motd", "hello")}.Compressed(compression.GZip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := testimage.Image(v1.Config{}, append(append([]v1.Layer{}, baseLayers...), app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, policy := range []optimize.BasePolicy{optimize.BaseKeep, optimize.BaseConvert} {
+		t.Run(policy.String(), func(t *testing.T) {
+			out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(policy))
+			mustVerify(t, src, out)
+			outLayers, _ := out.Layers()
+			for i := range baseLayers {
+				bd, _ := baseLayers[i].Digest()
+				od, _ := outLayers[i].Digest()
+				if kept := bd == od; kept != (policy == optimize.BaseKeep) {
+					t.Errorf("base layer %d: digest %s -> %s (%s)", i, bd, od, res.Layers[i].Reason)
+				}
+			}
+			ad, _ := app.Digest()
+			if od, _ := outLayers[2].Digest(); od == ad {
+				t.Errorf("app layer was not converted")
+			}
+			// The whiteout still hides etc/junk of the base: it must stay.
+			if _, err := out.Digest(); err != nil {
+				t.Fatal(err)
+			}
+			if policy == optimize.BaseConvert {
+				// Converting the base alone gives the same base digests.
+				bout, _ := optimizeImage(t, base, optimize.WithBaseImage(base), optimize.WithBasePolicy(policy))
+				bls, _ := bout.Layers()
+				for i := range bls {
+					a, _ := bls[i].Digest()
+					b, _ := outLayers[i].Digest()
+					if a != b {
+						t.Errorf("converted base layer %d: %s alone, %s under the app", i, a, b)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLazyLayersKept: already-lazy layers stay unless forced.
+func TestLazyLayersKept(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("a", "a")}, {testimage.File("b", "b")}})
+	once, _ := optimizeImage(t, src)
+	twice, res := optimizeImage(t, once)
+	d1, _ := once.Digest()
+	d2, _ := twice.Digest()
+	if d1 != d2 {
+		t.Errorf("re-optimizing changed the digest: %s -> %s", d1, d2)
+	}
+	for _, l := range res.Layers {
+		if l.Action != optimize.ActionKept {
+			t.Errorf("layer %s: %s (%s), want kept", l.InputDigest, l.Action, l.Reason)
+		}
+	}
+	forced, res := optimizeImage(t, once, optimize.WithForce(true), optimize.WithFormat(layers.FormatZstdChunked))
+	mustVerify(t, src, forced)
+	for _, l := range res.Layers {
+		if l.Action != optimize.ActionRewritten {
+			t.Errorf("forced: layer %s: %s", l.InputDigest, l.Action)
+		}
+	}
+}
+
+// TestPrioritizeThroughLinks: prioritized paths are resolved through the
+// image's symlinks (merged /usr), and the links and the real files go first
+// in the layers that provide them, in order.
+func TestPrioritizeThroughLinks(t *testing.T) {
+	D := func(n string) testimage.Entry { return testimage.Dir(n, 0o755) }
+	src := buildImage(t, []testimage.Layer{
+		{D("usr"), D("usr/lib"), D("usr/bin"), testimage.Symlink("lib", "usr/lib"), testimage.Symlink("bin", "usr/bin"),
+			D("usr/lib/x86_64-linux-gnu"), testimage.File("usr/lib/x86_64-linux-gnu/libc.so.6", "libc"),
+			testimage.File("usr/lib/other", "other")},
+		{testimage.File("usr/bin/python3.11", "python"), testimage.Symlink("usr/bin/python3", "python3.11"),
+			testimage.File("usr/bin/zzz", "z")},
+	})
+	out, res := optimizeImage(t, src, optimize.WithPrioritizedFiles([]string{"/usr/bin/python3", "/lib/x86_64-linux-gnu/libc.so.6", "/nonexistent"}))
+	mustVerify(t, src, out)
+	idxs, err := optimize.IndexImage(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := func(i int) []string {
+		var s []string
+		for _, e := range idxs[i].Entries {
+			if e.Type != layers.TypeDir {
+				s = append(s, e.Path)
+			}
+		}
+		return s
+	}
+	want0 := []string{"lib", "usr/lib/x86_64-linux-gnu/libc.so.6"}
+	want1 := []string{"usr/bin/python3", "usr/bin/python3.11"}
+	for i, want := range [][]string{want0, want1} {
+		g := got(i)
+		if len(g) < len(want) || fmt.Sprint(g[:len(want)]) != fmt.Sprint(want) {
+			t.Errorf("layer %d starts with %v, want %v", i, g, want)
+		}
+	}
+	if len(res.Images[0].MissingPrioritized) != 1 {
+		t.Errorf("missing = %v, want [/nonexistent]", res.Images[0].MissingPrioritized)
+	}
+	for i, idx := range idxs {
+		landmark := false
+		for _, s := range idx.Special {
+			landmark = landmark || s.Name == layers.PrefetchLandmark
+		}
+		if !landmark {
+			t.Errorf("layer %d has no prefetch landmark", i)
+		}
+	}
+}
+
+// TestIndexKeepsPlatforms: a multi-platform index comes out with the same
+// platforms, each image optimized.
+func TestIndexKeepsPlatforms(t *testing.T) {
+	imgs := map[string]v1.Image{}
+	for i, p := range []string{"linux/amd64", "linux/arm64/v8"} {
+		r := rand.New(rand.NewPCG(uint64(i), 3))
+		imgs[p] = buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 3}))
+	}
+	idx, err := testimage.Index(imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := optimize.Optimize(context.Background(), idx, optimize.WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	if err := validate.Index(res.Index); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	mustVerify(t, idx, res.Index)
+	im, _ := res.Index.IndexManifest()
+	if len(im.Manifests) != 2 || im.Manifests[0].Platform == nil || im.Manifests[1].Platform == nil {
+		t.Fatalf("platforms lost: %+v", im.Manifests)
+	}
+}
+

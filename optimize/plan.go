@@ -1,0 +1,290 @@
+package optimize
+
+import (
+	"path"
+	"strings"
+
+	"github.com/coldstart-dev/coldstart/layers"
+)
+
+// Role says what the optimizer may do with a layer.
+type Role int
+
+// Roles.
+const (
+	// RoleRewrite: entries no container sees are dropped, start-up files go
+	// first, and the layer is re-encoded.
+	RoleRewrite Role = iota
+	// RoleKeep: the layer stays byte-identical (a cached, foreign or
+	// already-lazy layer).
+	RoleKeep
+	// RoleConvert: the layer is re-encoded as it is, without dropping or
+	// reordering anything, so that every image on the same base layer gets
+	// the same converted digest (base layers under BaseConvert).
+	RoleConvert
+)
+
+// layerPlan is what happens to one layer.
+type layerPlan struct {
+	role   Role
+	reason string
+	// keep[i] says whether entry i of the layer stays (RoleRewrite only).
+	keep         []bool
+	droppedFiles int
+	droppedBytes int64
+	// prioritized lists the entry paths to put first, in access order.
+	prioritized []string
+}
+
+// plan decides, for every layer, which entries stay and which go first.
+type plan struct {
+	ov     *layers.Overlay
+	layers []*layerPlan
+	// provider maps a path to the entry that provides it in the output.
+	provider map[string]layers.Ref
+	// missing lists prioritized paths not found in the image.
+	missing []string
+}
+
+// makePlan computes the plan for the overlay ov, where roles[i] is layer i's
+// role and dedupe says whether to drop what no container sees.
+func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *plan {
+	idxs := ov.Layers()
+	p := &plan{ov: ov, layers: make([]*layerPlan, len(idxs)), provider: map[string]layers.Ref{}}
+	for li, idx := range idxs {
+		lp := &layerPlan{role: roles[li], reason: reasons[li], keep: make([]bool, len(idx.Entries))}
+		for i := range lp.keep {
+			lp.keep[i] = true
+		}
+		p.layers[li] = lp
+	}
+	for _, path := range ov.Paths() {
+		r, _ := ov.Lookup(path)
+		p.provider[path] = r
+	}
+	if !dedupe {
+		return p
+	}
+	rewrite := func(li int) bool { return p.layers[li].role == RoleRewrite }
+
+	// 1. Entries no container sees.
+	for li, idx := range idxs {
+		if !rewrite(li) {
+			continue
+		}
+		for ei := range idx.Entries {
+			if st := ov.Status(layers.Ref{Layer: li, Entry: ei}); st.Reason != layers.Visible && st.Reason != layers.Marker {
+				p.layers[li].keep[ei] = false
+			}
+		}
+	}
+	// 2. Identical re-adds: drop the upper copy, keep the one beneath.
+	for li, idx := range idxs {
+		if !rewrite(li) {
+			continue
+		}
+		for ei := range idx.Entries {
+			v := layers.Ref{Layer: li, Entry: ei}
+			e := ov.Entry(v)
+			if !ov.Visible(v) || (e.Type != layers.TypeReg && e.Type != layers.TypeSymlink) {
+				continue
+			}
+			cur := v
+			for rewrite(cur.Layer) && !p.isLinkTarget(cur) {
+				lower, ok := ov.Beneath(cur)
+				if !ok || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
+					break
+				}
+				p.layers[cur.Layer].keep[cur.Entry] = false
+				cur = lower
+			}
+			if cur != v {
+				p.layers[cur.Layer].keep[cur.Entry] = true
+				p.provider[e.Path] = cur
+			}
+		}
+	}
+	// 3. Hard link targets of kept links stay, and so do the directories
+	// above every kept entry of a layer.
+	for li, idx := range idxs {
+		if !rewrite(li) {
+			continue
+		}
+		lp := p.layers[li]
+		for changed := true; changed; {
+			changed = false
+			for ei := range idx.Entries {
+				e := &idx.Entries[ei]
+				if lp.keep[ei] && e.Type == layers.TypeHardlink && e.LinkIndex >= 0 && !lp.keep[e.LinkIndex] {
+					lp.keep[e.LinkIndex] = true
+					changed = true
+				}
+			}
+		}
+		needDirs := map[string]bool{}
+		lastDir := map[string]int{}
+		for ei := range idx.Entries {
+			e := &idx.Entries[ei]
+			if e.Type == layers.TypeDir {
+				lastDir[e.Path] = ei
+			}
+			if lp.keep[ei] {
+				for a := parentDir(e.Path); a != ""; a = parentDir(a) {
+					if needDirs[a] {
+						break
+					}
+					needDirs[a] = true
+				}
+			}
+		}
+		for d := range needDirs {
+			if ei, ok := lastDir[d]; ok {
+				lp.keep[ei] = true
+			}
+		}
+	}
+	// 4. Markers stay only while they hide something that stays below them.
+	for li, idx := range idxs {
+		if !rewrite(li) {
+			continue
+		}
+		for ei := range idx.Entries {
+			if !idx.Entries[ei].Type.IsMarker() {
+				continue
+			}
+			hides := false
+			ov.InScope(layers.Ref{Layer: li, Entry: ei}, func(r layers.Ref) bool {
+				if p.layers[r.Layer].keep[r.Entry] && !ov.Entry(r).Type.IsMarker() {
+					hides = true
+					return false
+				}
+				return true
+			})
+			p.layers[li].keep[ei] = hides
+		}
+	}
+	for li, idx := range idxs {
+		lp := p.layers[li]
+		for ei := range idx.Entries {
+			if !lp.keep[ei] {
+				lp.droppedFiles++
+				if e := &idx.Entries[ei]; e.Type == layers.TypeReg {
+					lp.droppedBytes += e.Size
+				}
+			}
+		}
+	}
+	return p
+}
+
+// isLinkTarget reports whether a kept hard link of r's layer links to r.
+func (p *plan) isLinkTarget(r layers.Ref) bool {
+	idx := p.ov.Layers()[r.Layer]
+	for ei := range idx.Entries {
+		e := &idx.Entries[ei]
+		if e.Type == layers.TypeHardlink && e.LinkIndex == r.Entry {
+			return true
+		}
+	}
+	return false
+}
+
+// maxLinkHops bounds symlink resolution, as the kernel's ELOOP does.
+const maxLinkHops = 40
+
+// prioritize resolves each path (absolute, in the image) through the
+// image's symlinks and assigns the links on the way and the file reached to
+// the layer that provides them, in the given order. Paths in layers that are
+// not rewritten stay where they are.
+func (p *plan) prioritize(paths []string) {
+	seen := map[layers.Ref]bool{}
+	for _, want := range paths {
+		refs, ok := p.resolve(want)
+		if !ok {
+			p.missing = append(p.missing, want)
+		}
+		for _, r := range refs {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			lp := p.layers[r.Layer]
+			if lp.role == RoleRewrite && lp.keep[r.Entry] {
+				lp.prioritized = append(lp.prioritized, p.ov.Entry(r).Path)
+			}
+		}
+	}
+}
+
+// resolve walks want through the merged filesystem, following symlinks
+// inside the image root. It returns the symlinks crossed and the final
+// entry; ok is false when the path does not lead to an existing entry.
+func (p *plan) resolve(want string) ([]layers.Ref, bool) {
+	var out []layers.Ref
+	rest := splitPath(want)
+	cur := "."
+	hops := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case ".":
+			continue
+		case "..":
+			cur = parentOrRoot(cur)
+			continue
+		}
+		next := path.Join(cur, c)
+		r, ok := p.provider[next]
+		if !ok {
+			return out, false
+		}
+		e := p.ov.Entry(r)
+		if e.Type == layers.TypeSymlink {
+			out = append(out, r)
+			if hops++; hops > maxLinkHops {
+				return out, false
+			}
+			target := e.Linkname
+			if strings.HasPrefix(target, "/") {
+				cur = "."
+			}
+			rest = append(splitPath(target), rest...)
+			continue
+		}
+		cur = next
+		if len(rest) == 0 {
+			out = append(out, r)
+		}
+	}
+	return out, cur != "."
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func parentOrRoot(p string) string {
+	if d := parentDir(p); d != "" {
+		return d
+	}
+	return "."
+}
+
+// parentDir returns the parent of a cleaned relative path: "." for a
+// top-level path, "" for the root.
+func parentDir(p string) string {
+	if p == "." || p == "" {
+		return ""
+	}
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return "."
+}
