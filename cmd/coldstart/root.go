@@ -20,6 +20,10 @@ type globals struct {
 	stderr   io.Writer
 }
 
+// subcommands lists the constructors of every command, in help order. Each
+// command's file adds itself in an init function.
+var subcommands = []func(*globals) *cobra.Command{newAnalyze, newOptimize, newVerify}
+
 // errUsage marks errors that are the caller's: exit code 2.
 var errUsage = errors.New("usage")
 
@@ -74,7 +78,9 @@ Image references:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return errors.Join(errUsage, err)
 	})
-	root.AddCommand(newAnalyze(g), newOptimize(g), newVerify(g))
+	for _, sub := range subcommands {
+		root.AddCommand(sub(g))
+	}
 	return root
 }
 
