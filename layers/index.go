@@ -323,8 +323,22 @@ func IndexLayer(ctx context.Context, l v1.Layer, opts ...Option) (*Index, error)
 		return nil, fmt.Errorf("layer %s: opening blob: %w", dgst, err)
 	}
 	defer rc.Close()
-	idx, err := IndexReader(ctx, rc, opts...)
+	vr := &verifyingReader{r: rc, h: sha256.New()}
+	idx, err := IndexReader(ctx, vr, opts...)
 	if err != nil {
+		// A blob that does not match its digest explains any parse error:
+		// say so rather than blaming the format.
+		if ctx.Err() == nil && !errors.Is(err, ErrLayerTooLarge) && !errors.Is(err, ErrTooManyEntries) {
+			_, cerr := io.Copy(io.Discard, vr)
+			switch got := vr.digest(); {
+			case cerr != nil:
+				// The source itself failed (for example it checks digests
+				// as it reads): that is the cause.
+				return nil, fmt.Errorf("layer %s: reading blob: %w (%v)", dgst, cerr, err)
+			case got != dgst:
+				return nil, fmt.Errorf("layer %s: %w: blob hashes to %s (%v)", dgst, ErrDigestMismatch, got, err)
+			}
+		}
 		return nil, fmt.Errorf("layer %s: %w", dgst, err)
 	}
 	if idx.Digest != dgst {
@@ -357,6 +371,22 @@ func layerAnnotation(l v1.Layer, key string) (string, bool) {
 	}
 	v, ok := d.Annotations[key]
 	return v, ok
+}
+
+// verifyingReader hashes what is read through it.
+type verifyingReader struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	return n, err
+}
+
+func (v *verifyingReader) digest() v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(v.h.Sum(nil))}
 }
 
 // countingReader counts the bytes read through it and checks a size limit.

@@ -66,10 +66,7 @@ func newHashPipe(ctx context.Context, src io.Reader, h hash.Hash) *hashPipe {
 		for {
 			c := chunkPool.Get().(*pipeChunk)
 			c.refs.Store(2)
-			c.n, c.err = io.ReadFull(src, c.buf)
-			if c.err == io.ErrUnexpectedEOF {
-				c.err = io.EOF
-			}
+			c.n, c.err = fill(src, c.buf)
 			if c.err == nil {
 				if err := ctx.Err(); err != nil {
 					c.err = err
@@ -131,4 +128,18 @@ func (p *hashPipe) Close() {
 		}
 		<-p.hashed
 	})
+}
+
+// fill reads into buf until it is full or src fails; unlike io.ReadFull it
+// passes src's errors through unchanged (io.EOF at the end of the stream).
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := src.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -56,7 +56,10 @@ func unjoin(err error) []error {
 }
 
 func newRoot() *cobra.Command {
-	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
+	return newRootWith(&globals{stdout: os.Stdout, stderr: os.Stderr})
+}
+
+func newRootWith(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "coldstart",
 		Short: "Make container images start fast",
