@@ -14,10 +14,8 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 )
 
-// Sizes of the synthetic content, in bytes.
-const (
-	kib = 1 << 10
-)
+// kib is the unit of the synthetic files' sizes.
+const kib = 1 << 10
 
 // newRand returns a generator seeded by name, so a file's content depends
 // on its name only.

@@ -89,8 +89,8 @@ type Tree struct {
 	nodes map[string]*Node
 }
 
-// NewTree returns an empty tree.
-func NewTree() *Tree {
+// newTree returns an empty tree.
+func newTree() *Tree {
 	return &Tree{nodes: map[string]*Node{}}
 }
 
@@ -193,6 +193,20 @@ type rawEntry struct {
 	digest string
 }
 
+// isSparse reports whether tar.Reader expands the entry from a sparse map
+// (GNU or PAX sparse formats).
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
 func readLayer(data []byte) ([]rawEntry, error) {
 	var out []rawEntry
 	tr := tar.NewReader(bytes.NewReader(data))
@@ -207,6 +221,9 @@ func readLayer(data []byte) ([]rawEntry, error) {
 		name, err := CleanPath(hdr.Name)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if isSparse(hdr) && hdr.Size > int64(len(data)) {
+			return nil, fmt.Errorf("entry %d (%s): %d bytes in a %d-byte layer: sparse files are not supported", i, hdr.Name, hdr.Size, len(data))
 		}
 		e := rawEntry{index: i, hdr: hdr, name: name}
 		h := sha256.New()
@@ -232,10 +249,13 @@ func readLayer(data []byte) ([]rawEntry, error) {
 // directory removes the subtree. A hard link entry becomes a copy of its
 // target's node (content and metadata, as an inode would be shared) taken
 // when the entry applies. A missing parent is created as a directory; a
-// parent that is not a directory, a ".." element, a hard link to a missing
-// path or a directory, and a broken tar are errors wrapping [ErrBadLayer].
+// parent that is not a directory, a ".." element, a path below a whiteout
+// name, a hard link to a missing path or a directory, and a broken tar are
+// errors wrapping [ErrBadLayer]. So are sparse entries larger than the
+// whole layer (real image layers have none), rather than hashing terabytes
+// of holes.
 func Apply(layers ...[]byte) (*Tree, error) {
-	t := NewTree()
+	t := newTree()
 	for i, l := range layers {
 		if _, err := t.applyLayer(i, l); err != nil {
 			return nil, err
@@ -274,7 +294,7 @@ func ApplyImage(img v1.Image) (*Tree, error) {
 // file counts even if a hard link made in its own layer keeps its content
 // visible under another name.
 func WastedBytes(layers ...[]byte) (int64, error) {
-	t := NewTree()
+	t := newTree()
 	type seen struct {
 		path string
 		size int64
@@ -336,6 +356,11 @@ func (t *Tree) applyLayer(li int, data []byte) ([]rawEntry, error) {
 	for _, e := range entries {
 		if isWhiteout(e.name) {
 			continue
+		}
+		for _, a := range ancestors(e.name) {
+			if isWhiteout(a) {
+				return nil, fmt.Errorf("%w %d: entry %d (%s): path inside a whiteout %s", ErrBadLayer, li, e.index, e.hdr.Name, a)
+			}
 		}
 		if err := t.put(li, e); err != nil {
 			return nil, fmt.Errorf("%w %d: entry %d (%s): %w", ErrBadLayer, li, e.index, e.hdr.Name, err)

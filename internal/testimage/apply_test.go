@@ -2,9 +2,11 @@ package testimage
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -346,6 +348,7 @@ func TestApplyErrors(t *testing.T) {
 		{"parent is a symlink", tars(Layer{Symlink("lib", "usr/lib"), File("lib/x", "y")}), "parent lib is a symlink"},
 		{"root is a file", tars(Layer{File(".", "x")}), "root entry"},
 		{"bad whiteout", tars(Layer{File("d/.wh.", "")}), "bad whiteout"},
+		{"path inside a whiteout", tars(Layer{File("d/.wh.x/y", "")}), "path inside a whiteout d/.wh.x"},
 		{"truncated", [][]byte{good[:1500]}, "unexpected EOF"},
 		{"not a tar", [][]byte{[]byte(strings.Repeat("this is not a tar archive\n", 40))}, "reading tar entry 0"},
 		{"bad second layer", [][]byte{good, good[:700]}, "bad layer 1"},
@@ -482,5 +485,51 @@ func TestTypeString(t *testing.T) {
 		if got := typ.String(); got != want {
 			t.Errorf("Type(%q).String() = %q, want %q", byte(typ), got, want)
 		}
+	}
+}
+
+// rawTarBlock returns one 512-byte ustar header block.
+func rawTarBlock(name string, typ byte, size int64) []byte {
+	b := make([]byte, 512)
+	copy(b[0:], name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typ
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func TestApplySparseEntry(t *testing.T) {
+	// A PAX 0.1 sparse file: 1 TiB of holes around one empty data block,
+	// which tar.Writer cannot write. The check must fire before reading.
+	var records string
+	for _, kv := range []string{"GNU.sparse.size=1099511627776", "GNU.sparse.numblocks=1", "GNU.sparse.map=0,0"} {
+		n := len(kv) + 2
+		n += len(fmt.Sprint(n + len(fmt.Sprint(n)))) // "NN key=value\n"
+		records += fmt.Sprintf("%d %s\n", n, kv)
+	}
+	var b bytes.Buffer
+	b.Write(rawTarBlock("PaxHeaders/huge", tar.TypeXHeader, int64(len(records))))
+	b.WriteString(records)
+	b.Write(make([]byte, 512-len(records)%512))
+	b.Write(rawTarBlock("huge", tar.TypeReg, 0))
+	b.Write(make([]byte, 1024))
+
+	h, err := tar.NewReader(bytes.NewReader(b.Bytes())).Next()
+	if err != nil || h.Size != 1<<40 || !isSparse(h) {
+		t.Fatalf("hand-made sparse entry reads as %+v, %v", h, err)
+	}
+	_, err = Apply(b.Bytes())
+	if !errors.Is(err, ErrBadLayer) || !strings.Contains(err.Error(), "sparse files are not supported") {
+		t.Errorf("Apply = %v", err)
 	}
 }

@@ -17,6 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
+// errNotImageOrIndex is returned by WriteOCI for other values.
+var errNotImageOrIndex = errors.New("testimage: WriteOCI needs a v1.Image or v1.ImageIndex")
+
 // RefNameAnnotation is the OCI layout annotation that holds a tag.
 const RefNameAnnotation = "org.opencontainers.image.ref.name"
 

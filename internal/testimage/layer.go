@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -393,6 +392,3 @@ func (l *memLayer) Compressed() (io.ReadCloser, error) {
 func (l *memLayer) Uncompressed() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.uncompressed)), nil
 }
-
-// errNotImageOrIndex is returned by WriteOCI for other values.
-var errNotImageOrIndex = errors.New("testimage: WriteOCI needs a v1.Image or v1.ImageIndex")

@@ -250,3 +250,5 @@ func TestRandomWasted(t *testing.T) {
 		t.Error("no random filesystem wastes any byte")
 	}
 }
+
+func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) }
