@@ -55,6 +55,10 @@ type ImageResult struct {
 	// and BasePolicyReason why it was chosen.
 	BasePolicy       string `json:"basePolicy,omitempty"`
 	BasePolicyReason string `json:"basePolicyReason,omitempty"`
+	// StartupFiles is the number of start-up paths prioritized, and
+	// ProfileWarnings what the profiler could not follow.
+	StartupFiles    int      `json:"startupFiles"`
+	ProfileWarnings []string `json:"profileWarnings,omitempty"`
 	// MissingPrioritized lists start-up paths not found in the image.
 	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
 	BytesBefore        int64    `json:"bytesBefore"`
@@ -176,12 +180,16 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	}
 	roles, reasons := o.roles(idxs, ir)
 	p := makePlan(ov, roles, reasons, o.dedupe)
-	prio, err := o.startupFiles(ctx, img, ov)
+	tars := newLayerTars(ctx, ls, tmp)
+	defer tars.close()
+	prio, warnings, err := o.startupFiles(ctx, img, newImageFS(ov, tars))
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
 	p.prioritize(prio)
 	ir.MissingPrioritized = p.missing
+	ir.StartupFiles = len(prio)
+	ir.ProfileWarnings = warnings
 
 	out := make([]v1.Layer, len(ls))
 	g, gctx := errgroup.WithContext(ctx)
@@ -205,7 +213,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 			continue
 		}
 		g.Go(func() error {
-			nl, enc, err := o.convertLayer(gctx, ls[i], idx, lp, tmp)
+			nl, enc, err := o.convertLayer(gctx, ls[i], tars.opened(i), idx, lp, tmp)
 			if err != nil {
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
 			}
@@ -288,12 +296,19 @@ func (o *options) roles(idxs []*layers.Index, ir *ImageResult) ([]Role, []string
 
 // convertLayer writes the layer's kept entries to a temporary tar, encodes
 // it into a temporary blob, and returns a layer backed by that blob.
-func (o *options) convertLayer(ctx context.Context, l v1.Layer, idx *layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening blob: %w", err)
+func (o *options) convertLayer(ctx context.Context, l v1.Layer, extracted *os.File, idx *layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+	var rc io.Reader
+	if extracted != nil {
+		// Already decompressed for the profiler: read that copy.
+		rc = io.NewSectionReader(extracted, 0, idx.UncompressedSize)
+	} else {
+		blob, err := l.Compressed()
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening blob: %w", err)
+		}
+		defer blob.Close()
+		rc = blob
 	}
-	defer rc.Close()
 	tarFile, err := tmp.create("tar-*")
 	if err != nil {
 		return nil, nil, err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -73,8 +74,27 @@ func ParseBasePolicy(s string) (BasePolicy, error) {
 }
 
 // Profiler returns the files an image reads at start-up, absolute paths in
-// first-access order. ov is the image's merged filesystem.
-type Profiler func(ctx context.Context, img v1.Image, ov *layers.Overlay) ([]string, error)
+// first-access order. fsys is the image's merged filesystem.
+type Profiler func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
+
+// StaticProfiler predicts the start-up files of an image from its config
+// and filesystem without running it (see profile.Static). It works for every
+// platform.
+func StaticProfiler(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c := cf.Config
+	p, err := profile.Static(ctx, fsys, profile.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User})
+	if err != nil {
+		return nil, err
+	}
+	if pl := cf.Platform(); pl != nil && pl.OS != "" {
+		p.Platform = pl.String()
+	}
+	return p, nil
+}
 
 // DefaultConcurrency is how many layers are read or converted at once by
 // default.
@@ -85,6 +105,7 @@ func makeOptions(opts []Option) (*options, error) {
 		concurrency:  DefaultConcurrency,
 		logger:       slog.New(slog.DiscardHandler),
 		dedupe:       true,
+		profiler:     StaticProfiler,
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
 	}
@@ -237,7 +258,8 @@ func WithPrioritizedFiles(paths []string) Option {
 }
 
 // WithProfiler sets a function that returns each image's start-up files,
-// used when WithPrioritizedFiles is not given. The default is none.
+// used when WithPrioritizedFiles is not given. The default is
+// StaticProfiler; nil turns profiling off.
 func WithProfiler(p Profiler) Option {
 	return func(o *options) error {
 		o.profiler = p
@@ -283,16 +305,17 @@ func (o *options) resolveBases(ctx context.Context) error {
 	return nil
 }
 
-// startupFiles returns the prioritized files for img.
-func (o *options) startupFiles(ctx context.Context, img v1.Image, ov *layers.Overlay) ([]string, error) {
+// startupFiles returns the prioritized files for img, and the profile's
+// warnings.
+func (o *options) startupFiles(ctx context.Context, img v1.Image, fsys profile.FS) ([]string, []string, error) {
 	if o.prioritized != nil || o.profiler == nil {
-		return o.prioritized, nil
+		return o.prioritized, nil, nil
 	}
-	files, err := o.profiler(ctx, img, ov)
+	p, err := o.profiler(ctx, img, fsys)
 	if err != nil {
-		return nil, fmt.Errorf("profiling start-up files: %w", err)
+		return nil, nil, fmt.Errorf("profiling start-up files: %w", err)
 	}
-	return files, nil
+	return p.Files, p.Warnings, nil
 }
 
 // annotations returns the manifest annotations of an optimized image.

@@ -15,7 +15,7 @@ import (
 )
 
 type optimizeFlags struct {
-	to, platform, format, report, prioritize, basePolicy, tmpDir string
+	to, platform, format, report, prioritize, profile, basePolicy, tmpDir string
 	level, chunkSize, minChunkSize, concurrency                  int
 	bases, cached                                                []string
 	noDedupe, force, overwrite                                   bool
@@ -41,7 +41,8 @@ written before manifests, the index last.`,
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
 	fl.IntVar(&f.chunkSize, "chunk-size", 0, "largest file chunk in the lazy formats, in bytes (0: 4 MiB)")
 	fl.IntVar(&f.minChunkSize, "min-chunk-size", 0, "let small files share a gzip member up to this many bytes (estargz only)")
-	fl.StringVar(&f.prioritize, "prioritize", "", "file listing start-up paths, one per line, in access order")
+	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
+	fl.StringVar(&f.prioritize, "prioritize", "", "file listing start-up paths, one per line, in access order (same as --profile FILE)")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable)")
 	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert or auto")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable)")
@@ -103,11 +104,21 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 		opts = append(opts, optimize.WithCachedLayers(h))
 	}
 	if f.prioritize != "" {
-		paths, err := readPathList(f.prioritize)
+		f.profile = f.prioritize
+	}
+	switch f.profile {
+	case "static":
+		opts = append(opts, optimize.WithProfiler(optimize.StaticProfiler))
+	case "none", "":
+		opts = append(opts, optimize.WithProfiler(nil))
+	case "run":
+		return errors.Join(errUsage, errors.New("--profile run: record a profile with 'coldstart profile --mode run IMAGE --out FILE' and pass --profile FILE"))
+	default:
+		p, err := optimize.FileProfiler(f.profile)
 		if err != nil {
-			return err
+			return errors.Join(errUsage, fmt.Errorf("--profile: %w", err))
 		}
-		opts = append(opts, optimize.WithPrioritizedFiles(paths))
+		opts = append(opts, optimize.WithProfiler(p))
 	}
 	ctx := cmd.Context()
 	for _, b := range f.bases {
@@ -203,27 +214,4 @@ func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-// readPathList reads start-up paths, one per line; blank lines and lines
-// starting with # are skipped.
-func readPathList(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("--prioritize: %w", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		out = append(out, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--prioritize %s: %w", path, err)
-	}
-	return out, nil
 }

@@ -1,0 +1,145 @@
+package profile
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReadPathList(t *testing.T) {
+	m := glibcRoot()
+	for _, f := range []string{"/app/static/css/a.css", "/app/static/js/b.js", "/app/static/js/vendor/c.js", "/app/static/x.txt", "/app/static/.hidden.js"} {
+		m.text(f, "")
+	}
+	m.link("/app/static/js/link.js", "vendor/c.js")
+	list := `# prioritized files
+
+/lib/x86_64-linux-gnu/libc.so.6
+app/static/**/*.js
+  /usr/lib/x86_64-linux-gnu/libz*
+/app/static/css
+/nonexistent
+/etc/*.conf
+/app/static/?.txt
+`
+	p, err := ReadPathList(strings.NewReader(list), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"/lib", x64lib + "libc.so.6",
+		"/app/static/.hidden.js", "/app/static/js/b.js", "/app/static/js/link.js", "/app/static/js/vendor/c.js",
+		x64lib + "libz.so.1", x64lib + "libz.so.1.2.13",
+		"/app/static/css/a.css",
+		"/app/static/x.txt",
+	}
+	if diff := cmp.Diff(want, p.Files); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	if p.Source != SourceFile {
+		t.Errorf("source %q", p.Source)
+	}
+	for _, w := range []string{"line 7: /nonexistent: file does not exist", "line 8: /etc/*.conf matches nothing"} {
+		if !hasWarning(p, w) {
+			t.Errorf("no warning %q in %q", w, p.Warnings)
+		}
+	}
+
+	// Without a filesystem paths are kept as written; wildcards need one.
+	p, err = ReadPathList(strings.NewReader("usr/bin/x\n/a/../b\n"), nil)
+	if err != nil || !cmp.Equal(p.Files, []string{"/usr/bin/x", "/b"}) {
+		t.Errorf("without FS: %v, %v", p, err)
+	}
+	if _, err := ReadPathList(strings.NewReader("/a/*\n"), nil); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("glob without FS: %v", err)
+	}
+	if _, err := ReadPathList(strings.NewReader(strings.Repeat("x", 70<<10)), nil); err == nil {
+		t.Errorf("an over-long line was accepted")
+	}
+}
+
+func TestReadRecordIn(t *testing.T) {
+	in := `{"path":"bin/ls","manifestDigest":"sha256:0123","layerIndex":0}
+{"path":"/lib/x.so"}
+{"path":"bin/ls","layerIndex":2}
+{"path":""}
+{"path":"./etc/../etc/passwd"}{"path":"usr/share/a b"}
+`
+	p, err := ReadRecordIn(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Profile{Source: SourceFile, Files: []string{"/bin/ls", "/lib/x.so", "/etc/passwd", "/usr/share/a b"}}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{`{"path": 1}`, `{"path":"a"}` + "\n" + `{"path":`, `not json`} {
+		if _, err := ReadRecordIn(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "reading record entry") {
+			t.Errorf("ReadRecordIn(%q) = %v", bad, err)
+		}
+	}
+	p, err = ReadRecordIn(strings.NewReader(""))
+	if err != nil || len(p.Files) != 0 {
+		t.Errorf("empty record: %v, %v", p, err)
+	}
+}
+
+func TestProfileJSON(t *testing.T) {
+	p := &Profile{Image: "example.com/app:1", Platform: "linux/amd64", Source: SourceStatic,
+		Files: []string{"/bin", "/usr/bin/sh"}, Warnings: []string{"a <warning> & more"}}
+	var b bytes.Buffer
+	if err := p.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden := `{
+  "image": "example.com/app:1",
+  "platform": "linux/amd64",
+  "source": "static",
+  "files": [
+    "/bin",
+    "/usr/bin/sh"
+  ],
+  "warnings": [
+    "a <warning> & more"
+  ]
+}
+`
+	if diff := cmp.Diff(golden, b.String()); diff != "" {
+		t.Errorf("WriteJSON (-want +got):\n%s", diff)
+	}
+	back, err := ReadJSON(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(p, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+
+	b.Reset()
+	if err := (&Profile{Source: SourceRun}).WriteJSON(&b); err != nil || b.String() != "{\n  \"source\": \"run\",\n  \"files\": []\n}\n" {
+		t.Errorf("empty profile: %q, %v", b.String(), err)
+	}
+
+	p2, err := ReadJSON(strings.NewReader(`{"source":"file","files":["/a","/b","/a"],"extra":1}`))
+	if err != nil || !cmp.Equal(p2.Files, []string{"/a", "/b"}) {
+		t.Errorf("duplicates: %v, %v", p2, err)
+	}
+	for _, bad := range []string{
+		`{"source":"guess","files":[]}`,
+		`{"source":"static","files":["relative"]}`,
+		`{"source":"static","files":["/a/../b"]}`,
+		`{"source":"static","files":["/"]}`,
+		`{"source":"static","files":[]} {}`,
+		`[]`,
+	} {
+		_, err := ReadJSON(strings.NewReader(bad))
+		if err == nil {
+			t.Errorf("ReadJSON(%s) succeeded", bad)
+		} else if !errors.Is(err, ErrInvalidProfile) && bad != `[]` {
+			t.Errorf("ReadJSON(%s) = %v, want ErrInvalidProfile", bad, err)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package profile
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNode(t *testing.T) {
+	m := glibcRoot()
+	m.exe("/usr/bin/node", prog("libc.so.6"))
+	m.text("/app/package.json", `{"name": "app", "main": "server.js"}`)
+	m.text("/app/server.js", `// require('commented')
+/* import x from 'blockcommented' */
+const fs = require('fs');
+const path = require("node:path");
+const express = require('express');
+const util = require('./lib/util');
+import def, { named } from '@scope/pkg';
+import './side-effect.mjs';
+export * from './reexport';
+const lazy = import('./lazy.js');
+const s = "require('instring')";
+const cfg = require('./config.json');
+const addon = require('./build/Release/addon.node');
+const feature = require('@scope/pkg/feature');
+const linked = require(`+"`linked`"+`);
+obj.require('./notthis');
+`)
+	m.text("/app/node_modules/express/package.json", `{"main": "./index"}`)
+	m.text("/app/node_modules/express/index.js", "module.exports = require('./lib/express')\n")
+	m.text("/app/node_modules/express/lib/express.js", "")
+	m.text("/app/lib/util/index.js", "require('express')\n")
+	m.text("/node_modules/@scope/pkg/package.json", `{"exports": {
+		".": {"types": "./index.d.ts", "import": "./esm/index.mjs", "require": "./cjs/index.js"},
+		"./feature": "./feature/impl.js"}}`)
+	m.text("/node_modules/@scope/pkg/esm/index.mjs", "")
+	m.text("/node_modules/@scope/pkg/cjs/index.js", "")
+	m.text("/node_modules/@scope/pkg/feature/impl.js", "")
+	m.text("/app/side-effect.mjs", "")
+	m.text("/app/reexport.js", "")
+	m.text("/app/lazy.js", "")
+	m.text("/app/notthis.js", "")
+	m.text("/app/config.json", "{}")
+	m.file("/app/build/Release/addon.node", buildELF(elfSpec{needed: []string{"libz.so.1"}}), 0o644)
+	// A workspace package linked into node_modules: its own requires are
+	// resolved from its real directory.
+	m.link("/app/node_modules/linked", "../packages/linked")
+	m.text("/app/packages/linked/index.js", "require('dep')\n")
+	m.text("/app/node_modules/dep/index.js", "")
+
+	p := mustStatic(t, m, Config{Cmd: []string{"node", "server.js"}, WorkingDir: "/app"})
+	want := cat([]string{"/usr/bin/node"}, loaderFiles, []string{
+		x64lib + "libc.so.6",
+		"/app/server.js", "/app/package.json",
+		"/app/node_modules/express/package.json", "/app/node_modules/express/index.js", "/app/node_modules/express/lib/express.js",
+		"/app/lib/util/index.js",
+		"/node_modules/@scope/pkg/package.json", "/node_modules/@scope/pkg/esm/index.mjs",
+		"/app/side-effect.mjs", "/app/reexport.js", "/app/config.json",
+		"/app/build/Release/addon.node", x64lib + "libz.so.1", x64lib + "libz.so.1.2.13",
+		"/node_modules/@scope/pkg/feature/impl.js",
+		"/app/node_modules/linked", "/app/packages/linked/index.js", "/app/node_modules/dep/index.js",
+	})
+	if diff := cmp.Diff(want, p.Files); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+
+	// "node ." runs the package's main; -r preloads; NODE_OPTIONS too.
+	m.text("/app/preload.js", "")
+	m.text("/app/node_modules/dotenv/config.js", "")
+	p = mustStatic(t, m, Config{Cmd: []string{"node", "-r", "./preload.js", "."}, WorkingDir: "/app", Env: []string{"NODE_OPTIONS=--require dotenv/config"}})
+	if got := p.Files[len(loaderFiles)+2 : len(loaderFiles)+5]; !cmp.Equal(got, []string{"/app/node_modules/dotenv/config.js", "/app/preload.js", "/app/package.json"}) {
+		t.Errorf("preloads: %q", p.Files)
+	}
+	if !contains(p.Files, "/app/server.js") {
+		t.Errorf("node . did not run package.json main: %q", p.Files)
+	}
+	p = mustStatic(t, m, Config{Cmd: []string{"node", "-e", "require('x')"}})
+	if len(p.Files) != len(loaderFiles)+2 {
+		t.Errorf("node -e: %q", p.Files)
+	}
+	p = mustStatic(t, m, Config{Cmd: []string{"node", "missing.js"}})
+	if !hasWarning(p, "entry script missing.js not found") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+}
+
+func TestJSSpecifiers(t *testing.T) {
+	src := "import a from \"a\"; import * as b from 'b'\nimport {\n c,\n d as e\n} from 'c';\n" +
+		"export { x } from './x'; export * as y from './y'; export const z = 1;\n" +
+		"const t = `require('no')`; const u = require(`./tpl`); x.import('no'); import('no');\n" +
+		"import 'side';\n"
+	want := []string{"a", "b", "c", "./x", "./y", "./tpl", "side"}
+	if diff := cmp.Diff(want, jsSpecifiers([]byte(src))); diff != "" {
+		t.Errorf("jsSpecifiers (-want +got):\n%s", diff)
+	}
+}
+
+func TestExportsTarget(t *testing.T) {
+	tests := []struct {
+		exports string
+		sub     string
+		want    string
+	}{
+		{`"./main.js"`, ".", "./main.js"},
+		{`"./main.js"`, "./x", ""},
+		{`{"default": "./d.js", "node": "./n.js"}`, ".", "./d.js"},
+		{`{"browser": "./b.js", "node": {"require": "./r.cjs", "import": "./i.mjs"}}`, ".", "./r.cjs"},
+		{`{".": [{"worker": "./w.js"}, "./fallback.js"]}`, ".", "./fallback.js"},
+		{`{"./utils/*": "./dist/utils/*.js"}`, "./utils/str", "./dist/utils/str.js"},
+		{`{"./a": null}`, "./a", ""},
+		{`{".": "../escape.js"}`, ".", ""},
+	}
+	for _, tc := range tests {
+		got, ok := exportsTarget(json.RawMessage(tc.exports), tc.sub)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("exportsTarget(%s, %q) = %q, %v; want %q", tc.exports, tc.sub, got, ok, tc.want)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package profile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+)
+
+// Sources of a Profile.
+const (
+	// SourceStatic marks a profile predicted by Static without running anything.
+	SourceStatic = "static"
+	// SourceRun marks a profile recorded by running the entrypoint.
+	SourceRun = "run"
+	// SourceFile marks a profile imported from a file (ReadPathList, ReadRecordIn).
+	SourceFile = "file"
+)
+
+// Errors returned by this package; test with errors.Is.
+var (
+	// ErrSymlinkLoop reports a path whose resolution followed more than 40
+	// symbolic links (ELOOP).
+	ErrSymlinkLoop = errors.New("too many levels of symbolic links")
+	// ErrNotRegular reports an Open of something that is not a regular file.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrInvalidProfile reports a profile document that cannot be used.
+	ErrInvalidProfile = errors.New("invalid profile")
+)
+
+// Config mirrors the fields of an OCI image config that decide what a
+// container runs at start.
+type Config struct {
+	Entrypoint []string
+	Cmd        []string
+	// Env holds KEY=VALUE pairs; PATH defaults to
+	// /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin when unset.
+	Env []string
+	// WorkingDir defaults to "/".
+	WorkingDir string
+	// User is "name", "uid", "name:group" or "uid:gid"; it picks the home
+	// directory (from /etc/passwd) when Env has no HOME.
+	User string
+}
+
+// Profile is the start-up working set of an image: the files a container
+// reads when it starts, in first-access order.
+type Profile struct {
+	Image    string `json:"image,omitempty"`
+	Platform string `json:"platform,omitempty"`
+	// Source is SourceStatic, SourceRun or SourceFile.
+	Source string `json:"source"`
+	// Files are absolute, clean paths inside the image, each at most once, in
+	// the order they are first accessed. They name regular files and the
+	// symbolic links met on the way to them; parent directories are implied.
+	Files []string `json:"files"`
+	// Warnings say what the profiler could not follow; the profile is still
+	// usable.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// maxProfileBytes bounds a profile document read by ReadJSON.
+const maxProfileBytes = 64 << 20
+
+// WriteJSON writes p as indented JSON followed by a newline. The output is
+// deterministic: the same profile gives the same bytes.
+func (p *Profile) WriteJSON(w io.Writer) error {
+	out := *p
+	if out.Files == nil {
+		out.Files = []string{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&out); err != nil {
+		return fmt.Errorf("writing profile: %w", err)
+	}
+	return nil
+}
+
+// ReadJSON reads a profile written by WriteJSON (at most 64 MiB). It checks
+// that the source is known and that every file is an absolute, clean path,
+// and drops duplicates, keeping the first occurrence.
+func ReadJSON(r io.Reader) (*Profile, error) {
+	lr := &io.LimitedReader{R: r, N: maxProfileBytes + 1}
+	dec := json.NewDecoder(lr)
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("reading profile: %w: larger than %d bytes", ErrInvalidProfile, maxProfileBytes)
+		}
+		return nil, fmt.Errorf("reading profile: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("reading profile: %w: data after the JSON object", ErrInvalidProfile)
+	}
+	switch p.Source {
+	case SourceStatic, SourceRun, SourceFile:
+	default:
+		return nil, fmt.Errorf("reading profile: %w: unknown source %q (want %q, %q or %q)",
+			ErrInvalidProfile, p.Source, SourceStatic, SourceRun, SourceFile)
+	}
+	files := make([]string, 0, len(p.Files))
+	seen := make(map[string]bool, len(p.Files))
+	for i, f := range p.Files {
+		if !path.IsAbs(f) || path.Clean(f) != f || f == "/" {
+			return nil, fmt.Errorf("reading profile: %w: files[%d] %q is not an absolute, clean file path", ErrInvalidProfile, i, f)
+		}
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, f)
+		}
+	}
+	p.Files = files
+	return &p, nil
+}

@@ -1,0 +1,904 @@
+package profile
+
+import (
+	"encoding/binary"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// maxImportDepth bounds the nesting of one import chain.
+const maxImportDepth = 64
+
+// pythonVersion returns "3.11" for "python3.11" and "" for other names.
+func pythonVersion(name string) string {
+	v, ok := strings.CutPrefix(name, "python")
+	if !ok {
+		return ""
+	}
+	major, minor, ok := strings.Cut(v, ".")
+	if !ok || major == "" || minor == "" {
+		return ""
+	}
+	if _, err := strconv.Atoi(major); err != nil {
+		return ""
+	}
+	if _, err := strconv.Atoi(minor); err != nil {
+		return ""
+	}
+	return v
+}
+
+// pyStartup lists the standard library modules CPython imports before it
+// runs any user code, in the order it imports them: the codec machinery while
+// it sets up the standard streams, then site and what site imports. Each is
+// listed as the file CPython reads (the bytecode when it is fresh).
+var pyStartup = []string{
+	"encodings/__init__", "codecs", "encodings/aliases", "encodings/utf_8", "io", "abc",
+	"site", "os", "stat", "_collections_abc", "posixpath", "genericpath", "_sitebuiltins",
+}
+
+// pyRun is one Python interpreter being profiled.
+type pyRun struct {
+	w       *walker
+	p       *process
+	tag     string // "cpython-311"
+	opt     string // "", ".opt-1", ".opt-2"
+	triplet string
+	path    []string
+	visited map[string]*pyMod
+}
+
+// pyMod is a module found on sys.path.
+type pyMod struct {
+	file  string   // "" for a namespace package
+	isPkg bool     // a package: submodules are looked up in dirs
+	dirs  []string // __path__ of a package
+}
+
+// runPython follows CPython's start: the standard library it reads during
+// initialisation, site-packages' .pth files and sitecustomize, then the main
+// script or module and everything it imports.
+func (w *walker) runPython(p *process, file, real string, argv []string, env map[string]string, cwd string, fr frame) {
+	var (
+		isolated, ignoreEnv, noSite, noUserSite, safePath bool
+		optLevel                                          int
+		mode, target                                      string // "script", "module", "command"
+	)
+	args := argv[1:]
+opts:
+	for len(args) > 0 {
+		a := args[0]
+		if a == "-" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		args = args[1:]
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "--") {
+			if a == "--check-hash-based-pycs" && len(args) > 0 {
+				args = args[1:]
+			}
+			continue
+		}
+		for k := 1; k < len(a); k++ {
+			switch a[k] {
+			case 'I':
+				isolated = true
+			case 'E':
+				ignoreEnv = true
+			case 'S':
+				noSite = true
+			case 's':
+				noUserSite = true
+			case 'P':
+				safePath = true
+			case 'O':
+				optLevel++
+			case 'c', 'm':
+				mode = map[byte]string{'c': "command", 'm': "module"}[a[k]]
+				if k+1 < len(a) {
+					target = a[k+1:]
+				} else if len(args) > 0 {
+					target, args = args[0], args[1:]
+				}
+				break opts
+			case 'W', 'X':
+				if k+1 == len(a) && len(args) > 0 {
+					args = args[1:]
+				}
+				k = len(a)
+			}
+		}
+	}
+	if mode == "" && len(args) > 0 && args[0] != "-" {
+		mode, target = "script", args[0]
+	}
+	if isolated {
+		ignoreEnv, noUserSite, safePath = true, true, true
+	}
+	if !ignoreEnv {
+		if env["PYTHONNOUSERSITE"] != "" {
+			noUserSite = true
+		}
+		if env["PYTHONSAFEPATH"] != "" {
+			safePath = true
+		}
+		if n, err := strconv.Atoi(env["PYTHONOPTIMIZE"]); err == nil && n > optLevel {
+			optLevel = n
+		} else if err != nil && env["PYTHONOPTIMIZE"] != "" && optLevel == 0 {
+			optLevel = 1
+		}
+	}
+
+	// The standard library: PYTHONHOME, else the first ancestor directory of
+	// the real executable holding lib/pythonX.Y/os.py.
+	ver := pythonVersion(path.Base(real))
+	if ver == "" {
+		ver = pythonVersion(path.Base(file))
+	}
+	var homes []string
+	if h := env["PYTHONHOME"]; h != "" && !ignoreEnv {
+		h, _, _ = strings.Cut(h, ":")
+		homes = append(homes, cleanAbs(cwd, h))
+	}
+	// A virtual environment: pyvenv.cfg next to the executable or one level
+	// up; its "home" names the base interpreter's directory.
+	var venv string
+	includeSystem := true
+	for _, dir := range []string{path.Dir(file), path.Dir(path.Dir(file))} {
+		r, ok := w.use(path.Join(dir, "pyvenv.cfg"))
+		if !ok {
+			continue
+		}
+		venv = dir
+		includeSystem = false
+		if b, ok := w.readText(r.real); ok {
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(line, "=")
+				if !ok {
+					continue
+				}
+				k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+				switch k {
+				case "home":
+					if path.IsAbs(v) {
+						homes = append(homes, path.Dir(path.Clean(v)))
+					}
+				case "include-system-site-packages":
+					includeSystem = strings.EqualFold(v, "true")
+				case "version", "version_info":
+					if ver == "" {
+						parts := strings.SplitN(v, ".", 3)
+						if len(parts) >= 2 {
+							ver = parts[0] + "." + parts[1]
+						}
+					}
+				}
+			}
+		}
+		break
+	}
+	for d := path.Dir(real); ; d = path.Dir(d) {
+		homes = append(homes, d)
+		if d == "/" {
+			break
+		}
+	}
+	homes = append(homes, "/usr/local", "/usr")
+	prefix, stdlib := "", ""
+	for _, h := range homes {
+		if ver == "" {
+			ver = w.findPythonVersion(path.Join(h, "lib"))
+		}
+		if ver == "" {
+			continue
+		}
+		cand := path.Join(h, "lib", "python"+ver)
+		if _, ok := w.resolveFile(path.Join(cand, "os.py")); ok {
+			prefix, stdlib = h, cand
+			break
+		}
+		if _, ok := w.resolveFile(path.Join(cand, "__pycache__", "os.cpython-"+strings.ReplaceAll(ver, ".", "")+".pyc")); ok {
+			prefix, stdlib = h, cand
+			break
+		}
+	}
+	if stdlib == "" {
+		w.warnf("%s: the Python standard library was not found in the image", real)
+		return
+	}
+	pr := &pyRun{
+		w:       w,
+		p:       p,
+		tag:     "cpython-" + strings.ReplaceAll(ver, ".", ""),
+		triplet: p.arch.triplet,
+		visited: map[string]*pyMod{},
+	}
+	if optLevel > 0 {
+		pr.opt = ".opt-" + strconv.Itoa(min(optLevel, 2))
+	}
+	w.o.logger.Debug("profile: python", "stdlib", stdlib, "venv", venv)
+
+	// sys.path before the main module's directory is known.
+	if pp := env["PYTHONPATH"]; pp != "" && !ignoreEnv {
+		for _, d := range strings.Split(pp, ":") {
+			if d != "" {
+				pr.path = append(pr.path, cleanAbs(cwd, d))
+			}
+		}
+	}
+	pr.path = append(pr.path, stdlib, path.Join(stdlib, "lib-dynload"))
+
+	for _, m := range pyStartup {
+		if noSite && (m == "site" || m == "_sitebuiltins") {
+			continue
+		}
+		name := strings.TrimSuffix(strings.ReplaceAll(m, "/", "."), ".__init__")
+		f := path.Join(stdlib, m+".py")
+		if _, ok := w.resolveFile(f); !ok {
+			continue
+		}
+		pr.source(f)
+		mod := &pyMod{file: f}
+		if strings.HasSuffix(m, "__init__") {
+			mod.isPkg, mod.dirs = true, []string{path.Dir(f)}
+		}
+		pr.visited[name] = mod
+	}
+
+	if !noSite {
+		var sites []string
+		if !noUserSite && venv == "" {
+			sites = append(sites, path.Join(env["HOME"], ".local/lib/python"+ver, "site-packages"))
+		}
+		if venv != "" {
+			sites = append(sites, path.Join(venv, "lib/python"+ver, "site-packages"))
+		}
+		if venv == "" || includeSystem {
+			if _, debian := w.isDir("/usr/lib/python3/dist-packages"); debian && prefix == "/usr" {
+				sites = append(sites,
+					"/usr/local/lib/python"+ver+"/dist-packages",
+					"/usr/lib/python3/dist-packages",
+					"/usr/lib/python"+ver+"/dist-packages")
+			} else {
+				sites = append(sites, path.Join(prefix, "lib/python"+ver, "site-packages"))
+			}
+		}
+		var pthImports [][]pyStmt
+		for _, s := range sites {
+			if _, ok := w.isDir(s); !ok {
+				continue
+			}
+			pr.path = append(pr.path, s)
+			pthImports = append(pthImports, pr.pthFiles(s)...)
+		}
+		for _, stmts := range pthImports {
+			pr.runStmts(stmts, "", 1)
+		}
+		pr.importModule("sitecustomize", 1)
+		if !noUserSite && venv == "" {
+			pr.importModule("usercustomize", 1)
+		}
+	}
+
+	switch mode {
+	case "script":
+		f := cleanAbs(cwd, target)
+		r, err := w.resolve(f)
+		if err != nil {
+			w.warnf("%s: Python script %s: %v", real, target, underlying(err))
+			return
+		}
+		if r.info.IsDir() {
+			// A directory with __main__.py runs like a script.
+			if !safePath {
+				pr.path = append([]string{r.real}, pr.path...)
+			}
+			pr.importModule("__main__", 1)
+			return
+		}
+		if !r.info.Mode().IsRegular() {
+			w.warnf("%s: Python script %s is %s", real, target, describe(r.info.Mode()))
+			return
+		}
+		w.recordAll(r.links, r.real)
+		if !safePath {
+			pr.path = append([]string{path.Dir(r.real)}, pr.path...)
+		}
+		if src, ok := w.readText(r.real); ok {
+			pr.visited["__main__"] = &pyMod{file: r.real}
+			pr.runStmts(parsePyImports(src), "", 1)
+		}
+	case "module":
+		pr.importModule("runpy", 1)
+		if !safePath {
+			pr.path = append([]string{cwd}, pr.path...)
+		}
+		if m := pr.importModule(target, 1); m != nil && m.isPkg {
+			pr.importModule(target+".__main__", 1)
+		} else if m == nil {
+			w.warnf("%s: Python module %s not found on sys.path", real, target)
+		}
+	case "command":
+		if !safePath {
+			pr.path = append([]string{cwd}, pr.path...)
+		}
+		pr.runStmts(parsePyImports([]byte(target)), "", 1)
+	}
+}
+
+// findPythonVersion picks the highest pythonX.Y directory under lib that
+// holds os.py.
+func (w *walker) findPythonVersion(lib string) string {
+	r, ok := w.isDir(lib)
+	if !ok {
+		return ""
+	}
+	ents, err := w.fsys.ReadDir(r.real)
+	if err != nil {
+		return ""
+	}
+	type v struct {
+		s            string
+		major, minor int
+	}
+	var vs []v
+	for _, e := range ents {
+		s := pythonVersion(e.Name())
+		if s == "" {
+			continue
+		}
+		if _, ok := w.resolveFile(path.Join(r.real, e.Name(), "os.py")); !ok {
+			continue
+		}
+		a, b, _ := strings.Cut(s, ".")
+		ma, _ := strconv.Atoi(a)
+		mi, _ := strconv.Atoi(b)
+		vs = append(vs, v{s, ma, mi})
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		if vs[i].major != vs[j].major {
+			return vs[i].major > vs[j].major
+		}
+		return vs[i].minor > vs[j].minor
+	})
+	return vs[0].s
+}
+
+// pthFiles records the .pth files of a site directory in the order site.py
+// reads them (sorted by name), adds their directories to sys.path and
+// returns their "import" lines.
+func (pr *pyRun) pthFiles(site string) [][]pyStmt {
+	w := pr.w
+	r, _ := w.isDir(site)
+	ents, err := w.fsys.ReadDir(r.real)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".pth") && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var out [][]pyStmt
+	for _, n := range names {
+		fr, ok := w.use(path.Join(site, n))
+		if !ok {
+			continue
+		}
+		b, ok := w.readText(fr.real)
+		if !ok {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimRight(line, " \t\r")
+			switch {
+			case line == "" || strings.HasPrefix(line, "#"):
+			case strings.HasPrefix(line, "import ") || strings.HasPrefix(line, "import\t"):
+				out = append(out, parsePyImports([]byte(line)))
+			default:
+				d := cleanAbs(site, line)
+				if _, ok := w.isDir(d); ok {
+					pr.path = append(pr.path, d)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// runStmts runs the import statements of one module in order. The imports
+// of an "except" block are fallbacks: they run only when an import of the
+// matching "try" block failed.
+func (pr *pyRun) runStmts(stmts []pyStmt, pkg string, depth int) {
+	failed := map[int]bool{}
+	for _, st := range stmts {
+		if st.fallback > 0 && !failed[st.fallback] {
+			continue
+		}
+		if !pr.handleImport(st, pkg, depth) && st.try > 0 {
+			failed[st.try] = true
+		}
+	}
+}
+
+// pyBuiltins are modules compiled into common CPython builds: they have no
+// file, and importing them succeeds.
+var pyBuiltins = map[string]bool{
+	"sys": true, "builtins": true, "marshal": true, "posix": true, "time": true, "gc": true,
+	"itertools": true, "errno": true, "pwd": true, "atexit": true, "faulthandler": true,
+	"math": true, "cmath": true, "array": true, "select": true, "fcntl": true, "grp": true,
+	"binascii": true, "zlib": true, "unicodedata": true, "resource": true, "syslog": true,
+	"mmap": true, "termios": true, "xxsubtype": true, "zipimport": true,
+}
+
+// handleImport imports what one import statement names, relative to the
+// package pkg of the importing module, and reports whether the import would
+// succeed. A module without a file whose name is private ("_sha512") or a
+// known built-in counts as built into the interpreter.
+func (pr *pyRun) handleImport(st pyStmt, pkg string, depth int) bool {
+	name := st.module
+	if st.level > 0 {
+		base := pkg
+		for k := 1; k < st.level; k++ {
+			i := strings.LastIndexByte(base, '.')
+			if i < 0 {
+				base = ""
+				break
+			}
+			base = base[:i]
+		}
+		if base == "" {
+			return false // a relative import outside a package
+		}
+		if name != "" {
+			name = base + "." + name
+		} else {
+			name = base
+		}
+	}
+	if name == "" {
+		return false
+	}
+	m := pr.importModule(name, depth)
+	if m == nil {
+		top, _, _ := strings.Cut(name, ".")
+		return pyBuiltins[top] || (strings.HasPrefix(top, "_") && top == name)
+	}
+	if st.from && m.isPkg {
+		for _, n := range st.names {
+			if n != "*" {
+				pr.importModule(name+"."+n, depth)
+			}
+		}
+	}
+	return true
+}
+
+// importModule imports a dotted module name, parents first, and follows its
+// imports depth-first in source order, as the interpreter executes them.
+func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
+	w := pr.w
+	if m, ok := pr.visited[fullname]; ok {
+		return m
+	}
+	if w.stopped() {
+		return nil
+	}
+	if depth > maxImportDepth {
+		w.warnf("python imports nested deeper than %d levels are not followed", maxImportDepth)
+		return nil
+	}
+	search := pr.path
+	short := fullname
+	if i := strings.LastIndexByte(fullname, '.'); i >= 0 {
+		parent := pr.importModule(fullname[:i], depth)
+		if parent == nil || !parent.isPkg {
+			pr.visited[fullname] = nil
+			return nil
+		}
+		search, short = parent.dirs, fullname[i+1:]
+	}
+	m := pr.find(short, search)
+	pr.visited[fullname] = m
+	if m == nil || m.file == "" {
+		return m
+	}
+	if w.modules >= w.o.maxModules {
+		if !w.modFull {
+			w.modFull = true
+			w.warnf("module cap of %d reached: further imports are not followed (see WithMaxModules)", w.o.maxModules)
+		}
+		return m
+	}
+	w.modules++
+	switch {
+	case strings.HasSuffix(m.file, ".so"):
+		w.loadLibrary(pr.p, m.file)
+	case strings.HasSuffix(m.file, ".pyc"):
+		w.use(m.file)
+	default:
+		pr.source(m.file)
+		r, ok := w.resolveFile(m.file)
+		if !ok {
+			return m
+		}
+		src, ok := w.readText(r.real)
+		if !ok {
+			return m
+		}
+		pkg := fullname
+		if !m.isPkg {
+			if i := strings.LastIndexByte(fullname, '.'); i >= 0 {
+				pkg = fullname[:i]
+			} else {
+				pkg = ""
+			}
+		}
+		pr.runStmts(parsePyImports(src), pkg, depth+1)
+	}
+	return m
+}
+
+// find looks a module up in the directories of search, the way CPython's
+// path finder does: a package directory with __init__ first, then an
+// extension module, source, bytecode; a directory without __init__ is a
+// namespace package portion if nothing else matches.
+func (pr *pyRun) find(name string, search []string) *pyMod {
+	w := pr.w
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return nil
+	}
+	suffixes := []string{}
+	if pr.triplet != "" {
+		suffixes = append(suffixes, "."+pr.tag+"-"+pr.triplet+".so")
+	}
+	suffixes = append(suffixes, ".abi3.so", ".so", ".py", ".pyc")
+	var ns []string
+	for _, dir := range search {
+		base := path.Join(dir, name)
+		if _, ok := w.isDir(base); ok {
+			for _, s := range suffixes {
+				init := path.Join(base, "__init__"+s)
+				if _, ok := w.resolveFile(init); ok {
+					return &pyMod{file: init, isPkg: true, dirs: []string{base}}
+				}
+			}
+			ns = append(ns, base)
+		}
+		for _, s := range suffixes {
+			if _, ok := w.resolveFile(base + s); ok {
+				return &pyMod{file: base + s}
+			}
+		}
+		if w.stopped() {
+			return nil
+		}
+	}
+	if len(ns) > 0 {
+		return &pyMod{isPkg: true, dirs: ns}
+	}
+	return nil
+}
+
+// source records a Python source module the way the interpreter reads it:
+// the cached bytecode in __pycache__ when its header matches the source's
+// mtime and size, otherwise (stale or missing bytecode) the source itself.
+func (pr *pyRun) source(file string) {
+	w := pr.w
+	r, ok := w.resolveFile(file)
+	if !ok {
+		return
+	}
+	pyc := path.Join(path.Dir(file), "__pycache__", strings.TrimSuffix(path.Base(file), ".py")+"."+pr.tag+pr.opt+".pyc")
+	pr2, ok := w.resolveFile(pyc)
+	if !ok {
+		w.recordAll(r.links, r.real)
+		return
+	}
+	w.recordAll(pr2.links, pr2.real)
+	head, err := w.readHead(pr2.real, 16)
+	if err == nil && pycFresh(head, r.info.ModTime().Unix(), r.info.Size()) {
+		return
+	}
+	if !w.staleSet[r.real] {
+		w.staleSet[r.real] = true
+		w.stale = append(w.stale, r.real)
+	}
+	w.recordAll(r.links, r.real)
+}
+
+// pycFresh checks a .pyc header (PEP 552): magic, flags, then for
+// timestamp-based files the source mtime and size, both as little-endian
+// 32-bit values. Hash-based files cannot be checked without the source's
+// SipHash and are taken as fresh.
+func pycFresh(h []byte, mtime, size int64) bool {
+	if len(h) < 16 || h[2] != '\r' || h[3] != '\n' {
+		return false
+	}
+	flags := binary.LittleEndian.Uint32(h[4:])
+	switch {
+	case flags == 0:
+		return binary.LittleEndian.Uint32(h[8:]) == uint32(mtime) &&
+			binary.LittleEndian.Uint32(h[12:]) == uint32(size)
+	case flags&^3 == 0:
+		return true
+	}
+	return false
+}
+
+func (w *walker) finishPython() {
+	if len(w.stale) > 0 {
+		w.warnf("python bytecode is stale for %d modules (e.g. %s): python will recompile at every start", len(w.stale), w.stale[0])
+	}
+}
+
+// pyStmt is one import statement.
+type pyStmt struct {
+	from     bool
+	module   string   // dotted name, "" in "from . import x"
+	level    int      // leading dots
+	names    []string // the names of "from m import a, b"
+	try      int      // > 0: in the body of the try block with this number
+	fallback int      // > 0: in an except block of the try with this number
+}
+
+// parsePyImports finds the import statements a module executes when it is
+// imported: at module level and in class bodies, if/try/except blocks; not
+// inside function bodies or "if TYPE_CHECKING:" blocks. Statements in try
+// and except blocks are numbered so that the fallbacks can be skipped.
+func parsePyImports(src []byte) []pyStmt {
+	p := &pyParser{lastTry: map[int]int{}}
+	for _, ll := range pyLogicalLines(src) {
+		for len(p.stack) > 0 && ll.indent <= p.stack[len(p.stack)-1].indent {
+			p.stack = p.stack[:len(p.stack)-1]
+		}
+		skipped := false
+		ctx := pyStmt{}
+		for i := len(p.stack) - 1; i >= 0; i-- {
+			switch b := p.stack[i]; b.kind {
+			case 's':
+				skipped = true
+			case 't':
+				if ctx.try == 0 && ctx.fallback == 0 {
+					ctx.try = b.id
+				}
+			case 'e':
+				if ctx.try == 0 && ctx.fallback == 0 {
+					ctx.fallback = b.id
+				}
+			}
+		}
+		if !skipped {
+			p.statements(ll.indent, ll.text, ctx)
+		}
+	}
+	return p.out
+}
+
+type pyBlock struct {
+	indent int
+	kind   byte // 's' skipped body, 't' try body, 'e' except body
+	id     int
+}
+
+type pyParser struct {
+	out     []pyStmt
+	stack   []pyBlock
+	lastTry map[int]int // indent -> number of the last try at that indent
+	tries   int
+}
+
+// statements parses the simple statements of one logical line; ctx carries
+// the try/except numbers of the enclosing block. A block opener pushes the
+// block its body belongs to, and a body on the same line is parsed in it.
+func (p *pyParser) statements(indent int, text string, ctx pyStmt) {
+	for _, s := range strings.Split(text, ";") {
+		s = strings.TrimSpace(s)
+		first, rest, _ := strings.Cut(s, " ")
+		switch {
+		case first == "def" || first == "async":
+			p.stack = append(p.stack, pyBlock{indent, 's', 0})
+			return
+		case first == "try:":
+			p.tries++
+			p.lastTry[indent] = p.tries
+			p.stack = append(p.stack, pyBlock{indent, 't', p.tries})
+			p.statements(indent, rest, pyStmt{try: p.tries})
+			return
+		case first == "except" || first == "except:" || strings.HasPrefix(first, "except("):
+			id := p.lastTry[indent]
+			p.stack = append(p.stack, pyBlock{indent, 'e', id})
+			_, body, _ := strings.Cut(s, ":")
+			p.statements(indent, body, pyStmt{fallback: id})
+			return
+		case first == "else:" || first == "finally:":
+			p.statements(indent, rest, ctx)
+			return
+		case first == "if":
+			cond, body, ok := strings.Cut(rest, ":")
+			cond = strings.TrimSpace(cond)
+			if cond == "TYPE_CHECKING" || cond == "typing.TYPE_CHECKING" || cond == "t.TYPE_CHECKING" {
+				p.stack = append(p.stack, pyBlock{indent, 's', 0})
+				return
+			}
+			if ok {
+				p.statements(indent, body, ctx)
+			}
+			return
+		case first == "elif" || first == "with" || first == "for" || first == "while" || first == "class":
+			if _, body, ok := strings.Cut(rest, ":"); ok {
+				p.statements(indent, body, ctx)
+			}
+			return
+		case first == "import":
+			for _, part := range strings.Split(rest, ",") {
+				f := strings.Fields(part)
+				if len(f) > 0 && validDotted(f[0]) {
+					st := ctx
+					st.module = f[0]
+					p.out = append(p.out, st)
+				}
+			}
+		case first == "from":
+			mod, names, ok := strings.Cut(rest, " import ")
+			if !ok {
+				continue
+			}
+			mod = strings.TrimSpace(mod)
+			level := len(mod) - len(strings.TrimLeft(mod, "."))
+			mod = strings.TrimSpace(mod[level:])
+			if mod != "" && !validDotted(mod) {
+				continue
+			}
+			st := ctx
+			st.from, st.module, st.level = true, mod, level
+			names = strings.NewReplacer("(", " ", ")", " ").Replace(names)
+			for _, part := range strings.Split(names, ",") {
+				if f := strings.Fields(part); len(f) > 0 {
+					st.names = append(st.names, f[0])
+				}
+			}
+			p.out = append(p.out, st)
+		}
+	}
+}
+
+func validDotted(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, p := range strings.Split(s, ".") {
+		if p == "" {
+			return false
+		}
+		for i, c := range p {
+			if c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c > 127 || (i > 0 && c >= '0' && c <= '9') {
+				continue
+			}
+			return false
+		}
+	}
+	return true
+}
+
+type pyLine struct {
+	indent int
+	text   string
+}
+
+// pyLogicalLines joins physical lines into logical ones (brackets and
+// backslash continuations), drops comments, and replaces every string
+// literal by "" so that text inside strings is never mistaken for code.
+func pyLogicalLines(src []byte) []pyLine {
+	var out []pyLine
+	var b strings.Builder
+	indent, depth := 0, 0
+	atStart := true
+	i := 0
+	emit := func() {
+		if t := strings.TrimSpace(b.String()); t != "" {
+			out = append(out, pyLine{indent: indent, text: t})
+		}
+		b.Reset()
+		atStart = true
+	}
+	for i < len(src) {
+		if atStart {
+			col := 0
+			for i < len(src) && (src[i] == ' ' || src[i] == '\t' || src[i] == '\f') {
+				if src[i] == '\t' {
+					col = (col/8 + 1) * 8
+				} else if src[i] == ' ' {
+					col++
+				}
+				i++
+			}
+			indent = col
+			atStart = false
+			continue
+		}
+		c := src[i]
+		switch {
+		case c == '#':
+			for i < len(src) && src[i] != '\n' {
+				i++
+			}
+		case c == '\\' && i+1 < len(src) && src[i+1] == '\n':
+			i += 2
+			b.WriteByte(' ')
+		case c == '\\' && i+2 < len(src) && src[i+1] == '\r' && src[i+2] == '\n':
+			i += 3
+			b.WriteByte(' ')
+		case c == '\'' || c == '"':
+			i = skipPyString(src, i)
+			b.WriteString(`""`)
+		case c == '(' || c == '[' || c == '{':
+			depth++
+			b.WriteByte(c)
+			i++
+		case c == ')' || c == ']' || c == '}':
+			if depth > 0 {
+				depth--
+			}
+			b.WriteByte(c)
+			i++
+		case c == '\n':
+			i++
+			if depth > 0 {
+				b.WriteByte(' ')
+				continue
+			}
+			emit()
+		case c == '\r':
+			i++
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	emit()
+	return out
+}
+
+// skipPyString returns the index after the string literal starting at i.
+func skipPyString(src []byte, i int) int {
+	q := src[i]
+	triple := i+2 < len(src) && src[i+1] == q && src[i+2] == q
+	if triple {
+		i += 3
+		for i < len(src) {
+			switch {
+			case src[i] == '\\':
+				i += 2
+			case src[i] == q && i+2 < len(src) && src[i+1] == q && src[i+2] == q:
+				return i + 3
+			default:
+				i++
+			}
+		}
+		return len(src)
+	}
+	i++
+	for i < len(src) {
+		switch src[i] {
+		case '\\':
+			i += 2
+		case q:
+			return i + 1
+		case '\n':
+			return i
+		default:
+			i++
+		}
+	}
+	return len(src)
+}
