@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -44,4 +45,45 @@ func FileProfiler(path string) (Profiler, error) {
 		}
 		return p, nil
 	}, nil
+}
+
+// ProfileImage runs profiler (StaticProfiler when nil) over img's merged
+// filesystem and returns its profile, with Image set to img's digest.
+func ProfileImage(ctx context.Context, img v1.Image, profiler Profiler, opts ...Option) (*profile.Profile, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if profiler == nil {
+		profiler = StaticProfiler
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	idxs, err := o.indexImage(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", d, err)
+	}
+	ov, err := layers.Merge(idxs...)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := newTempDir(o.tempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer tmp.remove()
+	tars := newLayerTars(ctx, ls, tmp)
+	defer tars.close()
+	p, err := profiler(ctx, img, newImageFS(ov, tars))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", d, err)
+	}
+	p.Image = d.String()
+	return p, nil
 }
