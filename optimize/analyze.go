@@ -12,8 +12,8 @@ import (
 // Analysis describes one image: its layers, and the bytes in them that no
 // container sees.
 type Analysis struct {
-	Digest   string `json:"digest"`
-	Platform string `json:"platform,omitempty"`
+	Digest   string          `json:"digest"`
+	Platform string          `json:"platform,omitempty"`
 	Layers   []LayerAnalysis `json:"layers"`
 	// TotalSize is the sum of the compressed layer sizes; UncompressedSize
 	// the sum of the layer tar sizes.
@@ -225,4 +225,3 @@ func layerHistory(cfg *v1.ConfigFile) []string {
 	}
 	return out
 }
-

@@ -114,4 +114,3 @@ func (ia *IndexAnalysis) Write(w interface{ Write([]byte) (int, error) }, format
 	}
 	return nil
 }
-

@@ -300,4 +300,3 @@ func TestIndexKeepsPlatforms(t *testing.T) {
 		t.Fatalf("platforms lost: %+v", im.Manifests)
 	}
 }
-
