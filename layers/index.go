@@ -718,7 +718,7 @@ func entryFromHeader(hdr *tar.Header) (Entry, bool, error) {
 		}
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		e.Type = TypeReg
 		e.Size = hdr.Size
 	case tar.TypeDir:

@@ -83,7 +83,7 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, keep func(i int) bool
 		if err := tw.WriteHeader(hdr); err != nil {
 			return cw.n, fmt.Errorf("rewriting: writing header of %q: %w", hdr.Name, err)
 		}
-		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
+		if hdr.Typeflag == tar.TypeReg {
 			if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
 				return cw.n, fmt.Errorf("rewriting: copying %q: %w", hdr.Name, err)
 			}

@@ -16,9 +16,9 @@ import (
 
 type optimizeFlags struct {
 	to, platform, format, report, prioritize, profile, basePolicy, tmpDir string
-	level, chunkSize, minChunkSize, concurrency                  int
-	bases, cached                                                []string
-	noDedupe, force, overwrite                                   bool
+	level, chunkSize, minChunkSize, concurrency                           int
+	bases, cached                                                         []string
+	noDedupe, force, overwrite                                            bool
 }
 
 func newOptimize(g *globals) *cobra.Command {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"errors"
-	"strings"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/imageref"
 	"github.com/spf13/cobra"
