@@ -54,10 +54,18 @@ const (
 	whiteoutMetaPrefix     = ".wh..wh."
 	whiteoutOpaqueDirName  = ".wh..wh..opq"
 	tarBlockSize           = 512
-	defaultMaxEntries      = 10_000_000
-	defaultMaxSize         = 1 << 40
+	defaultMaxEntries      = DefaultMaxEntries
+	defaultMaxSize         = DefaultMaxSize
 	sniffLen               = 6
 	compressedTailCapacity = 64
+)
+
+// Default limits of IndexLayer and IndexReader. A real layer stays far
+// below both; a decompression bomb or a tar of millions of empty files does
+// not, and is stopped with ErrLayerTooLarge or ErrTooManyEntries.
+const (
+	DefaultMaxEntries       = 4_000_000
+	DefaultMaxSize    int64 = 32 << 30
 )
 
 // EntryType is the type of an entry in a layer.
@@ -242,7 +250,7 @@ func makeOptions(opts []Option) (*options, error) {
 }
 
 // WithMaxEntries limits the number of tar entries in one layer. The default
-// is 10,000,000.
+// is DefaultMaxEntries (4,000,000).
 func WithMaxEntries(n int) Option {
 	return func(o *options) error {
 		if n <= 0 {
@@ -254,7 +262,7 @@ func WithMaxEntries(n int) Option {
 }
 
 // WithMaxSize limits the uncompressed size of one layer, which bounds the
-// work a decompression bomb can cause. The default is 1 TiB.
+// work a decompression bomb can cause. The default is DefaultMaxSize (32 GiB).
 func WithMaxSize(n int64) Option {
 	return func(o *options) error {
 		if n <= 0 {

@@ -36,7 +36,10 @@ a later layer overwrote, deleted or hid. For a multi-platform index give
 			if err != nil {
 				return err
 			}
-			opts := []optimize.Option{optimize.WithLogger(g.logger())}
+			opts, err := g.limits()
+			if err != nil {
+				return err
+			}
 			if art.Index != nil {
 				res, err := optimize.AnalyzeIndex(ctx, art.Index, opts...)
 				if err != nil {

@@ -221,3 +221,24 @@ func TestForeignLayer(t *testing.T) {
 		t.Fatalf("optimize: exit %d: %s", code, stderr)
 	}
 }
+
+// TestLimits: a layer past --max-layer-size or --max-entries is a clear
+// error that names the layer.
+func TestLimits(t *testing.T) {
+	dir, digest := layoutWith(t, fixture(t, "base.tar"), types.OCIUncompressedLayer)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-layer-size", "4KiB"}, "too large"},
+		{[]string{"--max-entries", "3"}, "too many entries"},
+	} {
+		_, stderr, code := run(t, append(append([]string{"analyze"}, tc.args...), "oci:"+dir)...)
+		if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, digest) {
+			t.Errorf("%v: exit %d, stderr %q: want %q naming %s", tc.args, code, stderr, tc.want, digest)
+		}
+	}
+	if _, _, code := run(t, "analyze", "--max-layer-size", "lots", "oci:"+dir); code != 2 {
+		t.Errorf("bad --max-layer-size: exit %d, want 2", code)
+	}
+}

@@ -84,8 +84,11 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 	if err != nil {
 		return err
 	}
-	opts := []optimize.Option{
-		optimize.WithLogger(g.logger()),
+	opts, err := g.limits()
+	if err != nil {
+		return err
+	}
+	opts = append(opts,
 		optimize.WithFormat(format),
 		optimize.WithLevel(f.level),
 		optimize.WithChunkSize(f.chunkSize),
@@ -95,7 +98,7 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 		optimize.WithBasePolicy(policy),
 		optimize.WithConcurrency(f.concurrency),
 		optimize.WithTempDir(f.tmpDir),
-	}
+	)
 	for _, d := range f.cached {
 		h, err := v1.NewHash(d)
 		if err != nil {

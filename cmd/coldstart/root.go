@@ -2,18 +2,24 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/internal/units"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/spf13/cobra"
 )
 
 // globals holds the flags every command shares.
 type globals struct {
-	insecure bool
+	maxLayerSize string
+	maxEntries   int
+	insecure     bool
 	debug    bool
 	quiet    bool
 	stdout   io.Writer
@@ -78,6 +84,8 @@ Image references:
 	root.PersistentFlags().BoolVar(&g.insecure, "insecure", false, "use plain HTTP and skip TLS verification for registries (localhost is always plain HTTP)")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log what happens, to stderr")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
+	root.PersistentFlags().StringVar(&g.maxLayerSize, "max-layer-size", units.Bytes(layers.DefaultMaxSize), "refuse a layer that inflates past this size (e.g. 64MiB, 10GiB)")
+	root.PersistentFlags().IntVar(&g.maxEntries, "max-entries", layers.DefaultMaxEntries, "refuse a layer with more tar entries than this")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return errors.Join(errUsage, err)
 	})
@@ -85,6 +93,22 @@ Image references:
 		root.AddCommand(sub(g))
 	}
 	return root
+}
+
+// limits returns the optimize options for --max-layer-size and
+// --max-entries.
+func (g *globals) limits() ([]optimize.Option, error) {
+	n, err := units.ParseBytes(g.maxLayerSize)
+	if err != nil || n <= 0 {
+		return nil, errors.Join(errUsage, fmt.Errorf("--max-layer-size: %v", err))
+	}
+	if g.maxEntries <= 0 {
+		return nil, errors.Join(errUsage, fmt.Errorf("--max-entries must be positive"))
+	}
+	return []optimize.Option{
+		optimize.WithLogger(g.logger()),
+		optimize.WithIndexOptions(layers.WithMaxSize(n), layers.WithMaxEntries(g.maxEntries)),
+	}, nil
 }
 
 func (g *globals) logger() *slog.Logger {

@@ -46,7 +46,11 @@ holds; otherwise it names the first differences.`,
 					arts[i] = art.Index
 				}
 			}
-			v, err := optimize.Verify(cmd.Context(), arts[0], arts[1], optimize.WithLogger(g.logger()), optimize.WithTempDir(tmpDir))
+			opts, err := g.limits()
+			if err != nil {
+				return err
+			}
+			v, err := optimize.Verify(cmd.Context(), arts[0], arts[1], append(opts, optimize.WithTempDir(tmpDir))...)
 			if err != nil {
 				return fmt.Errorf("verifying %s against %s: %w", args[1], args[0], err)
 			}
