@@ -20,10 +20,10 @@ type globals struct {
 	maxLayerSize string
 	maxEntries   int
 	insecure     bool
-	debug    bool
-	quiet    bool
-	stdout   io.Writer
-	stderr   io.Writer
+	debug        bool
+	quiet        bool
+	stdout       io.Writer
+	stderr       io.Writer
 }
 
 // subcommands lists the constructors of every command, in help order. Each
