@@ -12,8 +12,9 @@ import (
 	"github.com/coldstart-dev/coldstart/layers"
 )
 
-// Encode a small layer as eStargz with its entrypoint prioritized. The DiffID
-// and the TOC digest depend only on the input and the options.
+// Encode a small layer as eStargz with its entrypoint prioritized. The bytes,
+// and so the DiffID and the TOC digest (the TOC records compressed offsets),
+// depend only on the input, the options and the compressor's version.
 func ExampleEncode() {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
@@ -43,8 +44,8 @@ func ExampleEncode() {
 	fmt.Println("size matches:", res.Size == int64(blob.Len()))
 	// Output:
 	// application/vnd.oci.image.layer.v1.tar+gzip
-	// diff_id: sha256:903cde5e2a1e1e4c52841d079a9a53341aaa92d10c399bdf85e1c3d24321e976
-	// toc: sha256:aae72d7801739705c9e6aabeb419da4e2614b02c78cfe85be74f6461ca27e282
+	// diff_id: sha256:c19122ae607317fe903e1ebff286c2abb784725fe1678df7aecaa4221840232e
+	// toc: sha256:fa0fdd9c446db105621afc7e5b370d0b00cb614e5b5e19510dc776e451626f8e
 	// missing: [/usr/bin/missing]
 	// size matches: true
 }

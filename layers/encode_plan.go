@@ -391,8 +391,8 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			}
 		}
 		if h.Typeflag != tar.TypeReg || e.size == 0 {
-			if h.Typeflag == tar.TypeReg && !zstdChunked {
-				te.Digest = encEmptyDigest // estargz records it; containers/storage leaves it out
+			if h.Typeflag == tar.TypeReg {
+				te.Digest = encEmptyDigest // as estargz; containers/storage assumes it when absent
 			}
 			newTOC(te, -1)
 			continue

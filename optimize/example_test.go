@@ -45,7 +45,7 @@ func ExampleOptimize() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:1a7ba226bb0df5018e07a00a9d3a2259caeee40df706c542b5e0fb9e9a12e475
+	// digest: sha256:48a5e53764de06004c56b9d2b11632e5b738fd11be8f3cf56592c69f660975be
 }
 
 func ExampleAnalyze() {
