@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/coldstart-dev/coldstart/internal/units"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newCache) }
+
+func newCache(g *globals) *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "cache",
+		Short: "List, measure and prune the conversion cache",
+		Long: `cache manages the local conversion cache: converted layers and layer
+indexes kept so that the next optimize of an unchanged layer reuses them
+(byte-identical) instead of converting again.
+
+The cache lives in --cache-dir (default $XDG_CACHE_HOME/coldstart, or
+~/.cache/coldstart). Every entry is verified when it is read; corrupt entries
+are dropped. Entries are evicted least recently used first once the cache
+grows past its size cap.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return errors.Join(errUsage, fmt.Errorf("unknown command %q for \"coldstart cache\": use ls, du or prune", args[0]))
+			}
+			return cmd.Help()
+		},
+	}
+	c.PersistentFlags().StringVar(&dir, "cache-dir", "", "cache directory (default $XDG_CACHE_HOME/coldstart or ~/.cache/coldstart)")
+	open := func() (*cache.Dir, error) {
+		d := dir
+		if d == "" {
+			var err error
+			if d, err = cache.DefaultDir(); err != nil {
+				return nil, err
+			}
+		}
+		return cache.NewDir(d, cache.WithLogger(g.logger()))
+	}
+
+	var format string
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List cache entries: key, size, last use, digest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "text" && format != "json" {
+				return errors.Join(errUsage, fmt.Errorf("unknown format %q: use text or json", format))
+			}
+			d, err := open()
+			if err != nil {
+				return err
+			}
+			es, err := d.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				if es == nil {
+					es = []cache.EntryInfo{}
+				}
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(es)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tSIZE\tLAST USED (UTC)\tDIGEST")
+			for _, e := range es {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Key, units.Bytes(e.Size), e.LastUsed.UTC().Format(time.DateTime), e.Digest)
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().StringVar(&format, "format", "text", "output format: text or json")
+
+	du := &cobra.Command{
+		Use:   "du",
+		Short: "Show how much disk the cache uses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := open()
+			if err != nil {
+				return err
+			}
+			n, err := d.Usage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			es, err := d.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s (%d bytes) in %d %s: %s\n", units.Bytes(n), n, len(es), plural(len(es), "entry", "entries"), d.Path())
+			return err
+		},
+	}
+
+	var maxSize string
+	prune := &cobra.Command{
+		Use:   "prune",
+		Short: "Evict least recently used entries down to --max-size",
+		Long: `prune evicts the least recently used entries until the cache holds at
+most --max-size (0 empties it), and removes leftovers of interrupted writes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			limit, err := units.ParseBytes(maxSize)
+			if err != nil {
+				return errors.Join(errUsage, fmt.Errorf("--max-size: %w", err))
+			}
+			d, err := open()
+			if err != nil {
+				return err
+			}
+			removed, freed, err := d.Prune(cmd.Context(), limit)
+			if err != nil {
+				return err
+			}
+			n, err := d.Usage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "removed %d %s, freed %s; %s left\n", removed, plural(removed, "entry", "entries"), units.Bytes(freed), units.Bytes(n))
+			return err
+		},
+	}
+	prune.Flags().StringVar(&maxSize, "max-size", units.Bytes(cache.DefaultMaxSize), "size to prune down to, e.g. 10GiB, 500MB or 0")
+
+	c.AddCommand(ls, du, prune)
+	return c
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
