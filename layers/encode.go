@@ -105,6 +105,11 @@ func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstd }
 
 func (f Format) zstd() bool { return f == FormatZstdChunked || f == FormatZstd }
 
+// EncoderVersion changes whenever Encode would write other bytes for the
+// same input and options; caches of converted layers include it in their
+// keys.
+const EncoderVersion = "1"
+
 // Defaults of EncodeOptions, chosen by measuring size and speed side by side
 // in one run (BenchmarkEncode) on a 169 MB tar of Debian's /usr (Python,
 // Perl, vim, locales, zoneinfo, sbin), against estargz.Build's defaults

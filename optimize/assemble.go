@@ -58,29 +58,53 @@ type readCloser struct {
 
 func (r *readCloser) Close() error { return r.close() }
 
-// outImage is an assembled image: a manifest, a config and layers.
+// outImage is an assembled image: a manifest, a config and layers. It
+// implements v1.Image itself, so that Layers returns the layer values it was
+// given (ggcr mounts *remote.MountableLayer across repositories only when it
+// gets them unwrapped).
 type outImage struct {
 	rawManifest []byte
+	manifest    *v1.Manifest
 	rawConfig   []byte
-	mediaType   types.MediaType
-	layers      map[v1.Hash]v1.Layer
+	ls          []v1.Layer
+	diffIDs     []v1.Hash
 }
 
-func (i *outImage) RawConfigFile() ([]byte, error)      { return i.rawConfig, nil }
-func (i *outImage) MediaType() (types.MediaType, error) { return i.mediaType, nil }
-func (i *outImage) RawManifest() ([]byte, error)        { return i.rawManifest, nil }
-func (i *outImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	if l, ok := i.layers[h]; ok {
-		return l, nil
+func (i *outImage) Layers() ([]v1.Layer, error)          { return append([]v1.Layer(nil), i.ls...), nil }
+func (i *outImage) MediaType() (types.MediaType, error)  { return i.manifest.MediaType, nil }
+func (i *outImage) Size() (int64, error)                 { return int64(len(i.rawManifest)), nil }
+func (i *outImage) ConfigName() (v1.Hash, error)         { return i.manifest.Config.Digest, nil }
+func (i *outImage) RawConfigFile() ([]byte, error)       { return i.rawConfig, nil }
+func (i *outImage) Digest() (v1.Hash, error)             { return sha256Hash(i.rawManifest), nil }
+func (i *outImage) Manifest() (*v1.Manifest, error)      { return i.manifest.DeepCopy(), nil }
+func (i *outImage) RawManifest() ([]byte, error)         { return i.rawManifest, nil }
+func (i *outImage) ConfigFile() (*v1.ConfigFile, error)  { return v1.ParseConfigFile(bytes.NewReader(i.rawConfig)) }
+func (i *outImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	if h == i.manifest.Config.Digest {
+		return partial.ConfigLayer(i)
+	}
+	for j, d := range i.manifest.Layers {
+		if d.Digest == h {
+			return i.ls[j], nil
+		}
 	}
 	return nil, fmt.Errorf("image has no layer %s", h)
 }
+func (i *outImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	for j, d := range i.diffIDs {
+		if d == h {
+			return i.ls[j], nil
+		}
+	}
+	return nil, fmt.Errorf("image has no layer with diff_id %s", h)
+}
 
 // assembleImage builds the image that has src's config and manifest with the
-// layers replaced by ls: config diff_ids are updated (every other config
+// layers replaced by ls (kept[i] says layer i is the source's own, whose
+// manifest descriptor stays as it was): config diff_ids are updated (every other config
 // field is kept as it is), layer descriptors carry the new digests, sizes,
 // media types and annotations, and the manifest gets annots.
-func assembleImage(src v1.Image, ls []v1.Layer, annots map[string]string) (v1.Image, error) {
+func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, annots map[string]string) (v1.Image, error) {
 	m, err := src.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
@@ -95,7 +119,6 @@ func assembleImage(src v1.Image, ls []v1.Layer, annots map[string]string) (v1.Im
 	}
 	docker := m.MediaType == types.DockerManifestSchema2
 	diffIDs := make([]v1.Hash, len(ls))
-	byDigest := map[v1.Hash]v1.Layer{}
 	for i, l := range ls {
 		d, err := partial.Descriptor(l)
 		if err != nil {
@@ -113,8 +136,11 @@ func assembleImage(src v1.Image, ls []v1.Layer, annots map[string]string) (v1.Im
 				docker = false // zstd needs an OCI manifest; converted below
 			}
 			m.Layers[i] = desc
+		} else if !kept[i] {
+			// A layer from elsewhere (the conversion cache): its own
+			// descriptor, annotations included.
+			m.Layers[i] = *d
 		}
-		byDigest[m.Layers[i].Digest] = l
 	}
 	if m.MediaType == types.DockerManifestSchema2 && !docker {
 		m.MediaType = types.OCIManifestSchema1
@@ -148,7 +174,7 @@ func assembleImage(src v1.Image, ls []v1.Layer, annots map[string]string) (v1.Im
 	if err != nil {
 		return nil, err
 	}
-	return partial.CompressedToImage(&outImage{rawManifest: rawMan, rawConfig: newCfg, mediaType: m.MediaType, layers: byDigest})
+	return &outImage{rawManifest: rawMan, manifest: m, rawConfig: newCfg, ls: ls, diffIDs: diffIDs}, nil
 }
 
 // replaceDiffIDs sets rootfs.diff_ids in a raw config and keeps every other

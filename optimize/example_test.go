@@ -45,7 +45,7 @@ func ExampleOptimize() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:48a5e53764de06004c56b9d2b11632e5b738fd11be8f3cf56592c69f660975be
+	// digest: sha256:e7431707592519102db58f70c72897322b9e1063cfdb3109ab4caf72e31485fd
 }
 
 func ExampleAnalyze() {

@@ -8,6 +8,10 @@ import (
 	"os"
 	"sync"
 
+	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+
 	"github.com/coldstart-dev/coldstart/layers"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -61,9 +65,13 @@ type ImageResult struct {
 	ProfileWarnings []string `json:"profileWarnings,omitempty"`
 	// MissingPrioritized lists start-up paths not found in the image.
 	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
-	BytesBefore        int64    `json:"bytesBefore"`
-	BytesAfter         int64    `json:"bytesAfter"`
-	RemovedBytes       int64    `json:"removedBytes"`
+	// CacheHits and CacheMisses count converted layers found in, and not
+	// found in, the conversion cache.
+	CacheHits    int   `json:"cacheHits"`
+	CacheMisses  int   `json:"cacheMisses"`
+	BytesBefore  int64 `json:"bytesBefore"`
+	BytesAfter   int64 `json:"bytesAfter"`
+	RemovedBytes int64 `json:"removedBytes"`
 }
 
 // Result says what Optimize did. The image or index it returns reads the
@@ -80,6 +88,9 @@ type Result struct {
 	RemovedBytes int64 `json:"removedBytes"`
 	// Layers lists every layer result of every image, in order.
 	Layers []LayerResult `json:"layers"`
+	// CacheHits and CacheMisses sum the images' cache counts.
+	CacheHits   int `json:"cacheHits"`
+	CacheMisses int `json:"cacheMisses"`
 
 	Image v1.Image      `json:"-"`
 	Index v1.ImageIndex `json:"-"`
@@ -87,12 +98,43 @@ type Result struct {
 	tmp *tempDir
 }
 
-// Close removes the temporary files behind the output.
+// Close removes the temporary files behind the output and releases the
+// layers reused from the cache.
 func (r *Result) Close() error {
 	if r == nil || r.tmp == nil {
 		return nil
 	}
 	return r.tmp.remove()
+}
+
+// reuse returns the converted layer stored under key, or nil.
+func (o *options) reuse(ctx context.Context, key string, tmp *tempDir) v1.Layer {
+	l, err := o.cache.Get(ctx, key)
+	if err != nil {
+		if !errors.Is(err, cache.ErrNotFound) {
+			o.logger.Warn("conversion cache: reading layer", "key", key, "err", err)
+		}
+		return nil
+	}
+	if c, ok := l.(io.Closer); ok {
+		tmp.hold(c)
+	}
+	return l
+}
+
+// describeReused fills a layer result from a layer out of the cache.
+func describeReused(lr *LayerResult, l v1.Layer) error {
+	d, err := partial.Descriptor(l)
+	if err != nil {
+		return err
+	}
+	lr.OutputDigest = d.Digest.String()
+	lr.SizeAfter = d.Size
+	lr.MediaType = string(d.MediaType)
+	if t := d.Annotations[estargz.TOCJSONDigestAnnotation]; t != "" {
+		lr.TOCDigest = t
+	}
+	return nil
 }
 
 // Optimize optimizes an image (src is a v1.Image) or every image of an index
@@ -149,6 +191,8 @@ func Optimize(ctx context.Context, src any, opts ...Option) (_ *Result, err erro
 		res.BytesBefore += ir.BytesBefore
 		res.BytesAfter += ir.BytesAfter
 		res.RemovedBytes += ir.RemovedBytes
+		res.CacheHits += ir.CacheHits
+		res.CacheMisses += ir.CacheMisses
 		res.Layers = append(res.Layers, ir.Layers...)
 	}
 	return res, nil
@@ -162,6 +206,20 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		return nil, nil, fmt.Errorf("reading image digest: %w", err)
 	}
 	wrap := func(err error) error { return fmt.Errorf("image %s: %w", inDigest, err) }
+	if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationOptions] == o.fingerprint() {
+		ir := &ImageResult{InputDigest: inDigest.String(), OutputDigest: inDigest.String(), Layers: []LayerResult{}}
+		if desc != nil && desc.Platform != nil {
+			ir.Platform = desc.Platform.String()
+		}
+		for _, l := range m.Layers {
+			ir.Layers = append(ir.Layers, LayerResult{InputDigest: l.Digest.String(), OutputDigest: l.Digest.String(),
+				Action: ActionKept, Reason: "already optimized with these options", MediaType: string(l.MediaType),
+				SizeBefore: l.Size, SizeAfter: l.Size})
+			ir.BytesBefore += l.Size
+			ir.BytesAfter += l.Size
+		}
+		return img, ir, nil
+	}
 	ls, err := img.Layers()
 	if err != nil {
 		return nil, nil, wrap(fmt.Errorf("listing layers: %w", err))
@@ -212,18 +270,39 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 			}
 			continue
 		}
+		lr.DroppedEntries = lp.droppedFiles
+		lr.DroppedBytes = lp.droppedBytes
+		key := ""
+		if o.cache != nil {
+			key = o.layerKey(idx, lp)
+			if cl := o.reuse(ctx, key, tmp); cl != nil {
+				out[i] = cl
+				lr.Action = ActionReused
+				lr.Reason += " (reused from the conversion cache)"
+				lr.Prioritized = len(lp.prioritized)
+				if err := describeReused(lr, cl); err != nil {
+					return nil, nil, wrap(err)
+				}
+				ir.CacheHits++
+				continue
+			}
+			ir.CacheMisses++
+		}
 		g.Go(func() error {
 			nl, enc, err := o.convertLayer(gctx, ls[i], tars.opened(i), idx, lp, tmp)
 			if err != nil {
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
+			}
+			if key != "" {
+				if err := o.cache.Put(gctx, key, nl); err != nil {
+					o.logger.Warn("conversion cache: storing layer", "layer", idx.Digest, "err", err)
+				}
 			}
 			out[i] = nl
 			lr.Action = ActionRewritten
 			lr.OutputDigest = enc.Digest.String()
 			lr.SizeAfter = enc.Size
 			lr.MediaType = string(enc.MediaType)
-			lr.DroppedEntries = lp.droppedFiles
-			lr.DroppedBytes = lp.droppedBytes
 			lr.Prioritized = len(lp.prioritized) - len(enc.MissingPrioritized)
 			if enc.TOCDigest.Hex != "" {
 				lr.TOCDigest = enc.TOCDigest.String()
@@ -249,7 +328,11 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		ir.OutputDigest = ir.InputDigest
 		return img, ir, nil
 	}
-	newImg, err := assembleImage(img, out, o.annotations())
+	kept := make([]bool, len(ls))
+	for i := range ls {
+		kept[i] = ir.Layers[i].Action == ActionKept
+	}
+	newImg, err := assembleImage(img, out, kept, o.annotations())
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
@@ -362,9 +445,18 @@ type Progress struct {
 	Done, Total int64
 }
 
-// tempDir holds the temporary files of one Optimize call.
+// tempDir holds the temporary files of one Optimize call, and the layers
+// reused from the cache that must be closed with them.
 type tempDir struct {
-	dir string
+	dir     string
+	mu      sync.Mutex
+	closers []io.Closer
+}
+
+func (t *tempDir) hold(c io.Closer) {
+	t.mu.Lock()
+	t.closers = append(t.closers, c)
+	t.mu.Unlock()
 }
 
 func newTempDir(parent string) (*tempDir, error) {
@@ -389,8 +481,15 @@ func (t *tempDir) discard(f *os.File) {
 }
 
 func (t *tempDir) remove() error {
-	if err := os.RemoveAll(t.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	t.mu.Lock()
+	var errs []error
+	for _, c := range t.closers {
+		errs = append(errs, c.Close())
 	}
-	return nil
+	t.closers = nil
+	t.mu.Unlock()
+	if err := os.RemoveAll(t.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

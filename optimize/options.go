@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,6 +31,7 @@ type options struct {
 	profiler     Profiler
 	tempDir      string
 	progress     func(Progress)
+	cache        cache.Cache
 }
 
 // BasePolicy says what happens to the layers of the base images.
@@ -73,14 +75,41 @@ func ParseBasePolicy(s string) (BasePolicy, error) {
 	return 0, fmt.Errorf("unknown base policy %q: use keep, convert or auto", s)
 }
 
-// Profiler returns the files an image reads at start-up, absolute paths in
-// first-access order. fsys is the image's merged filesystem.
-type Profiler func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
+// Profiler finds the files an image reads at start-up, absolute paths in
+// first-access order. fsys is the image's merged filesystem. Name
+// identifies the profiler and everything that shapes its output: two
+// profilers with the same name give the same profile for the same image, so
+// profiles can be cached by it.
+type Profiler interface {
+	Profile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
+	Name() string
+}
+
+// ProfilerFunc turns a function into a Profiler with the given name.
+func ProfilerFunc(name string, fn func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)) Profiler {
+	return funcProfiler{name, fn}
+}
+
+type funcProfiler struct {
+	name string
+	fn   func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
+}
+
+func (f funcProfiler) Profile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
+	return f.fn(ctx, img, fsys)
+}
+func (f funcProfiler) Name() string { return f.name }
+
+// staticProfilerVersion changes whenever the static profiler's rules
+// change, so cached static profiles are not reused across rule changes.
+const staticProfilerVersion = "static/1"
 
 // StaticProfiler predicts the start-up files of an image from its config
 // and filesystem without running it (see profile.Static). It works for every
 // platform.
-func StaticProfiler(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
+var StaticProfiler Profiler = ProfilerFunc(staticProfilerVersion, staticProfile)
+
+func staticProfile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -152,7 +181,27 @@ func WithIndexOptions(opts ...layers.Option) Option {
 }
 
 func (o *options) index(ctx context.Context, l v1.Layer) (*layers.Index, error) {
+	if idx, key := o.cachedIndex(ctx, l); idx != nil {
+		return idx, nil
+	} else if key != "" {
+		idx, err := layers.IndexLayer(ctx, l, o.indexOptions...)
+		if err != nil {
+			return nil, err
+		}
+		o.storeIndex(ctx, key, idx)
+		return idx, nil
+	}
 	return layers.IndexLayer(ctx, l, o.indexOptions...)
+}
+
+// WithCache sets the conversion cache: converted layers, layer indexes and
+// start-up profiles are looked up there first and stored there after. The
+// default is no cache.
+func WithCache(c cache.Cache) Option {
+	return func(o *options) error {
+		o.cache = c
+		return nil
+	}
 }
 
 // WithFormat sets the encoding of converted layers. The default is
@@ -311,16 +360,25 @@ func (o *options) startupFiles(ctx context.Context, img v1.Image, fsys profile.F
 	if o.prioritized != nil || o.profiler == nil {
 		return o.prioritized, nil, nil
 	}
-	p, err := o.profiler(ctx, img, fsys)
+	key, cacheable := o.profileKey(img)
+	if cacheable {
+		if p := o.cachedProfile(ctx, key); p != nil {
+			return p.Files, p.Warnings, nil
+		}
+	}
+	p, err := o.profiler.Profile(ctx, img, fsys)
 	if err != nil {
 		return nil, nil, fmt.Errorf("profiling start-up files: %w", err)
+	}
+	if cacheable {
+		o.storeProfile(ctx, key, p)
 	}
 	return p.Files, p.Warnings, nil
 }
 
 // annotations returns the manifest annotations of an optimized image.
 func (o *options) annotations() map[string]string {
-	return map[string]string{AnnotationFormat: o.encode.Format.String()}
+	return map[string]string{AnnotationFormat: o.encode.Format.String(), AnnotationOptions: o.fingerprint()}
 }
 
 // AnnotationFormat is set on the manifest of every optimized image: the

@@ -2,6 +2,8 @@ package optimize
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +24,8 @@ func FileProfiler(path string) (Profiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading profile: %w", err)
 	}
+	sum := sha256.Sum256(data)
+	name := "file/" + hex.EncodeToString(sum[:])
 	trimmed := bytes.TrimSpace(data)
 	var probe map[string]json.RawMessage
 	switch {
@@ -30,21 +34,21 @@ func FileProfiler(path string) (Profiler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", path, err)
 		}
-		return func(context.Context, v1.Image, profile.FS) (*profile.Profile, error) { return p, nil }, nil
+		return ProfilerFunc(name, func(context.Context, v1.Image, profile.FS) (*profile.Profile, error) { return p, nil }), nil
 	case bytes.HasPrefix(trimmed, []byte("{")):
 		p, err := profile.ReadRecordIn(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", path, err)
 		}
-		return func(context.Context, v1.Image, profile.FS) (*profile.Profile, error) { return p, nil }, nil
+		return ProfilerFunc(name, func(context.Context, v1.Image, profile.FS) (*profile.Profile, error) { return p, nil }), nil
 	}
-	return func(_ context.Context, _ v1.Image, fsys profile.FS) (*profile.Profile, error) {
+	return ProfilerFunc(name, func(_ context.Context, _ v1.Image, fsys profile.FS) (*profile.Profile, error) {
 		p, err := profile.ReadPathList(bytes.NewReader(data), fsys)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", path, err)
 		}
 		return p, nil
-	}, nil
+	}), nil
 }
 
 // ProfileImage runs profiler (StaticProfiler when nil) over img's merged
@@ -80,7 +84,7 @@ func ProfileImage(ctx context.Context, img v1.Image, profiler Profiler, opts ...
 	defer tmp.remove()
 	tars := newLayerTars(ctx, ls, tmp)
 	defer tars.close()
-	p, err := profiler(ctx, img, newImageFS(ov, tars))
+	p, err := profiler.Profile(ctx, img, newImageFS(ov, tars))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", d, err)
 	}

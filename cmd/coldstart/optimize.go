@@ -7,7 +7,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -15,10 +17,10 @@ import (
 )
 
 type optimizeFlags struct {
-	to, platform, format, report, prioritize, profile, basePolicy, tmpDir string
-	level, chunkSize, minChunkSize, concurrency                           int
-	bases, cached                                                         []string
-	noDedupe, force, overwrite                                            bool
+	to, platform, format, report, prioritize, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax string
+	level, chunkSize, minChunkSize, concurrency                                                         int
+	bases, cached                                                                                       []string
+	noDedupe, force, overwrite, noCache                                                                 bool
 }
 
 func newOptimize(g *globals) *cobra.Command {
@@ -54,6 +56,10 @@ written before manifests, the index last.`,
 	fl.BoolVar(&f.overwrite, "overwrite", false, "allow DST to be the same as SRC")
 	fl.IntVar(&f.concurrency, "concurrency", optimize.DefaultConcurrency, "layers converted at once")
 	fl.StringVar(&f.tmpDir, "tmpdir", "", "directory for temporary files (default: the system's)")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "conversion cache directory (default: $XDG_CACHE_HOME/coldstart)")
+	fl.StringVar(&f.cacheMax, "cache-max-size", "10GiB", "evict the least recently used cache entries past this size")
+	fl.StringVar(&f.cacheRef, "cache-ref", "", "share the conversion cache in a registry: REGISTRY/REPO:TAG (instead of the directory)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the conversion cache")
 	return c
 }
 
@@ -105,6 +111,11 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 			return errors.Join(errUsage, fmt.Errorf("--cached %q: %w", d, err))
 		}
 		opts = append(opts, optimize.WithCachedLayers(h))
+	}
+	if c, err := f.openCache(g); err != nil {
+		return err
+	} else if c != nil {
+		opts = append(opts, optimize.WithCache(c))
 	}
 	if f.prioritize != "" {
 		f.profile = f.prioritize
@@ -217,4 +228,33 @@ func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// openCache opens the conversion cache the flags name, or none.
+func (f *optimizeFlags) openCache(g *globals) (cache.Cache, error) {
+	if f.noCache {
+		return nil, nil
+	}
+	if f.cacheRef != "" {
+		c, err := cache.NewRegistry(f.cacheRef, cache.WithInsecure(g.insecure), cache.WithLogger(g.logger()))
+		if err != nil {
+			return nil, errors.Join(errUsage, fmt.Errorf("--cache-ref: %w", err))
+		}
+		return c, nil
+	}
+	max, err := units.ParseBytes(f.cacheMax)
+	if err != nil {
+		return nil, errors.Join(errUsage, fmt.Errorf("--cache-max-size: %w", err))
+	}
+	dir := f.cacheDir
+	if dir == "" {
+		if dir, err = cache.DefaultDir(); err != nil {
+			return nil, fmt.Errorf("conversion cache: %w (give --cache-dir or --no-cache)", err)
+		}
+	}
+	c, err := cache.NewDir(dir, cache.WithMaxSize(max), cache.WithLogger(g.logger()))
+	if err != nil {
+		return nil, fmt.Errorf("conversion cache %s: %w", dir, err)
+	}
+	return c, nil
 }

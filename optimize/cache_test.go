@@ -1,0 +1,138 @@
+package optimize_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func newDirCache(t *testing.T) *cache.Dir {
+	t.Helper()
+	c, err := cache.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestCacheReuse: a second run with a warm cache converts nothing and gives
+// the same digest.
+func TestCacheReuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 4, MaxFileSize: 1 << 14}))
+	c := newDirCache(t)
+	_, first := optimizeImage(t, src, optimize.WithCache(c))
+	if first.CacheHits != 0 || first.CacheMisses != 4 {
+		t.Errorf("first run: %d hits, %d misses; want 0, 4", first.CacheHits, first.CacheMisses)
+	}
+	out, second := optimizeImage(t, src, optimize.WithCache(c))
+	if second.Digest != first.Digest {
+		t.Fatalf("warm run gave %s, cold %s", second.Digest, first.Digest)
+	}
+	if second.CacheHits != 4 || second.CacheMisses != 0 {
+		t.Errorf("second run: %d hits, %d misses; want 4, 0", second.CacheHits, second.CacheMisses)
+	}
+	for _, l := range second.Layers {
+		if l.Action != optimize.ActionReused {
+			t.Errorf("layer %s: %s, want reused", l.InputDigest, l.Action)
+		}
+	}
+	mustVerify(t, src, out)
+}
+
+// TestCacheNewAppVersion: when only the application layer changed, only it
+// is converted, and the other output layers keep their digests.
+func TestCacheNewAppVersion(t *testing.T) {
+	base := []testimage.Layer{
+		{testimage.Dir("usr", 0o755), testimage.File("usr/lib.so", "library v1")},
+		{testimage.Dir("deps", 0o755), testimage.File("deps/pkg.py", "import os\n")},
+	}
+	build := func(app string) v1.Image {
+		var ls []v1.Layer
+		for _, l := range append(base, testimage.Layer{testimage.File("app.py", app)}) {
+			vl, err := l.Compressed(compression.GZip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls = append(ls, vl)
+		}
+		img, err := testimage.Image(v1.Config{Entrypoint: []string{"/usr/bin/python3", "/app.py"}}, ls...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	c := newDirCache(t)
+	v1out, _ := optimizeImage(t, build("print(1)\n"), optimize.WithCache(c))
+	v2out, res := optimizeImage(t, build("print(2)\n"), optimize.WithCache(c))
+	if res.CacheHits != 2 || res.CacheMisses != 1 {
+		t.Errorf("new version: %d hits, %d misses; want 2, 1", res.CacheHits, res.CacheMisses)
+	}
+	if res.Layers[2].Action != optimize.ActionRewritten {
+		t.Errorf("app layer: %s, want rewritten", res.Layers[2].Action)
+	}
+	a, _ := v1out.Layers()
+	b, _ := v2out.Layers()
+	for i := 0; i < 2; i++ {
+		da, _ := a[i].Digest()
+		db, _ := b[i].Digest()
+		if da != db {
+			t.Errorf("unchanged layer %d: %s in v1, %s in v2", i, da, db)
+		}
+	}
+}
+
+// TestReoptimizeIsNoop: an image optimized with the same options comes back
+// unchanged, without work.
+func TestReoptimizeIsNoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 1))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 3}))
+	once, _ := optimizeImage(t, src, optimize.WithForce(true))
+	twice, res := optimizeImage(t, once, optimize.WithForce(true))
+	d1, _ := once.Digest()
+	d2, _ := twice.Digest()
+	if d1 != d2 {
+		t.Fatalf("re-optimizing changed %s into %s", d1, d2)
+	}
+	for _, l := range res.Layers {
+		if l.Action != optimize.ActionKept || l.Reason != "already optimized with these options" {
+			t.Errorf("layer %s: %s (%s)", l.InputDigest, l.Action, l.Reason)
+		}
+	}
+	// Other options do convert again.
+	if _, res := optimizeImage(t, once, optimize.WithForce(true), optimize.WithLevel(1)); res.Layers[0].Action != optimize.ActionRewritten {
+		t.Errorf("other options: layer 0 %s, want rewritten", res.Layers[0].Action)
+	}
+}
+
+// TestCacheCorruptEntry: a damaged cache entry is a miss, never wrong
+// output.
+func TestCacheCorruptEntry(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 2}))
+	dir := t.TempDir()
+	c, err := cache.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, first := optimizeImage(t, src, optimize.WithCache(c))
+	entries, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage every blob of the cache.
+	for _, e := range entries {
+		corruptBlob(t, dir, e.Digest)
+	}
+	out, second := optimizeImage(t, src, optimize.WithCache(c))
+	if second.Digest != first.Digest {
+		t.Errorf("after corruption: %s, want %s", second.Digest, first.Digest)
+	}
+	mustVerify(t, src, out)
+}

@@ -1,0 +1,204 @@
+package optimize
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"sync"
+
+	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Media types of the small records kept in the conversion cache.
+const (
+	indexMediaType   types.MediaType = "application/vnd.coldstart.layer-index.v1+gob"
+	profileMediaType types.MediaType = "application/vnd.coldstart.profile.v1+json"
+	// maxRecord bounds what is read back for an index or a profile.
+	maxRecord = 1 << 30
+)
+
+// AnnotationOptions is set on the manifest of every optimized image: the
+// fingerprint of the options it was made with. Optimizing an image that
+// carries the fingerprint of the current options returns it unchanged.
+const AnnotationOptions = "dev.coldstart.options"
+
+var (
+	depsOnce sync.Once
+	deps     string
+)
+
+// libraryVersions names the versions of the compression libraries the
+// encoder uses; a new version may compress to other bytes.
+func libraryVersions() string {
+	depsOnce.Do(func() {
+		bi, ok := debug.ReadBuildInfo()
+		if !ok {
+			deps = "unknown"
+			return
+		}
+		var parts []string
+		for _, m := range bi.Deps {
+			switch m.Path {
+			case "github.com/klauspost/compress", "github.com/containerd/stargz-snapshotter/estargz":
+				v := m.Version
+				if m.Replace != nil {
+					v = m.Replace.Path + "@" + m.Replace.Version
+				}
+				parts = append(parts, m.Path+"@"+v)
+			}
+		}
+		sort.Strings(parts)
+		deps = fmt.Sprint(parts)
+	})
+	return deps
+}
+
+func hashJSON(v any) string {
+	b, _ := json.Marshal(v)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// encodeFingerprint covers everything of the encoding that shapes bytes.
+func (o *options) encodeFingerprint() map[string]any {
+	return map[string]any{
+		"format": o.encode.Format.String(), "level": o.encode.Level, "chunk": o.encode.ChunkSize,
+		"minChunk": o.encode.MinChunkSize, "encoder": layers.EncoderVersion, "libs": libraryVersions(),
+		"gzipDefault": layers.DefaultGzipLevel, "zstdDefault": layers.DefaultZstdLevel, "chunkDefault": layers.DefaultChunkSize,
+	}
+}
+
+// fingerprint covers every option that shapes the output image.
+func (o *options) fingerprint() string {
+	digests := func(m map[v1.Hash]bool) []string {
+		var out []string
+		for h, ok := range m {
+			if ok {
+				out = append(out, h.String())
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	prof := ""
+	if o.profiler != nil {
+		prof = o.profiler.Name()
+	}
+	return hashJSON(map[string]any{
+		"encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
+		"base": digests(o.baseLayers), "cached": digests(o.cachedLayers), "profiler": prof, "prioritized": o.prioritized,
+	})
+}
+
+// layerKey is the cache key of one converted layer: its input DiffID and
+// everything that shapes the output.
+func (o *options) layerKey(idx *layers.Index, lp *layerPlan) string {
+	dropped := []int{}
+	if lp.role == RoleRewrite {
+		for i, k := range lp.keep {
+			if !k {
+				dropped = append(dropped, i)
+			}
+		}
+	}
+	prio := lp.prioritized
+	if lp.role != RoleRewrite {
+		prio = nil
+	}
+	return "layer/sha256:" + hashJSON(map[string]any{
+		"diffID": idx.DiffID.String(), "role": int(lp.role), "dropped": dropped, "prioritized": prio,
+		"encode": o.encodeFingerprint(),
+	})
+}
+
+// cachedIndex returns the index of l from the cache, or nil.
+func (o *options) cachedIndex(ctx context.Context, l v1.Layer) (*layers.Index, string) {
+	if o.cache == nil {
+		return nil, ""
+	}
+	diffID, err := l.DiffID()
+	if err != nil {
+		return nil, ""
+	}
+	dgst, err := l.Digest()
+	if err != nil {
+		return nil, ""
+	}
+	key := "index/v1/" + diffID.Hex
+	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
+	if err != nil {
+		if !errors.Is(err, cache.ErrNotFound) {
+			o.logger.Warn("conversion cache: reading layer index", "key", key, "err", err)
+		}
+		return nil, key
+	}
+	var idx layers.Index
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&idx); err != nil {
+		o.logger.Warn("conversion cache: bad layer index", "key", key, "err", err)
+		return nil, key
+	}
+	if idx.Digest != dgst || idx.DiffID != diffID {
+		return nil, key
+	}
+	return &idx, key
+}
+
+func (o *options) storeIndex(ctx context.Context, key string, idx *layers.Index) {
+	if o.cache == nil || key == "" || idx.Foreign {
+		return
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(idx); err != nil {
+		o.logger.Warn("conversion cache: encoding layer index", "err", err)
+		return
+	}
+	if err := cache.PutBytes(ctx, o.cache, key, indexMediaType, buf.Bytes()); err != nil {
+		o.logger.Warn("conversion cache: storing layer index", "key", key, "err", err)
+	}
+}
+
+// profileKey is the cache key of an image's profile: the image config
+// (which names every layer's DiffID) and the profiler.
+func (o *options) profileKey(img v1.Image) (string, bool) {
+	if o.cache == nil || o.profiler == nil {
+		return "", false
+	}
+	cfg, err := img.ConfigName()
+	if err != nil {
+		return "", false
+	}
+	return "profile/v1/" + hashJSON([]string{cfg.String(), o.profiler.Name()}), true
+}
+
+func (o *options) cachedProfile(ctx context.Context, key string) *profile.Profile {
+	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
+	if err != nil {
+		return nil
+	}
+	p, err := profile.ReadJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+func (o *options) storeProfile(ctx context.Context, key string, p *profile.Profile) {
+	var buf bytes.Buffer
+	if err := p.WriteJSON(&buf); err != nil {
+		return
+	}
+	if err := cache.PutBytes(ctx, o.cache, key, profileMediaType, buf.Bytes()); err != nil {
+		o.logger.Warn("conversion cache: storing profile", "key", key, "err", err)
+	}
+}
