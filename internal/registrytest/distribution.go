@@ -46,14 +46,28 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 // RequireTools).
 func StartDistribution(tb testing.TB) *Distribution {
 	tb.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
+	if _, err := exec.LookPath("docker-registry"); err != nil {
 		SkipOrFail(tb, "docker-registry not installed (apt-get install docker-registry)")
 	}
-	dir := tb.TempDir()
-	port, err := freePort()
+	d, err := LaunchDistribution(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(d.Stop)
+	return d
+}
+
+// LaunchDistribution starts docker-registry on a free loopback port with
+// its storage and config under dir, and waits until it answers. The caller
+// stops it with Stop.
+func LaunchDistribution(dir string) (*Distribution, error) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return nil, fmt.Errorf("docker-registry not installed (apt-get install docker-registry): %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
 	}
 	host := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := strings.Join([]string{
@@ -73,31 +87,32 @@ func StartDistribution(tb testing.TB) *Distribution {
 	}, "\n")
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting docker-registry: %v", err)
+		logf.Close()
+		return nil, fmt.Errorf("starting docker-registry: %w", err)
 	}
 	d := &Distribution{Host: host, Dir: dir, cmd: cmd, log: logf}
-	tb.Cleanup(d.Stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get("http://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return d
+				return d, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(logf.Name())
-			tb.Fatalf("docker-registry did not answer on %s: %v\n%s", host, err, out)
+			d.Stop()
+			return nil, fmt.Errorf("docker-registry did not answer on %s: %v\n%s", host, err, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
