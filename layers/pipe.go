@@ -72,6 +72,8 @@ func newHashPipe(ctx context.Context, src io.Reader, h hash.Hash) *hashPipe {
 					c.err = err
 				}
 			}
+			// Once sent, c belongs to the receivers: keep what is needed.
+			last := c.err != nil
 			select {
 			case toHash <- c:
 			case <-p.stop:
@@ -83,7 +85,7 @@ func newHashPipe(ctx context.Context, src io.Reader, h hash.Hash) *hashPipe {
 				c.release()
 				return
 			}
-			if c.err != nil {
+			if last {
 				return
 			}
 		}
