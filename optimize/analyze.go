@@ -101,7 +101,7 @@ func (o *options) indexImage(ctx context.Context, img v1.Image) ([]*layers.Index
 	g.SetLimit(o.concurrency)
 	for i, l := range ls {
 		g.Go(func() error {
-			idx, err := o.index(gctx, l)
+			idx, err := o.index(gctx, l, cfg.RootFS.DiffIDs[i])
 			if err != nil {
 				return fmt.Errorf("layer %d: %w", i, err)
 			}

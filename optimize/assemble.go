@@ -117,6 +117,14 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, annots map[string]s
 	if len(ls) != len(m.Layers) {
 		return nil, fmt.Errorf("manifest has %d layers, %d given", len(m.Layers), len(ls))
 	}
+	srcCfg, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
+	if err != nil {
+		return nil, fmt.Errorf("parsing config: %w", err)
+	}
+	srcDiffIDs := srcCfg.RootFS.DiffIDs
+	if len(srcDiffIDs) != len(ls) {
+		return nil, fmt.Errorf("config lists %d diff_ids for %d layers", len(srcDiffIDs), len(ls))
+	}
 	docker := m.MediaType == types.DockerManifestSchema2
 	diffIDs := make([]v1.Hash, len(ls))
 	for i, l := range ls {
@@ -124,7 +132,11 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, annots map[string]s
 		if err != nil {
 			return nil, err
 		}
-		if diffIDs[i], err = l.DiffID(); err != nil {
+		if kept[i] {
+			// The source config knows it; asking the layer may
+			// decompress it.
+			diffIDs[i] = srcDiffIDs[i]
+		} else if diffIDs[i], err = l.DiffID(); err != nil {
 			return nil, err
 		}
 		if _, ok := l.(*fileLayer); ok {

@@ -123,12 +123,9 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan) string {
 }
 
 // cachedIndex returns the index of l from the cache, or nil.
-func (o *options) cachedIndex(ctx context.Context, l v1.Layer) (*layers.Index, string) {
-	if o.cache == nil {
-		return nil, ""
-	}
-	diffID, err := l.DiffID()
-	if err != nil {
+// diffID comes from the image config: asking the layer may decompress it.
+func (o *options) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, string) {
+	if o.cache == nil || diffID.Hex == "" {
 		return nil, ""
 	}
 	dgst, err := l.Digest()

@@ -180,8 +180,10 @@ func WithIndexOptions(opts ...layers.Option) Option {
 	}
 }
 
-func (o *options) index(ctx context.Context, l v1.Layer) (*layers.Index, error) {
-	if idx, key := o.cachedIndex(ctx, l); idx != nil {
+// index indexes l, whose DiffID the image config says is diffID, or takes
+// its index from the cache.
+func (o *options) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, error) {
+	if idx, key := o.cachedIndex(ctx, l, diffID); idx != nil {
 		return idx, nil
 	} else if key != "" {
 		idx, err := layers.IndexLayer(ctx, l, o.indexOptions...)

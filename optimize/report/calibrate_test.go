@@ -1,0 +1,37 @@
+package report
+
+import (
+	"context"
+	"testing"
+)
+
+func TestCalibrate(t *testing.T) {
+	// Small sizes: this checks the procedure, not the machine.
+	defer func(c int64, bf, bb, sf int) {
+		calibrationCorpusBytes, calibrationBigFiles, calibrationBigFileBytes, calibrationSmallFiles = c, bf, bb, sf
+	}(calibrationCorpusBytes, calibrationBigFiles, calibrationBigFileBytes, calibrationSmallFiles)
+	calibrationCorpusBytes, calibrationBigFiles, calibrationBigFileBytes, calibrationSmallFiles = 2<<20, 2, 1<<20, 200
+	dir := t.TempDir()
+	r, err := Calibrate(context.Background(), WithTempDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Calibrated || !r.valid() || r.Request != DefaultRates.Request {
+		t.Fatalf("rates %+v", r)
+	}
+	// Decompressing cannot be slower than a megabyte a second, nor faster
+	// than a terabyte.
+	for _, v := range []float64{r.GzipDecompress, r.ZstdDecompress, r.Verify, r.Unpack} {
+		if v < 1e6 || v > 1e12 {
+			t.Fatalf("implausible rate %g in %+v", v, r)
+		}
+	}
+	if _, err := Estimate(context.Background(), testImage(t, fixtureImageConfig, fixtureLayersList(t)...), WithRates(r), WithProfile(fixtureProfile())); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Calibrate(ctx); err == nil {
+		t.Fatal("a cancelled calibration succeeded")
+	}
+}

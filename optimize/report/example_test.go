@@ -1,0 +1,82 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/report"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// estargzLayer encodes a layer as eStargz with the given files first.
+func estargzLayer(l testimage.Layer, first ...string) mutate.Addendum {
+	tarBytes := l.Tar()
+	var out bytes.Buffer
+	enc, err := layers.Encode(context.Background(), io.NewSectionReader(bytes.NewReader(tarBytes), 0, int64(len(tarBytes))), &out,
+		layers.EncodeOptions{Prioritized: first})
+	if err != nil {
+		log.Fatal(err)
+	}
+	blob := out.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil },
+		tarball.WithMediaType(enc.MediaType))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return mutate.Addendum{Layer: layer, Annotations: enc.Annotations}
+}
+
+// Estimate an image of two eStargz layers on a network where only round
+// trips count: the full pull takes three (manifest, config, layers), the
+// lazy start six to mount (manifest, config, footer and TOC of each layer)
+// and one more for the file outside the prefetch range.
+func ExampleEstimate() {
+	base := estargzLayer(testimage.Layer{
+		testimage.File("etc/hosts", "127.0.0.1 localhost\n"),
+		testimage.File("usr/bin/server", "#!/bin/sh\nexec sleep 1\n", testimage.Mode(0o755)),
+	}, "usr/bin/server")
+	app := estargzLayer(testimage.Layer{testimage.File("app/config.json", "{}\n")})
+	img, err := testimage.ImageFrom(v1.ConfigFile{Config: v1.Config{Entrypoint: []string{"/usr/bin/server"}}}, base, app)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fast := report.Rates{GzipDecompress: 1e12, ZstdDecompress: 1e12, Verify: 1e12, Unpack: 1e12}
+	r, err := report.Estimate(context.Background(), img,
+		report.WithProfile(&profile.Profile{Source: profile.SourceFile, Files: []string{"/usr/bin/server", "/app/config.json"}}),
+		report.WithRates(fast),
+		report.WithNetworks(report.Network{Name: "round trips", RTT: 10 * time.Millisecond}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("full pull: %d requests\n", r.FullPullRequests)
+	fmt.Printf("lazy start: %d requests\n", r.LazyStartRequests)
+	for _, e := range r.Estimates {
+		fmt.Printf("%s: full pull %.3f s, lazy start %.3f s\n", e.Network, e.FullPullSeconds, e.LazyStartSeconds)
+	}
+	// Output:
+	// full pull: 4 requests
+	// lazy start: 8 requests
+	// round trips: full pull 0.030 s, lazy start 0.070 s
+}
+
+func ExampleParseNetwork() {
+	for _, s := range []string{"edge", "200Mbit,20ms"} {
+		n, err := report.ParseNetwork(s)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(n)
+	}
+	// Output:
+	// edge (100 Mbit/s, 50 ms)
+	// 200Mbit,20ms (200 Mbit/s, 20 ms)
+}

@@ -1,0 +1,456 @@
+package report
+
+import (
+	"math"
+	"sort"
+
+	"github.com/coldstart-dev/coldstart/internal/lazypull"
+	"github.com/coldstart-dev/coldstart/layers"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Constants of the what-if estimates, for layers that are not lazy yet.
+const (
+	// FooterBytes is what reading an eStargz footer costs: estargz reads
+	// the last 51 bytes of the blob.
+	FooterBytes = 51
+	// EstimatedTOCFileBytes is the compressed size of the TOC entry of a
+	// regular file (name, mode, times, offsets and two sha256 digests,
+	// which do not compress), EstimatedTOCEntryBytes that of any other
+	// entry. Measured on layers written by layers.Encode: see
+	// TestEstimatedTOCSize.
+	EstimatedTOCFileBytes  = 110
+	EstimatedTOCEntryBytes = 40
+	// TarHeaderBytes is the tar header that precedes every file's content.
+	TarHeaderBytes = 512
+)
+
+// layerInfo is what the model knows of one layer.
+type layerInfo struct {
+	desc v1.Descriptor
+	idx  *layers.Index
+	// toc is the layer's TOC when its content is eStargz or zstd:chunked.
+	toc *lazypull.TOC
+	// mountable: lazy content and a descriptor that says so.
+	mountable bool
+	held      bool
+	// blob is the temporary file that holds the compressed blob.
+	blob string
+}
+
+// compression of the layer's chunks: gzip for eStargz, zstd for
+// zstd:chunked, else the blob's.
+func (l *layerInfo) chunkCompression() layers.Compression {
+	if l.toc != nil && l.toc.Format == layers.ZstdChunked {
+		return layers.Zstd
+	}
+	if l.toc != nil {
+		return layers.Gzip
+	}
+	return l.idx.Compression
+}
+
+// ratio is the layer's compressed size over its uncompressed size.
+func (l *layerInfo) ratio() float64 {
+	if l.idx.UncompressedSize <= 0 {
+		return 1
+	}
+	return float64(l.idx.Size) / float64(l.idx.UncompressedSize)
+}
+
+// entries is the number of tar entries unpacking the layer creates.
+func (l *layerInfo) entries() int { return len(l.idx.Entries) + len(l.idx.Special) }
+
+// startFile is one regular file read at start-up.
+type startFile struct {
+	// profiled is the path in the profile; resolved the file it leads to.
+	profiled, resolved string
+	ref                layers.Ref
+	entry              *layers.Entry
+}
+
+// model is everything the scenarios are computed from.
+type model struct {
+	manifests   []int64 // manifest request sizes: the index first, if any
+	config      int64
+	layers      []*layerInfo
+	files       []startFile
+	rates       Rates
+	concurrency int
+}
+
+// category says which bytes a request moves.
+type category uint8
+
+const (
+	catMetadata category = iota
+	catLayer
+	catPrefetch
+	catOnDemand
+)
+
+// build is one scenario's plan and its accounting.
+type build struct {
+	scen      Scenario
+	p         plan
+	cost      ScenarioCost
+	estimated bool
+	// ready is the task after which the container starts (lazy
+	// scenarios), -1 otherwise; unpackFirst and unpackLast bound the
+	// unpack chain, -1 without one; downloadTasks end the download phase
+	// (full pull, lower bound).
+	ready, unpackFirst, unpackLast int
+	downloadTasks                  []int
+	// fileReqs lists, per start-up file, the on-demand request tasks.
+	fileReqs map[int][]int
+	// fileWhere says where each start-up file comes from.
+	fileWhere map[int]string
+	// layer accounting, by layer.
+	layerStats []layerStat
+	roles      []lazypull.Role
+}
+
+type layerStat struct {
+	toc, prefetch, onDemand int64
+	onDemandRequests        int
+}
+
+func (m *model) newBuild(s Scenario) *build {
+	return &build{
+		scen: s, ready: -1, unpackFirst: -1, unpackLast: -1,
+		p:          plan{overhead: m.rates.Request},
+		cost:       ScenarioCost{Scenario: s},
+		fileReqs:   map[int][]int{},
+		fileWhere:  map[int]string{},
+		layerStats: make([]layerStat, len(m.layers)),
+	}
+}
+
+// req adds a request and accounts for it.
+func (b *build) req(bytes int64, cpu float64, ph phase, cat category, deps ...int) int {
+	b.count(bytes, cat)
+	return b.p.request(float64(bytes), cpu, ph, deps...)
+}
+
+func (b *build) count(bytes int64, cat category) {
+	b.cost.Bytes += bytes
+	b.cost.Requests++
+	switch cat {
+	case catMetadata:
+		b.cost.MetadataBytes += bytes
+	case catLayer:
+		b.cost.LayerBytes += bytes
+	case catPrefetch:
+		b.cost.PrefetchBytes += bytes
+	case catOnDemand:
+		b.cost.OnDemandBytes += bytes
+	}
+}
+
+// metadata adds the manifest requests and the config request, in a chain,
+// and returns the config task.
+func (m *model) metadata(b *build) (lastManifest, config int) {
+	prev := -1
+	for _, n := range m.manifests {
+		if prev < 0 {
+			prev = b.req(n, 0, phaseDownload, catMetadata)
+		} else {
+			prev = b.req(n, 0, phaseDownload, catMetadata, prev)
+		}
+	}
+	return prev, b.req(m.config, 0, phaseDownload, catMetadata, prev)
+}
+
+// wholeLayers adds the downloads of the layers idx (a pool of
+// m.concurrency, after config) and their unpacking, in order, after every
+// download; it returns the last unpack task, -1 when idx is empty.
+func (m *model) wholeLayers(b *build, idx []int, config int) int {
+	if len(idx) == 0 {
+		return -1
+	}
+	pool := b.p.pool(m.concurrency)
+	var blobs []int
+	for _, i := range idx {
+		l := m.layers[i]
+		b.count(l.idx.Size, catLayer)
+		blobs = append(blobs, b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload}))
+	}
+	b.downloadTasks = append(b.downloadTasks, blobs...)
+	last := -1
+	for _, i := range idx {
+		l := m.layers[i]
+		deps := blobs
+		if last >= 0 {
+			deps = []int{last}
+		}
+		last = b.p.work(m.rates.unpackCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, deps...)
+		if b.unpackFirst < 0 {
+			b.unpackFirst = last
+		}
+		b.cost.UnpackBytes += l.idx.UncompressedSize
+	}
+	b.unpackLast = last
+	return last
+}
+
+// fullPull is a node without lazy pulling.
+func (m *model) fullPull() *build {
+	b := m.newBuild(FullPull)
+	_, cfg := m.metadata(b)
+	b.downloadTasks = append(b.downloadTasks, cfg)
+	var idx []int
+	b.roles = make([]lazypull.Role, len(m.layers))
+	for i, l := range m.layers {
+		if l.held {
+			b.roles[i] = lazypull.RoleHeld
+			continue
+		}
+		b.roles[i] = lazypull.RoleFull
+		idx = append(idx, i)
+	}
+	m.wholeLayers(b, idx, cfg)
+	return b
+}
+
+// estimate is the what-if figure of one layer converted with the profile.
+type estimate struct {
+	tocBytes, prefetchBytes int64
+	tocEntries              int
+	prefetchCPU             float64
+}
+
+// estimateLayer estimates what layer i would cost as eStargz with the
+// start-up files first: its TOC from its entries, its prefetch range from
+// the start-up files it provides, compressed at the layer's ratio.
+func (m *model) estimateLayer(i int) estimate {
+	l := m.layers[i]
+	var e estimate
+	for k := range l.idx.Entries {
+		switch l.idx.Entries[k].Type {
+		case layers.TypeReg, layers.TypeHardlink:
+			e.tocBytes += EstimatedTOCFileBytes
+		default:
+			e.tocBytes += EstimatedTOCEntryBytes
+		}
+	}
+	e.tocEntries = len(l.idx.Entries) + 1
+	e.tocBytes += EstimatedTOCEntryBytes // the landmark
+	var raw int64
+	seen := map[int]bool{}
+	for _, f := range m.files {
+		if f.ref.Layer != i || seen[f.ref.Entry] {
+			continue
+		}
+		seen[f.ref.Entry] = true
+		raw += TarHeaderBytes + f.entry.Size + (TarHeaderBytes-f.entry.Size%TarHeaderBytes)%TarHeaderBytes
+	}
+	if raw > 0 {
+		e.prefetchBytes = int64(math.Ceil(float64(raw) * l.ratio()))
+		e.prefetchCPU = m.rates.chunkCPU(layers.Gzip, raw)
+	}
+	return e
+}
+
+// lazyStart is a node with a lazy snapshotter. With whatIf, every layer
+// the node does not hold is taken to be converted to eStargz with the
+// start-up files in its prefetch range (estimated for the layers that are
+// not lazy yet).
+func (m *model) lazyStart(whatIf bool) *build {
+	scen := LazyStart
+	if whatIf {
+		scen = IfOptimized
+	}
+	b := m.newBuild(scen)
+	_, cfg := m.metadata(b)
+	n := len(m.layers)
+	lazy, held := make([]bool, n), make([]bool, n)
+	for i, l := range m.layers {
+		lazy[i] = l.mountable || whatIf && !l.idx.Foreign
+		held[i] = l.held
+	}
+	b.roles = lazypull.Roles(lazy, held)
+
+	mount := cfg
+	prefetch := map[int]int{}
+	for i, r := range b.roles {
+		if r != lazypull.RoleLazy {
+			continue
+		}
+		l := m.layers[i]
+		st := &b.layerStats[i]
+		if l.mountable {
+			for k, rd := range l.toc.Reads {
+				cpu := 0.0
+				if k == len(l.toc.Reads)-1 {
+					cpu = float64(len(l.toc.Index().Entries)) * m.rates.TOCEntry
+				}
+				mount = b.req(rd.Length, cpu, phaseDownload, catMetadata, mount)
+				st.toc += rd.Length
+			}
+			if pf := l.toc.Prefetch; pf.Length > 0 {
+				prefetch[i] = b.req(pf.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(pf)), phaseDownload, catPrefetch, mount)
+				st.prefetch = pf.Length
+			}
+			continue
+		}
+		b.estimated = true
+		e := m.estimateLayer(i)
+		mount = b.req(FooterBytes, 0, phaseDownload, catMetadata, mount)
+		mount = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, mount)
+		st.toc = FooterBytes + e.tocBytes
+		if e.prefetchBytes > 0 {
+			prefetch[i] = b.req(e.prefetchBytes, e.prefetchCPU, phaseDownload, catPrefetch, mount)
+			st.prefetch = e.prefetchBytes
+		}
+	}
+	var whole []int
+	for i, r := range b.roles {
+		if r == lazypull.RoleFull {
+			whole = append(whole, i)
+		}
+	}
+	last := m.wholeLayers(b, whole, cfg)
+	deps := []int{mount}
+	if last >= 0 {
+		deps = append(deps, last)
+	}
+	b.ready = b.p.work(0, phaseDownload, deps...)
+
+	prev := b.ready
+	fetched := map[int]lazypull.Fetched{}
+	waited := map[int]bool{}
+	for fi, f := range m.files {
+		li := f.ref.Layer
+		l := m.layers[li]
+		switch b.roles[li] {
+		case lazypull.RoleHeld:
+			b.fileWhere[fi] = WhereHeld
+			continue
+		case lazypull.RoleFull:
+			b.fileWhere[fi] = WhereLayer
+			continue
+		}
+		if !l.mountable {
+			b.fileWhere[fi] = WherePrefetch
+			if pf, ok := prefetch[li]; ok && !waited[li] {
+				waited[li] = true
+				prev = b.p.work(0, phaseOnDemand, prev, pf)
+			}
+			continue
+		}
+		if fetched[li] == nil {
+			fetched[li] = lazypull.Fetched{}
+		}
+		wait, reqs := l.toc.PlanFile(f.entry.Path, fetched[li])
+		b.fileWhere[fi] = WherePrefetch
+		if len(reqs) > 0 || !wait {
+			b.fileWhere[fi] = WhereOnDemand
+		}
+		if wait && !waited[li] {
+			waited[li] = true
+			prev = b.p.work(0, phaseOnDemand, prev, prefetch[li])
+		}
+		for _, r := range reqs {
+			prev = b.req(r.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r)), phaseOnDemand, catOnDemand, prev)
+			b.fileReqs[fi] = append(b.fileReqs[fi], prev)
+			b.layerStats[li].onDemand += r.Length
+			b.layerStats[li].onDemandRequests++
+		}
+	}
+	b.cost.Estimated = b.estimated
+	return b
+}
+
+// lowerBound is the least any lazy client could fetch: per layer the node
+// does not hold, its footer and TOC in one request, and the members that
+// hold the start-up files, adjacent ones merged, all requests as parallel
+// as their dependencies allow. Layers that are not lazy are estimated as
+// if converted.
+func (m *model) lowerBound() *build {
+	b := m.newBuild(LowerBound)
+	manifest, cfg := m.metadata(b)
+	// The config does not gate the layers: a client knows them from the
+	// manifest.
+	b.p.tasks[cfg].deps = []int{manifest}
+	b.downloadTasks = append(b.downloadTasks, cfg)
+	byLayer := map[int][]int{}
+	for fi, f := range m.files {
+		byLayer[f.ref.Layer] = append(byLayer[f.ref.Layer], fi)
+	}
+	for i, l := range m.layers {
+		if l.held {
+			continue
+		}
+		if l.toc != nil {
+			var n int64
+			for _, rd := range l.toc.Reads {
+				n += rd.Length
+			}
+			tail := b.req(n, float64(len(l.toc.Index().Entries))*m.rates.TOCEntry, phaseDownload, catMetadata, manifest)
+			b.downloadTasks = append(b.downloadTasks, tail)
+			seen := map[int64]bool{}
+			var members []lazypull.Range
+			for _, fi := range byLayer[i] {
+				for _, r := range l.toc.FileRanges(m.files[fi].entry.Path) {
+					if !seen[r.Offset] {
+						seen[r.Offset] = true
+						members = append(members, r)
+					}
+				}
+			}
+			sort.Slice(members, func(a, c int) bool { return members[a].Offset < members[c].Offset })
+			for _, r := range mergeRanges(members) {
+				b.req(r.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r)), phaseOnDemand, catOnDemand, tail)
+			}
+			continue
+		}
+		b.estimated = true
+		e := m.estimateLayer(i)
+		tail := b.req(FooterBytes+e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, manifest)
+		b.downloadTasks = append(b.downloadTasks, tail)
+		if e.prefetchBytes > 0 {
+			b.req(e.prefetchBytes, e.prefetchCPU, phaseOnDemand, catOnDemand, tail)
+		}
+	}
+	b.cost.Estimated = b.estimated
+	return b
+}
+
+// mergeRanges merges adjacent ranges of a sorted list.
+func mergeRanges(rs []lazypull.Range) []lazypull.Range {
+	var out []lazypull.Range
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].End() == r.Offset {
+			out[n-1].Length += r.Length
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// phases splits a simulated scenario into the bar segments.
+func (b *build) phases(tm timing) Phases {
+	total := tm.total()
+	ph := Phases{Scenario: b.scen, Total: total}
+	switch b.scen {
+	case FullPull, LowerBound:
+		dl := 0.0
+		for _, t := range b.downloadTasks {
+			dl = math.Max(dl, tm.end[t])
+		}
+		if b.scen == FullPull {
+			ph.Download, ph.Unpack = dl, total-dl
+		} else {
+			ph.Download, ph.OnDemand = dl, total-dl
+		}
+	default:
+		mounted := tm.end[b.ready]
+		unpack := 0.0
+		if b.unpackLast >= 0 && tm.end[b.unpackLast] >= mounted-simEpsilon {
+			unpack = tm.end[b.unpackLast] - tm.start[b.unpackFirst]
+		}
+		ph.Download, ph.Unpack, ph.OnDemand = mounted-unpack, unpack, total-mounted
+	}
+	return ph
+}

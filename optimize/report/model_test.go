@@ -1,0 +1,359 @@
+package report
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"math"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// facts are a lazy blob's figures, read with estargz directly.
+type facts struct {
+	size, toc, prefetch int64
+	r                   *estargz.Reader
+	tocOff              int64
+}
+
+func blobFacts(t *testing.T, blob []byte) facts {
+	t.Helper()
+	sr := io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob)))
+	tocOff, footer, err := estargz.OpenFooter(sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := estargz.Open(sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := facts{size: int64(len(blob)), toc: int64(len(blob)) - footer - tocOff, r: r, tocOff: tocOff}
+	if e, ok := r.Lookup(estargz.PrefetchLandmark); ok {
+		f.prefetch = e.Offset
+	}
+	return f
+}
+
+// span is the compressed range from a file's first chunk to the end of its
+// last, as estargz lays them out.
+func (f facts) span(t *testing.T, name string) (start, end int64) {
+	t.Helper()
+	e, ok := f.r.Lookup(name)
+	if !ok {
+		t.Fatalf("%s not in the TOC", name)
+	}
+	start = -1
+	for off := int64(0); off < e.Size; {
+		ce, ok := f.r.ChunkEntryForOffset(name, off)
+		if !ok {
+			t.Fatalf("%s: no chunk at %d", name, off)
+		}
+		if start < 0 {
+			start = ce.Offset
+		}
+		end = min(ce.NextOffset(), f.tocOff)
+		off = ce.ChunkOffset + ce.ChunkSize
+	}
+	return start, end
+}
+
+// unpackFacts counts a blob's uncompressed bytes and tar entries.
+func unpackFacts(t *testing.T, blob []byte) (n int64, entries int) {
+	t.Helper()
+	rc, _, err := layers.Decompress(bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var cnt countingWriter
+	tr := tar.NewReader(io.TeeReader(rc, &cnt))
+	for {
+		if _, err := tr.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		entries++
+	}
+	if _, err := io.Copy(io.Discard, io.TeeReader(rc, &cnt)); err != nil {
+		t.Fatal(err)
+	}
+	return cnt.n, entries
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+func scenario(t *testing.T, r *Report, s Scenario) ScenarioCost {
+	t.Helper()
+	for _, x := range r.Scenarios {
+		if x.Scenario == s {
+			return x
+		}
+	}
+	t.Fatalf("no scenario %s", s)
+	return ScenarioCost{}
+}
+
+func estimateFor(t *testing.T, r *Report, name string) NetworkEstimate {
+	t.Helper()
+	for _, e := range r.Estimates {
+		if e.Network == name {
+			return e
+		}
+	}
+	t.Fatalf("no estimate for %s", name)
+	return NetworkEstimate{}
+}
+
+// TestModelNodeHoldsBase pins the model on a node that holds the gzip base:
+// the two eStargz layers are mounted lazily; a file inside the prefetch
+// range, a file of four chunks outside it (one request), a file of the
+// other layer, a file of the held layer reached through a symlink, and a
+// missing one.
+func TestModelNodeHoldsBase(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	img := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, base, lib, app)
+	bd, _ := base.layer.Digest()
+	r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithCachedLayers(bd),
+		WithRates(zeroCPU), WithNetworks(latencyOnly, bandwidthOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.RawManifest()
+	cfg, _ := img.RawConfigFile()
+	meta := int64(len(raw) + len(cfg))
+	lf, af := blobFacts(t, lib.blob), blobFacts(t, app.blob)
+	if lf.prefetch == 0 || af.prefetch != 0 {
+		t.Fatalf("fixture: prefetch ranges %d and %d", lf.prefetch, af.prefetch)
+	}
+	bigStart, bigEnd := lf.span(t, "usr/lib/big.dat")
+	soStart, soEnd := lf.span(t, "usr/lib/app.so")
+	mainStart, mainEnd := af.span(t, "app/main")
+	if soEnd > lf.prefetch || bigStart < lf.prefetch {
+		t.Fatalf("fixture: app.so at %d-%d, big.dat at %d, prefetch to %d", soStart, soEnd, bigStart, lf.prefetch)
+	}
+
+	lazy := scenario(t, r, LazyStart)
+	wantLazy := ScenarioCost{
+		Scenario:      LazyStart,
+		Bytes:         meta + FooterBytes + lf.toc + lf.prefetch + FooterBytes + af.toc + (bigEnd - bigStart) + (mainEnd - mainStart),
+		Requests:      2 + 3 + 2 + 1 + 1,
+		MetadataBytes: meta + 2*FooterBytes + lf.toc + af.toc,
+		PrefetchBytes: lf.prefetch,
+		OnDemandBytes: (bigEnd - bigStart) + (mainEnd - mainStart),
+	}
+	if d := cmp.Diff(wantLazy, lazy); d != "" {
+		t.Errorf("lazy start (-want +got):\n%s", d)
+	}
+	full := scenario(t, r, FullPull)
+	libU, libE := unpackFacts(t, lib.blob)
+	appU, appE := unpackFacts(t, app.blob)
+	if full.Bytes != meta+int64(len(lib.blob)+len(app.blob)) || full.Requests != 4 || full.UnpackBytes != libU+appU {
+		t.Errorf("full pull: %+v", full)
+	}
+	lower := scenario(t, r, LowerBound)
+	if want := meta + 2*FooterBytes + lf.toc + af.toc + (soEnd - soStart) + (bigEnd - bigStart) + (mainEnd - mainStart); lower.Bytes != want || lower.Requests != 7 {
+		t.Errorf("lower bound: %d bytes in %d requests, want %d in 7", lower.Bytes, lower.Requests, want)
+	}
+	if r.IfOptimizedBytes != nil {
+		t.Errorf("every layer the node lacks is lazy, yet there is an if-optimized scenario")
+	}
+	if r.LazyStartBytes != lazy.Bytes || r.FullPullRequests != 4 || r.LowerBoundBytes != lower.Bytes {
+		t.Errorf("top-level figures disagree with the scenarios: %+v", r)
+	}
+
+	// Latency only: every request is one RTT of 10 ms. Lazy: manifest,
+	// config, two footers and TOCs in a chain (60 ms), then big.dat and
+	// app/main one after the other; the prefetch ended at 50 ms.
+	le := estimateFor(t, r, "latency")
+	if !near(le.LazyStartSeconds, 0.08) || !near(le.FullPullSeconds, 0.03) || !near(le.LowerBoundSeconds, 0.03) {
+		t.Errorf("latency only: %+v", le)
+	}
+	// Bandwidth only: the link is never idle, so every scenario takes its
+	// bytes over the rate.
+	be := estimateFor(t, r, "bandwidth")
+	for _, x := range []struct {
+		got   float64
+		bytes int64
+	}{{be.LazyStartSeconds, lazy.Bytes}, {be.FullPullSeconds, full.Bytes}, {be.LowerBoundSeconds, lower.Bytes}} {
+		if math.Abs(x.got-float64(x.bytes)/1e6) > 1e-4 {
+			t.Errorf("bandwidth only: %.4f s for %d bytes at 1 MB/s", x.got, x.bytes)
+		}
+	}
+
+	// Roles and files.
+	roles := []string{r.Layers[0].Role, r.Layers[1].Role, r.Layers[2].Role}
+	if d := cmp.Diff([]string{"held", "lazy", "lazy"}, roles); d != "" {
+		t.Errorf("roles (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"/missing"}, r.Profile.Missing); d != "" {
+		t.Errorf("missing (-want +got):\n%s", d)
+	}
+	if r.Profile.Files != 4 || r.Profile.Paths != len(fixtureFiles) || r.Profile.Bytes != 10_000+100_000+200_000+20_000 {
+		t.Errorf("profile summary %+v", r.Profile)
+	}
+	where := map[string]string{}
+	for _, f := range r.TopFiles {
+		where[f.File] = f.Where
+		if f.Where == WhereOnDemand && f.Requests != 1 {
+			t.Errorf("%s: %d requests, want 1", f.File, f.Requests)
+		}
+	}
+	if d := cmp.Diff(map[string]string{"/usr/bin/sh": WhereHeld, "/usr/lib/app.so": WherePrefetch,
+		"/usr/lib/big.dat": WhereOnDemand, "/app/main": WhereOnDemand}, where); d != "" {
+		t.Errorf("where the files come from (-want +got):\n%s", d)
+	}
+	if r.TopFiles[0].File != "/usr/lib/big.dat" {
+		t.Errorf("costliest file %s, want /usr/lib/big.dat", r.TopFiles[0].File)
+	}
+	if l := r.Layers[1]; l.TOCBytes != FooterBytes+lf.toc || l.PrefetchBytes != lf.prefetch || l.OnDemandBytes != bigEnd-bigStart ||
+		l.OnDemandRequests != 1 || l.StartupFiles != 2 {
+		t.Errorf("layer 1: %+v", l)
+	}
+
+	// CPU only: a full pull is the unpacking of both layers.
+	rates := Rates{GzipDecompress: 1e6, ZstdDecompress: 1e300, Verify: 1e300, Unpack: 2e6, UnpackEntry: 0.001}
+	r2, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithCachedLayers(bd),
+		WithRates(rates), WithNetworks(Network{Name: "free"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := float64(libU+appU)/1e6 + float64(libU+appU)/2e6 + float64(libE+appE)*0.001
+	if got := r2.Estimates[0].FullPullSeconds; math.Abs(got-want) > 1e-4 {
+		t.Errorf("CPU only: full pull %.4f s, want %.4f", got, want)
+	}
+	if ph := r2.Estimates[0].Phases[0]; ph.Download != 0 || math.Abs(ph.Unpack-want) > 1e-4 {
+		t.Errorf("CPU only: phases %+v", ph)
+	}
+}
+
+// TestModelColdNode: the gzip base is not held, so containerd downloads it
+// and both eStargz layers above it in full; the what-if converts the base.
+func TestModelColdNode(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	img := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, base, lib, app)
+	r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithRates(zeroCPU), WithNetworks(latencyOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.RawManifest()
+	cfg, _ := img.RawConfigFile()
+	meta := int64(len(raw) + len(cfg))
+	whole := int64(len(base.blob) + len(lib.blob) + len(app.blob))
+	lazy, full := scenario(t, r, LazyStart), scenario(t, r, FullPull)
+	if lazy.Bytes != meta+whole || lazy.Requests != 5 || lazy.LayerBytes != whole || full.Bytes != lazy.Bytes {
+		t.Errorf("lazy start on a cold node: %+v, full pull %+v", lazy, full)
+	}
+	roles := []string{r.Layers[0].Role, r.Layers[1].Role, r.Layers[2].Role}
+	if d := cmp.Diff([]string{"full", "full", "full"}, roles); d != "" {
+		t.Errorf("roles (-want +got):\n%s", d)
+	}
+	if r.Layers[1].Note == "" || r.Layers[2].Note == "" || r.Layers[0].Note != "" {
+		t.Errorf("notes: %q %q %q", r.Layers[0].Note, r.Layers[1].Note, r.Layers[2].Note)
+	}
+
+	// If optimized: the base becomes eStargz with /usr/bin/sh first.
+	ifo := scenario(t, r, IfOptimized)
+	if !ifo.Estimated || r.IfOptimizedBytes == nil || *r.IfOptimizedBytes != ifo.Bytes {
+		t.Fatalf("if optimized: %+v", ifo)
+	}
+	baseU, _ := unpackFacts(t, base.blob)
+	ratio := float64(len(base.blob)) / float64(baseU)
+	estTOC := int64(4*EstimatedTOCEntryBytes + 2*EstimatedTOCFileBytes + EstimatedTOCEntryBytes) // 3 dirs, a symlink, 2 files, the landmark
+	estPrefetch := int64(math.Ceil(float64(512+10_000+240) * ratio))
+	lf, af := blobFacts(t, lib.blob), blobFacts(t, app.blob)
+	bigStart, bigEnd := lf.span(t, "usr/lib/big.dat")
+	mainStart, mainEnd := af.span(t, "app/main")
+	want := meta + FooterBytes + estTOC + estPrefetch + FooterBytes + lf.toc + lf.prefetch + FooterBytes + af.toc + (bigEnd - bigStart) + (mainEnd - mainStart)
+	if ifo.Bytes != want || ifo.Requests != 2+3+3+2+1+1 {
+		t.Errorf("if optimized: %d bytes in %d requests, want %d in 12", ifo.Bytes, ifo.Requests, want)
+	}
+	// Latency: 8 requests in a chain to mount (manifest, config, three
+	// footers and TOCs), /bin/sh waits for the base's prefetch (ended at
+	// 50 ms), then big.dat and app/main.
+	e := r.Estimates[0]
+	if e.IfOptimizedSeconds == nil || !near(*e.IfOptimizedSeconds, 0.10) || !near(e.LazyStartSeconds, 0.03) {
+		t.Errorf("latency only: %+v", e)
+	}
+	if lb := scenario(t, r, LowerBound); !lb.Estimated {
+		t.Errorf("the lower bound counts the base's estimate but is not flagged: %+v", lb)
+	}
+}
+
+// TestModelZstdChunked: a zstd:chunked layer is mounted lazily too, and
+// its chunks are counted the same way.
+func TestModelZstdChunked(t *testing.T) {
+	_, lib, _ := fixtureLayers(t)
+	z := lazyLayer(t, tarOf(t, lib), layers.EncodeOptions{Format: layers.FormatZstdChunked, ChunkSize: chunk, Prioritized: []string{"usr/lib/app.so"}})
+	img := testImage(t, v1.Config{}, z)
+	r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithRates(zeroCPU), WithNetworks(latencyOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Layers[0].Format != string(layers.ZstdChunked) || r.Layers[0].Role != "lazy" || r.Layers[0].PrefetchBytes == 0 {
+		t.Fatalf("zstd:chunked layer: %+v", r.Layers[0])
+	}
+	// manifest, config, footer, TOC, prefetch, big.dat.
+	if lazy := scenario(t, r, LazyStart); lazy.Requests != 6 || lazy.OnDemandBytes == 0 {
+		t.Fatalf("lazy start: %+v", lazy)
+	}
+}
+
+// tarOf returns the uncompressed tar of a test layer.
+func tarOf(t *testing.T, l testLayer) []byte {
+	t.Helper()
+	rc, _, err := layers.Decompress(bytes.NewReader(l.blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	// Drop eStargz's own entries: Encode adds them again.
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Name {
+		case estargz.TOCTarName, estargz.PrefetchLandmark, estargz.NoPrefetchLandmark:
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestModelLazyWithoutAnnotation: a lazy blob whose descriptor lacks the
+// TOC annotation is not mounted lazily.
+func TestModelLazyWithoutAnnotation(t *testing.T) {
+	_, lib, _ := fixtureLayers(t)
+	lib.annots = nil
+	img := testImage(t, v1.Config{}, lib)
+	r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithRates(zeroCPU), WithNetworks(latencyOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := r.Layers[0]; l.Role != "full" || l.Note == "" || l.Format != "estargz" {
+		t.Fatalf("layer %+v", l)
+	}
+}

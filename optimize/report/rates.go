@@ -1,0 +1,120 @@
+package report
+
+import (
+	"math"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/layers"
+)
+
+// Rates are how fast the node's CPU does the work a start needs. Byte
+// rates are in uncompressed bytes per second.
+type Rates struct {
+	// GzipDecompress and ZstdDecompress: decompression, in output bytes
+	// per second.
+	GzipDecompress float64 `json:"gzipDecompressBytesPerSecond"`
+	ZstdDecompress float64 `json:"zstdDecompressBytesPerSecond"`
+	// Verify: hashing fetched chunks (sha256) to check them against the
+	// TOC.
+	Verify float64 `json:"verifyBytesPerSecond"`
+	// Unpack: writing a layer's tar stream to disk, hashing it for the
+	// DiffID on the way; UnpackEntry is the extra cost of each tar entry
+	// (creating, chmod-ing and timestamping a file, directory or link).
+	Unpack      float64 `json:"unpackBytesPerSecond"`
+	UnpackEntry float64 `json:"unpackEntrySeconds"`
+	// TOCEntry is the cost of decompressing, parsing and indexing one TOC
+	// entry when a lazy layer is mounted.
+	TOCEntry float64 `json:"tocEntrySeconds"`
+	// Request is the time the registry (and the client) take to answer a
+	// request, on top of the network's round trip. A measurement probes
+	// it (lazypull.Probe).
+	Request float64 `json:"requestSeconds"`
+	// Calibrated is set when the rates were measured on this machine
+	// (Calibrate) rather than taken from DefaultRates.
+	Calibrated bool `json:"calibrated"`
+}
+
+// DefaultRates are the rates Calibrate measured on the machine coldstart is
+// developed on (2 cores of a loaded cloud VM with an ext4 disk, Go 1.26,
+// klauspost/compress v1.20.4), rounded to a typical value of several runs.
+// The per-entry unpack cost in particular depends on the disk and on what
+// else the machine does (it ranged from 0.1 to 0.6 ms there): Calibrate
+// measures the machine at hand.
+var DefaultRates = Rates{
+	GzipDecompress: DefaultGzipDecompressRate,
+	ZstdDecompress: DefaultZstdDecompressRate,
+	Verify:         DefaultVerifyRate,
+	Unpack:         DefaultUnpackRate,
+	UnpackEntry:    DefaultUnpackEntryCost.Seconds(),
+	TOCEntry:       DefaultTOCEntryCost.Seconds(),
+	Request:        DefaultRequestCost.Seconds(),
+}
+
+// The default rates, each measured by Calibrate (see DefaultRates).
+const (
+	// DefaultGzipDecompressRate is gzip decompression, uncompressed bytes
+	// per second.
+	DefaultGzipDecompressRate = 220e6
+	// DefaultZstdDecompressRate is zstd decompression, uncompressed bytes
+	// per second.
+	DefaultZstdDecompressRate = 450e6
+	// DefaultVerifyRate is sha256, bytes per second.
+	DefaultVerifyRate = 1200e6
+	// DefaultUnpackRate is writing tar content to files, bytes per second.
+	DefaultUnpackRate = 700e6
+	// DefaultUnpackEntryCost is the cost of creating one entry.
+	DefaultUnpackEntryCost = 150 * time.Microsecond
+	// DefaultTOCEntryCost is the cost of one TOC entry at mount.
+	DefaultTOCEntryCost = 12 * time.Microsecond
+	// DefaultRequestCost is the registry's time per request: what Probe
+	// measured for Debian's docker-registry serving from its disk on the
+	// development machine (through the shaping proxy, unshaped).
+	DefaultRequestCost = 5 * time.Millisecond
+)
+
+// decompressRate is the decompression rate for a compression; +Inf for
+// none.
+func (r Rates) decompressRate(c layers.Compression) float64 {
+	switch c {
+	case layers.Gzip:
+		return r.GzipDecompress
+	case layers.Zstd:
+		return r.ZstdDecompress
+	}
+	return math.Inf(1)
+}
+
+// chunkCPU is the time to decompress and verify n uncompressed bytes of
+// chunks.
+func (r Rates) chunkCPU(c layers.Compression, n int64) float64 {
+	return div(float64(n), r.decompressRate(c)) + div(float64(n), r.Verify)
+}
+
+// unpackCPU is the time to decompress and unpack a layer of n uncompressed
+// bytes and entries tar entries.
+func (r Rates) unpackCPU(c layers.Compression, n int64, entries int) float64 {
+	return div(float64(n), r.decompressRate(c)) + div(float64(n), r.Unpack) + float64(entries)*r.UnpackEntry
+}
+
+// div divides, 0 for an infinite or unset rate.
+func div(n, rate float64) float64 {
+	if rate <= 0 || math.IsInf(rate, 1) {
+		return 0
+	}
+	return n / rate
+}
+
+// valid reports whether every rate is usable.
+func (r Rates) valid() bool {
+	for _, v := range []float64{r.GzipDecompress, r.ZstdDecompress, r.Verify, r.Unpack} {
+		if !(v > 0) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	for _, v := range []float64{r.UnpackEntry, r.TOCEntry, r.Request} {
+		if !(v >= 0) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}
