@@ -10,7 +10,6 @@ import (
 
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/containerd/stargz-snapshotter/estargz"
-	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/opencontainers/go-digest"
@@ -256,11 +255,7 @@ func (o *options) verifyLazy(ctx context.Context, l v1.Layer, idx *layers.Index)
 		return err
 	}
 	sr := io.NewSectionReader(f, 0, n)
-	var ropts []estargz.OpenOption
-	if idx.Lazy == layers.ZstdChunked {
-		ropts = append(ropts, estargz.WithDecompressors(new(zstdchunked.Decompressor)))
-	}
-	r, err := estargz.Open(sr, ropts...)
+	r, err := layers.OpenLazy(sr)
 	if err != nil {
 		return fmt.Errorf("opening TOC: %w", err)
 	}

@@ -1,0 +1,23 @@
+package layers
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
+)
+
+// OpenLazy opens the TOC of an eStargz or zstd:chunked blob with
+// estargz.Open, with both decompressors. estargz v0.19.1 panics on some
+// hostile footers (a TOC offset past the end of the blob): OpenLazy turns
+// that into an error wrapping ErrCorrupt.
+func OpenLazy(sr *io.SectionReader, opts ...estargz.OpenOption) (r *estargz.Reader, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("%w: unreadable lazy-layer footer or TOC (%v)", ErrCorrupt, p)
+		}
+	}()
+	opts = append([]estargz.OpenOption{estargz.WithDecompressors(new(zstdchunked.Decompressor))}, opts...)
+	return estargz.Open(sr, opts...)
+}
