@@ -1,0 +1,102 @@
+// Command bench regenerates coldstart's benchmark report: it builds the
+// benchmark images from Debian packages, measures conversion against the
+// reference converter and time to ready on a shaped loopback registry, and
+// writes benchmarks/RESULTS.md, results.json and the SVG charts.
+//
+//	go run ./benchmarks/cmd/bench [-quick] [-runs N] [-out DIR]
+//
+// It needs Linux, root (debootstrap, chroot, fanotify for run profiles) and
+// Debian's docker-registry; `make bench` installs what is missing.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/coldstart-dev/coldstart/benchmarks/build"
+	"github.com/coldstart-dev/coldstart/benchmarks/harness"
+	"github.com/coldstart-dev/coldstart/optimize/report"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "a small subset for CI: the shell image, one run, the edge network")
+	runs := flag.Int("runs", 3, "runs per figure (median, min, max)")
+	out := flag.String("out", "benchmarks", "directory for RESULTS.md, results.json and the charts")
+	work := flag.String("work", "benchmarks/.work", "working directory (images, binaries, registry storage)")
+	images := flag.String("images", "", "comma-separated images (default: all; -quick: shell)")
+	networks := flag.String("networks", "cloud,edge", "networks for time to ready: names or RATE,RTT, separated by ';'")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := harness.Config{Runs: *runs, Work: *work, Progress: os.Stderr}
+	cfg.Images = build.Names()
+	if *images != "" {
+		cfg.Images = strings.Split(*images, ",")
+	}
+	nets := *networks
+	if *quick {
+		cfg.Runs = 1
+		if *images == "" {
+			cfg.Images = []string{"shell"}
+		}
+		nets = "edge"
+	}
+	for _, n := range strings.Split(nets, ";") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		for _, part := range splitNetworks(n) {
+			nw, err := report.ParseNetwork(part)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(2)
+			}
+			cfg.Networks = append(cfg.Networks, nw)
+		}
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	cfg.Repo = repo
+	cfg.Work, _ = filepath.Abs(cfg.Work)
+	res, err := harness.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	command := "make bench"
+	if *quick {
+		command = "make bench-quick"
+	}
+	if err := harness.Write(*out, res, command); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", filepath.Join(*out, "RESULTS.md"))
+}
+
+// splitNetworks splits "cloud,edge" into names but keeps "100Mbit,50ms"
+// (a custom RATE,RTT) whole.
+func splitNetworks(s string) []string {
+	parts := strings.Split(s, ",")
+	var out []string
+	for i := 0; i < len(parts); i++ {
+		p := strings.TrimSpace(parts[i])
+		if i+1 < len(parts) && len(p) > 0 && p[0] >= '0' && p[0] <= '9' {
+			out = append(out, p+","+strings.TrimSpace(parts[i+1]))
+			i++
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
