@@ -16,6 +16,17 @@
 // messages (the package is otherwise silent), WithJobs bounds blob
 // concurrency.
 //
+// Registries fail. Requests that fail for a reason that may pass (408, 429,
+// 500, 502, 503 and 504 answers, reset or refused connections, stalls) are
+// tried again as WithRetry says (DefaultRetry: 4 attempts, 1 s, 2 s and 4 s
+// apart); a Retry-After header makes the next attempt wait as long as the
+// registry asks, up to a cap; a request that makes no progress for the stall
+// timeout (WithStallTimeout) is abandoned and retried; a download that
+// breaks off resumes from the first byte not yet read (a Range request).
+// When the attempts run out, the error names the blob or manifest, the
+// request and the registry's answer. Credentials sent to a registry (Basic
+// passwords, Bearer tokens) are kept out of errors and debug messages.
+//
 // Nothing is lost on a failed write: a layout or archive is either updated
 // completely or left byte-for-byte as it was, and a registry tag moves only
 // once everything it references is uploaded. Write documents how each

@@ -26,24 +26,31 @@ import (
 // are read. Docker archives are read with ggcr's tarball package: one image,
 // chosen by the reference's tag or, without one, the only image in the
 // archive.
+//
+// Registry requests that fail for a reason that may pass are retried
+// (WithRetry, WithStallTimeout), and a layer download that breaks off
+// resumes where it stopped, also when the layer is read after Read returned.
 func Read(ctx context.Context, ref Ref, opts ...Option) (*Artifact, error) {
-	a, err := read(ctx, ref, opts)
+	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", ref, err)
+	}
+	a, err := read(ctx, ref, o)
+	if err != nil {
+		return nil, o.secrets.scrubError(fmt.Errorf("reading %s: %w", ref, err))
 	}
 	return a, nil
 }
 
-func read(ctx context.Context, ref Ref, opts []Option) (*Artifact, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
+func read(ctx context.Context, ref Ref, o *options) (*Artifact, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var a *Artifact
-	var lr *layoutReader
+	var (
+		a   *Artifact
+		lr  *layoutReader
+		err error
+	)
 	switch ref.Transport {
 	case TransportRegistry:
 		a, err = readRemote(ctx, ref, o)
@@ -81,7 +88,7 @@ func readRemote(ctx context.Context, ref Ref, o *options) (*Artifact, error) {
 	}
 	desc, err := remote.Get(nr, o.remoteOptions(ctx)...)
 	if err != nil {
-		return nil, err
+		return nil, o.explain(err)
 	}
 	switch mt := desc.MediaType; {
 	case mt.IsIndex():

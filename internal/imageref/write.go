@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -20,13 +19,17 @@ import (
 // (see SelectPlatforms).
 //
 // The destination is either complete or left as it was:
-//   - registry (ggcr remote.Write / remote.WriteIndex): every layer and
-//     config blob of an image is uploaded before its manifest, and every
-//     child manifest of an index before the index; the tag (or digest) named
-//     by ref is written last. A failed write can leave blobs and untagged
-//     child manifests behind, which a registry garbage-collects; the tag keeps
-//     pointing at what it pointed at before. A digest reference must be a's
-//     digest.
+//   - registry: in three phases, with a ggcr remote.Pusher: every layer
+//     and config blob of every image first (WithJobs at once; a blob the
+//     registry has already is not uploaded again), then the manifests of an
+//     index's images and nested indexes, children before parents, each by
+//     digest, and last the manifest named by ref, which moves the tag. A
+//     failed or interrupted write can leave blobs and untagged child
+//     manifests behind, which a registry garbage-collects and a later Write
+//     reuses; the tag keeps pointing at what it pointed at before. A digest
+//     reference must be a's digest. Failed requests are retried (WithRetry,
+//     WithStallTimeout); the error names the blob or manifest that could not
+//     be uploaded and the registry's answer.
 //   - oci:DIR[:TAG]: the layout is created if missing (a directory that
 //     exists must be empty or a layout). Blobs are content-addressed: each is
 //     written to a temporary file in blobs/ALG, checked against its digest and
@@ -42,24 +45,24 @@ import (
 //     without a name. An archive holds a single image, so an index gives
 //     ErrIndexNotSupported: select one platform.
 func Write(ctx context.Context, ref Ref, a *Artifact, opts ...Option) error {
-	if err := write(ctx, ref, a, opts); err != nil {
+	o, err := makeOptions(opts)
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", ref, err)
+	}
+	if err := write(ctx, ref, a, o); err != nil {
+		return o.secrets.scrubError(fmt.Errorf("writing %s: %w", ref, err))
 	}
 	return nil
 }
 
-func write(ctx context.Context, ref Ref, a *Artifact, opts []Option) error {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return err
-	}
+func write(ctx context.Context, ref Ref, a *Artifact, o *options) error {
 	if err := a.validate(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	a, err = SelectPlatforms(ctx, a, o.platforms)
+	a, err := SelectPlatforms(ctx, a, o.platforms)
 	if err != nil {
 		return err
 	}
@@ -94,10 +97,7 @@ func writeRemote(ctx context.Context, ref Ref, a *Artifact, o *options) error {
 			return fmt.Errorf("%w: destination names digest %s, the image's digest is %s", ErrDigestMismatch, d.DigestStr(), have)
 		}
 	}
-	if a.Index != nil {
-		return remote.WriteIndex(nr, a.Index, o.remoteOptions(ctx)...)
-	}
-	return remote.Write(nr, a.Image, o.remoteOptions(ctx)...)
+	return pushRemote(ctx, nr, a, o)
 }
 
 func writeArchive(ctx context.Context, ref Ref, a *Artifact, o *options) (err error) {
