@@ -2,15 +2,18 @@ package optimize_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -298,5 +301,25 @@ func TestIndexKeepsPlatforms(t *testing.T) {
 	im, _ := res.Index.IndexManifest()
 	if len(im.Manifests) != 2 || im.Manifests[0].Platform == nil || im.Manifests[1].Platform == nil {
 		t.Fatalf("platforms lost: %+v", im.Manifests)
+	}
+}
+
+// TestDiffIDMismatch: a config whose diff_ids do not match the layers is a
+// clear error.
+func TestDiffIDMismatch(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("a", "a")}})
+	cf, err := src.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+	bad, err := mutate.ConfigFile(src, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = optimize.Optimize(context.Background(), bad, optimize.WithTempDir(t.TempDir()))
+	if !errors.Is(err, layers.ErrDigestMismatch) || !strings.Contains(err.Error(), "diff_id") {
+		t.Fatalf("err = %v, want a diff_id mismatch", err)
 	}
 }
