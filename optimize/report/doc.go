@@ -18,8 +18,9 @@
 //
 // Every scenario is a plan of requests and CPU work that the package's
 // simulator runs on a network (a fluid model): each request waits one
-// round-trip time, then its bytes flow at an equal share of the bandwidth
-// with every request transferring at the same time; decompressing and
+// round-trip time plus the registry's own time per request
+// ([Rates].Request, [DefaultRequestCost]), then its bytes flow at an equal
+// share of the bandwidth with every request transferring at the same time; decompressing and
 // checking a request's chunks overlaps its transfer (the request ends at the
 // later of its last byte and RTT + CPU time); unpacking is CPU time alone.
 // The plans are the ones internal/lazypull executes, request for request, so
@@ -29,7 +30,8 @@
 // if the image is reached through one, [WithIndexManifest]) and the config,
 // one after the other; then every layer the node does not hold, one request
 // each for its compressed bytes, [DefaultConcurrency] (3) at a time as
-// containerd downloads; then each layer decompressed and unpacked, in order:
+// containerd downloads (a blob the image lists twice is downloaded once);
+// then each layer decompressed and unpacked, in order:
 // uncompressed bytes / decompression rate + uncompressed bytes / unpack rate
 // + tar entries × per-entry cost.
 //
@@ -40,8 +42,8 @@
 // layer and every layer above it that the node does not hold, in full, and
 // unpacks them (lazypull.Roles; measured with containerd 2.2: a kept gzip
 // base under eStargz layers took 14.5 s on a cold node against 1.3 s all
-// eStargz). Each layer mounted lazily costs, one after the other, the
-// footer read (the last [FooterBytes], 51, bytes) and the TOC read, plus the
+// eStargz). Each layer mounted lazily (each blob once) costs, one after the
+// other, the footer read (the last [FooterBytes], 51, bytes) and the TOC read, plus the
 // TOC's parsing (entries × [Rates].TOCEntry); its prefetch range (from the
 // start of the blob to the .prefetch.landmark entry; none without one) is
 // then fetched in one background request, and its chunks decompressed and
@@ -82,12 +84,14 @@
 // [WithMeasurement] runs a real full pull and a real lazy start of the image
 // from its registry with internal/lazypull (authentication first, untimed),
 // and puts the measured seconds, bytes and requests beside the prediction
-// for the same network. [WithShaping] puts internal/shaper, an in-process
-// proxy that adds an RTT to every request and caps the bandwidth of all
-// connections together, between the client and the registry, so that
-// figures measured on loopback stand for a real network. On this model's
-// own development machine the predictions landed within 20% of the
-// measurements on the cloud and edge networks for realistic images.
+// for the same network; the registry's time per request is probed first
+// (lazypull.Probe) and used for that prediction. [WithShaping] puts
+// internal/shaper, an in-process proxy that adds an RTT to every request
+// and caps the bandwidth of all connections together, between the client
+// and the registry, so that figures measured on loopback stand for a real
+// network. Bytes and requests match the prediction exactly; times depend
+// also on how busy the machine is (TestPredictionAccuracy, run with
+// COLDSTART_ACCURACY=1, compares them on a realistic image).
 //
 // # Output
 //

@@ -162,7 +162,8 @@ func (m *model) metadata(b *build) (lastManifest, config int) {
 }
 
 // wholeLayers adds the downloads of the layers idx (a pool of
-// m.concurrency, after config) and their unpacking, in order, after every
+// m.concurrency, after config; a blob listed twice is downloaded once, as a
+// content store does) and their unpacking, in order, after every
 // download; it returns the last unpack task, -1 when idx is empty.
 func (m *model) wholeLayers(b *build, idx []int, config int) int {
 	if len(idx) == 0 {
@@ -170,8 +171,13 @@ func (m *model) wholeLayers(b *build, idx []int, config int) int {
 	}
 	pool := b.p.pool(m.concurrency)
 	var blobs []int
+	seen := map[v1.Hash]bool{}
 	for _, i := range idx {
 		l := m.layers[i]
+		if seen[l.desc.Digest] {
+			continue
+		}
+		seen[l.desc.Digest] = true
 		b.count(l.idx.Size, catLayer)
 		blobs = append(blobs, b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload}))
 	}
@@ -236,12 +242,13 @@ func (m *model) estimateLayer(i int) estimate {
 	e.tocEntries = len(l.idx.Entries) + 1
 	e.tocBytes += EstimatedTOCEntryBytes // the landmark
 	var raw int64
-	seen := map[int]bool{}
+	seen := map[layers.Ref]bool{}
 	for _, f := range m.files {
-		if f.ref.Layer != i || seen[f.ref.Entry] {
+		// The files of this blob, wherever the image lists it.
+		if m.layers[f.ref.Layer].desc.Digest != l.desc.Digest || seen[f.ref] {
 			continue
 		}
-		seen[f.ref.Entry] = true
+		seen[f.ref] = true
 		raw += TarHeaderBytes + f.entry.Size + (TarHeaderBytes-f.entry.Size%TarHeaderBytes)%TarHeaderBytes
 	}
 	if raw > 0 {
@@ -272,11 +279,20 @@ func (m *model) lazyStart(whatIf bool) *build {
 
 	mount := cfg
 	prefetch := map[int]int{}
+	mounted := map[v1.Hash]int{}
 	for i, r := range b.roles {
 		if r != lazypull.RoleLazy {
 			continue
 		}
 		l := m.layers[i]
+		if j, ok := mounted[l.desc.Digest]; ok {
+			// The same blob again: mounted already.
+			if pf, ok := prefetch[j]; ok {
+				prefetch[i] = pf
+			}
+			continue
+		}
+		mounted[l.desc.Digest] = i
 		st := &b.layerStats[i]
 		if l.mountable {
 			for k, rd := range l.toc.Reads {
@@ -317,11 +333,14 @@ func (m *model) lazyStart(whatIf bool) *build {
 	b.ready = b.p.work(0, phaseDownload, deps...)
 
 	prev := b.ready
-	fetched := map[int]lazypull.Fetched{}
-	waited := map[int]bool{}
+	// A blob listed twice is mounted once: what was fetched and waited for
+	// goes by digest.
+	fetched := map[v1.Hash]lazypull.Fetched{}
+	waited := map[v1.Hash]bool{}
 	for fi, f := range m.files {
 		li := f.ref.Layer
 		l := m.layers[li]
+		dg := l.desc.Digest
 		switch b.roles[li] {
 		case lazypull.RoleHeld:
 			b.fileWhere[fi] = WhereHeld
@@ -332,22 +351,22 @@ func (m *model) lazyStart(whatIf bool) *build {
 		}
 		if !l.mountable {
 			b.fileWhere[fi] = WherePrefetch
-			if pf, ok := prefetch[li]; ok && !waited[li] {
-				waited[li] = true
+			if pf, ok := prefetch[li]; ok && !waited[dg] {
+				waited[dg] = true
 				prev = b.p.work(0, phaseOnDemand, prev, pf)
 			}
 			continue
 		}
-		if fetched[li] == nil {
-			fetched[li] = lazypull.Fetched{}
+		if fetched[dg] == nil {
+			fetched[dg] = lazypull.Fetched{}
 		}
-		wait, reqs := l.toc.PlanFile(f.entry.Path, fetched[li])
+		wait, reqs := l.toc.PlanFile(f.entry.Path, fetched[dg])
 		b.fileWhere[fi] = WherePrefetch
 		if len(reqs) > 0 || !wait {
 			b.fileWhere[fi] = WhereOnDemand
 		}
-		if wait && !waited[li] {
-			waited[li] = true
+		if wait && !waited[dg] {
+			waited[dg] = true
 			prev = b.p.work(0, phaseOnDemand, prev, prefetch[li])
 		}
 		for _, r := range reqs {
@@ -373,14 +392,18 @@ func (m *model) lowerBound() *build {
 	// manifest.
 	b.p.tasks[cfg].deps = []int{manifest}
 	b.downloadTasks = append(b.downloadTasks, cfg)
-	byLayer := map[int][]int{}
+	// Per blob: a blob listed twice is fetched once.
+	byBlob := map[v1.Hash][]int{}
 	for fi, f := range m.files {
-		byLayer[f.ref.Layer] = append(byLayer[f.ref.Layer], fi)
+		d := m.layers[f.ref.Layer].desc.Digest
+		byBlob[d] = append(byBlob[d], fi)
 	}
+	done := map[v1.Hash]bool{}
 	for i, l := range m.layers {
-		if l.held {
+		if l.held || done[l.desc.Digest] {
 			continue
 		}
+		done[l.desc.Digest] = true
 		if l.toc != nil {
 			var n int64
 			for _, rd := range l.toc.Reads {
@@ -390,7 +413,7 @@ func (m *model) lowerBound() *build {
 			b.downloadTasks = append(b.downloadTasks, tail)
 			seen := map[int64]bool{}
 			var members []lazypull.Range
-			for _, fi := range byLayer[i] {
+			for _, fi := range byBlob[l.desc.Digest] {
 				for _, r := range l.toc.FileRanges(m.files[fi].entry.Path) {
 					if !seen[r.Offset] {
 						seen[r.Offset] = true

@@ -357,3 +357,30 @@ func TestModelLazyWithoutAnnotation(t *testing.T) {
 		t.Fatalf("layer %+v", l)
 	}
 }
+
+// TestModelSameBlobTwice: a blob the image lists twice is downloaded once
+// and mounted once, as the client does (see lazypull's TestSameBlobTwice).
+func TestModelSameBlobTwice(t *testing.T) {
+	_, lib, app := fixtureLayers(t)
+	img := testImage(t, v1.Config{}, lib, app, lib)
+	r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithRates(zeroCPU), WithNetworks(latencyOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.RawManifest()
+	cfg, _ := img.RawConfigFile()
+	full := scenario(t, r, FullPull)
+	libU, _ := unpackFacts(t, lib.blob)
+	appU, _ := unpackFacts(t, app.blob)
+	if full.Requests != 4 || full.Bytes != int64(len(raw)+len(cfg)+len(lib.blob)+len(app.blob)) || full.UnpackBytes != 2*libU+appU {
+		t.Errorf("full pull: %+v", full)
+	}
+	// manifest, config, lib's footer, TOC and prefetch, app's footer and
+	// TOC, then big.dat and app/main.
+	if lazy := scenario(t, r, LazyStart); lazy.Requests != 9 {
+		t.Errorf("lazy start: %+v", lazy)
+	}
+	if lb := scenario(t, r, LowerBound); lb.Requests != 2+2+2+1 {
+		t.Errorf("lower bound: %+v", lb)
+	}
+}

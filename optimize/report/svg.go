@@ -73,6 +73,16 @@ func tickLabel(v float64) string {
 	return strconv.FormatFloat(v, 'g', 3, 64) + " s"
 }
 
+// fit shortens s to at most n characters, cutting its middle.
+func fit(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	half := (n - 1) / 2
+	return string(r[:half]) + "…" + string(r[len(r)-(n-1-half):])
+}
+
 // writeSVG draws one panel per network, one horizontal stacked bar per
 // scenario; each panel has its own scale. The output depends only on the
 // arguments.
@@ -101,7 +111,7 @@ func writeSVG(w io.Writer, title string, panels []panel) error {
 		svgWidth, height, svgWidth, height, xmlText(title))
 	pf(`<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", svgWidth, height)
 	y := float64(svgMargin)
-	pf(`<text x="%d" y="%s" font-size="16" font-weight="bold" fill="#222">%s</text>`+"\n", svgMargin, num(y+18), xmlText(title))
+	pf(`<text x="%d" y="%s" font-size="16" font-weight="bold" fill="#222">%s</text>`+"\n", svgMargin, num(y+18), xmlText(fit(title, 86)))
 	y += svgTitleH
 	lx := float64(svgMargin)
 	for _, ph := range svgPhases {
@@ -116,7 +126,7 @@ func writeSVG(w io.Writer, title string, panels []panel) error {
 			maxT = math.Max(maxT, b.ph.Total)
 		}
 		scale := niceMax(maxT)
-		pf(`<text x="%d" y="%s" font-size="13" font-weight="bold" fill="#222">%s</text>`+"\n", svgMargin, num(y+14), xmlText(p.title))
+		pf(`<text x="%d" y="%s" font-size="13" font-weight="bold" fill="#222">%s</text>`+"\n", svgMargin, num(y+14), xmlText(fit(p.title, 100)))
 		top := y + svgPanelTop
 		bottom := top + float64(len(p.bars)*svgRowH)
 		for k := 0; k <= 5; k++ {
@@ -128,7 +138,7 @@ func writeSVG(w io.Writer, title string, panels []panel) error {
 		pf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#888888" stroke-width="1"/>`+"\n", num(barX), num(bottom), num(barX+barW), num(bottom))
 		for i, b := range p.bars {
 			ry := top + float64(i*svgRowH)
-			pf(`<text x="%s" y="%s" font-size="12" fill="#222" text-anchor="end">%s</text>`+"\n", num(barX-8), num(ry+11.5), xmlText(b.label))
+			pf(`<text x="%s" y="%s" font-size="12" fill="#222" text-anchor="end">%s</text>`+"\n", num(barX-8), num(ry+11.5), xmlText(fit(b.label, 26)))
 			x := barX
 			for k, v := range []float64{b.ph.Download, b.ph.Unpack, b.ph.OnDemand} {
 				wd := barW * v / scale
