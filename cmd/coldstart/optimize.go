@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/cache"
@@ -12,6 +14,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
@@ -52,7 +55,7 @@ written before manifests, the index last.`,
 	fl.BoolVar(&f.force, "force", false, "convert layers that are already eStargz or zstd:chunked too")
 	fl.StringVar(&f.platform, "platform", "all", "platforms to optimize: all, OS/ARCH[/VARIANT] or a comma-separated list")
 	fl.StringVar(&f.format, "format", "text", "summary format: text, json or markdown")
-	fl.StringVar(&f.report, "report", "", "also write the summary to this file (format from the extension: .json, .md, else text)")
+	fl.StringVar(&f.report, "report", "", "write the before/after cold-start comparison to this file (format from the extension: .json, .md, .svg, .html, else text)")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "allow DST to be the same as SRC")
 	fl.IntVar(&f.concurrency, "concurrency", optimize.DefaultConcurrency, "layers converted at once")
 	fl.StringVar(&f.tmpDir, "tmpdir", "", "directory for temporary files (default: the system's)")
@@ -183,23 +186,82 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 	if err := res.Write(g.stdout, f.format); err != nil {
 		return err
 	}
+	cmps, err := compareBeforeAfter(ctx, art, res)
+	if err != nil {
+		// The image is written; the comparison is a bonus.
+		fmt.Fprintf(g.stderr, "coldstart: before/after comparison: %v\n", err)
+		return nil
+	}
+	if f.format == optimize.FormatText {
+		for _, c := range cmps {
+			fmt.Fprintln(g.stdout)
+			if err := c.Write(g.stdout, report.FormatText); err != nil {
+				return err
+			}
+		}
+	}
 	if f.report != "" {
-		return writeReportFile(f.report, res)
+		return writeReportFile(f.report, cmps)
 	}
 	return nil
 }
 
-// writeReportFile writes the summary, in the format the extension names,
-// by temp file and rename.
-func writeReportFile(path string, res *optimize.Result) error {
-	format := optimize.FormatText
-	switch {
-	case strings.HasSuffix(path, ".json"):
-		format = optimize.FormatJSON
-	case strings.HasSuffix(path, ".md"):
-		format = optimize.FormatMarkdown
+// compareBeforeAfter estimates the cold-start cost of every input image and
+// its output, platform by platform.
+func compareBeforeAfter(ctx context.Context, in *imageref.Artifact, res *optimize.Result) ([]*report.Comparison, error) {
+	var before, after []v1.Image
+	if in.Index != nil {
+		bi, err := optimize.IndexImages(ctx, in.Index)
+		if err != nil {
+			return nil, err
+		}
+		ai, err := optimize.IndexImages(ctx, res.Index)
+		if err != nil {
+			return nil, err
+		}
+		if len(bi) != len(ai) {
+			return nil, fmt.Errorf("%d images before, %d after", len(bi), len(ai))
+		}
+		for i := range bi {
+			before, after = append(before, bi[i].Image), append(after, ai[i].Image)
+		}
+	} else {
+		before, after = []v1.Image{in.Image}, []v1.Image{res.Image}
 	}
-	return writeFileAtomic(path, func(w *bufio.Writer) error { return res.Write(w, format) })
+	var out []*report.Comparison
+	for i := range before {
+		c, err := report.Compare(ctx, before[i], after[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// writeReportFile writes the before/after comparison, in the format the
+// extension names (.json, .md, .svg, .html, else text), by temp file and
+// rename.
+func writeReportFile(path string, cmps []*report.Comparison) error {
+	format := report.FormatText
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		format = report.FormatJSON
+	case ".md", ".markdown":
+		format = report.FormatMarkdown
+	case ".svg":
+		format = report.FormatSVG
+	case ".html", ".htm":
+		format = report.FormatHTML
+	}
+	return writeFileAtomic(path, func(w *bufio.Writer) error {
+		for _, c := range cmps {
+			if err := c.Write(w, format); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
