@@ -174,6 +174,7 @@ type runner struct {
 	recipes   map[string]*build.Recipe
 	profiles  map[string]*profile.Profile
 	runSource map[string]string
+	rates     *report.Rates
 }
 
 func (r *runner) step(format string, args ...any) {
@@ -220,6 +221,14 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		r.res.Dedupe = append(r.res.Dedupe, *d)
 	}
 	if len(cfg.Networks) > 0 {
+		// The model's CPU rates, measured on this machine, as
+		// "coldstart report --calibrate" does.
+		r.step("calibrating the model's decompression and unpack rates")
+		if rates, err := report.Calibrate(ctx); err == nil {
+			r.rates = &rates
+		} else {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("calibration failed (%v): the model's default rates were used", err))
+		}
 		regDir := filepath.Join(cfg.Work, "registry")
 		_ = os.RemoveAll(regDir)
 		if err := os.MkdirAll(regDir, 0o755); err != nil {
@@ -349,16 +358,25 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 		return nil, err
 	}
 	r.step("%s: coldstart with a warm cache x%d", name, r.cfg.Runs)
+	// The warm runs write where the first run wrote, as a CI re-run
+	// pushes to the registry that already has the first run's blobs.
 	cacheDir := filepath.Join(r.cfg.Work, "cache", name)
 	_ = os.RemoveAll(cacheDir)
-	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, "oci:"+filepath.Join(r.cfg.Work, "out", name, "warmup")); err != nil {
+	warmDst := "oci:" + filepath.Join(r.cfg.Work, "out", name, "warm")
+	_ = os.RemoveAll(filepath.Join(r.cfg.Work, "out", name, "warm"))
+	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, warmDst); err != nil {
 		return nil, err
 	}
-	if ic.Warm, _, err = r.convertRuns(ctx, name, "warm", func(out string) (string, []string) {
-		return r.bin, []string{"optimize", "-q", "--cache-dir", cacheDir, src, "oci:" + out}
-	}); err != nil {
-		return nil, err
+	var warm []float64
+	var warmCPU, warmRSS []float64
+	for i := 0; i < r.cfg.Runs; i++ {
+		m, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, warmDst)
+		if err != nil {
+			return nil, err
+		}
+		warm, warmCPU, warmRSS = append(warm, m.wall), append(warmCPU, m.cpu), append(warmRSS, m.rssMiB)
 	}
+	ic.Warm = Conversion{WallSeconds: stat(warm), CPUSeconds: stat(warmCPU), PeakRSSMiB: stat(warmRSS), OutputBytes: es.OutputBytes}
 	ic.WallSpeedup = ratio(ref.WallSeconds.Median, es.WallSeconds.Median)
 	ic.CPUSpeedup = ratio(ref.CPUSeconds.Median, es.CPUSeconds.Median)
 	ic.SizeRatio = ratio(float64(es.OutputBytes), float64(ref.OutputBytes))
@@ -517,7 +535,11 @@ func (r *runner) predict(ctx context.Context, ref string, prof *profile.Profile,
 	if err != nil {
 		return nil, err
 	}
-	rep, err := report.Estimate(ctx, img, report.WithProfile(prof), report.WithNetworks(nw))
+	opts := []report.Option{report.WithProfile(prof), report.WithNetworks(nw)}
+	if r.rates != nil {
+		opts = append(opts, report.WithRates(*r.rates))
+	}
+	rep, err := report.Estimate(ctx, img, opts...)
 	if err != nil {
 		return nil, err
 	}

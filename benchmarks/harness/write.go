@@ -196,7 +196,7 @@ func barChart(title, unit string, groups []string, bars [][]bar) string {
 	if maxv == 0 {
 		maxv = 1
 	}
-	height := 50 + n*(barH+gap) + len(groups)*22
+	height := 70 + n*(barH+gap) + len(groups)*22
 	var s strings.Builder
 	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", left+width+160, height)
 	fmt.Fprintf(&s, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
