@@ -70,15 +70,17 @@ type outImage struct {
 	diffIDs     []v1.Hash
 }
 
-func (i *outImage) Layers() ([]v1.Layer, error)          { return append([]v1.Layer(nil), i.ls...), nil }
-func (i *outImage) MediaType() (types.MediaType, error)  { return i.manifest.MediaType, nil }
-func (i *outImage) Size() (int64, error)                 { return int64(len(i.rawManifest)), nil }
-func (i *outImage) ConfigName() (v1.Hash, error)         { return i.manifest.Config.Digest, nil }
-func (i *outImage) RawConfigFile() ([]byte, error)       { return i.rawConfig, nil }
-func (i *outImage) Digest() (v1.Hash, error)             { return sha256Hash(i.rawManifest), nil }
-func (i *outImage) Manifest() (*v1.Manifest, error)      { return i.manifest.DeepCopy(), nil }
-func (i *outImage) RawManifest() ([]byte, error)         { return i.rawManifest, nil }
-func (i *outImage) ConfigFile() (*v1.ConfigFile, error)  { return v1.ParseConfigFile(bytes.NewReader(i.rawConfig)) }
+func (i *outImage) Layers() ([]v1.Layer, error)         { return append([]v1.Layer(nil), i.ls...), nil }
+func (i *outImage) MediaType() (types.MediaType, error) { return i.manifest.MediaType, nil }
+func (i *outImage) Size() (int64, error)                { return int64(len(i.rawManifest)), nil }
+func (i *outImage) ConfigName() (v1.Hash, error)        { return i.manifest.Config.Digest, nil }
+func (i *outImage) RawConfigFile() ([]byte, error)      { return i.rawConfig, nil }
+func (i *outImage) Digest() (v1.Hash, error)            { return sha256Hash(i.rawManifest), nil }
+func (i *outImage) Manifest() (*v1.Manifest, error)     { return i.manifest.DeepCopy(), nil }
+func (i *outImage) RawManifest() ([]byte, error)        { return i.rawManifest, nil }
+func (i *outImage) ConfigFile() (*v1.ConfigFile, error) {
+	return v1.ParseConfigFile(bytes.NewReader(i.rawConfig))
+}
 func (i *outImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 	if h == i.manifest.Config.Digest {
 		return partial.ConfigLayer(i)
