@@ -95,8 +95,12 @@ func (o *options) fingerprint() string {
 	if o.profiler != nil {
 		prof = o.profiler.Name()
 	}
+	var nets []string
+	for _, n := range o.networks {
+		nets = append(nets, fmt.Sprintf("%s/%g/%s", n.Name, n.BytesPerSecond, n.RTT))
+	}
 	return hashJSON(map[string]any{
-		"encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
+		"networks": nets, "encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
 		"base": digests(o.baseLayers), "cached": digests(o.cachedLayers), "profiler": prof, "prioritized": o.prioritized,
 	})
 }

@@ -45,7 +45,7 @@ func ExampleOptimize() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:e7431707592519102db58f70c72897322b9e1063cfdb3109ab4caf72e31485fd
+	// digest: sha256:316739cccd4099866bcfadc7c9d95124dc0ccfcc013851aeae96192cda3b9b31
 }
 
 func ExampleAnalyze() {

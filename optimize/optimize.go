@@ -236,14 +236,14 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	if desc != nil && desc.Platform != nil {
 		ir.Platform = desc.Platform.String()
 	}
-	roles, reasons := o.roles(idxs, ir)
-	p := makePlan(ov, roles, reasons, o.dedupe)
 	tars := newLayerTars(ctx, ls, tmp)
 	defer tars.close()
 	prio, warnings, err := o.startupFiles(ctx, img, newImageFS(ov, tars))
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
+	roles, reasons := o.roles(idxs, ov, prio, ir)
+	p := makePlan(ov, roles, reasons, o.dedupe)
 	p.prioritize(prio)
 	ir.MissingPrioritized = p.missing
 	ir.StartupFiles = len(prio)
@@ -345,13 +345,13 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 }
 
 // roles decides, per layer, whether it is kept, converted or rewritten.
-func (o *options) roles(idxs []*layers.Index, ir *ImageResult) ([]Role, []string) {
+func (o *options) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, ir *ImageResult) ([]Role, []string) {
 	roles := make([]Role, len(idxs))
 	reasons := make([]string, len(idxs))
 	policy := o.basePolicy
 	if len(o.baseLayers) > 0 {
 		if policy == BaseAuto {
-			policy, ir.BasePolicyReason = o.chooseBasePolicy(idxs)
+			policy, ir.BasePolicyReason = o.chooseBasePolicy(idxs, ov, files)
 		} else {
 			ir.BasePolicyReason = "set by option"
 		}

@@ -323,3 +323,40 @@ func TestDiffIDMismatch(t *testing.T) {
 		t.Fatalf("err = %v, want a diff_id mismatch", err)
 	}
 }
+
+// TestBaseAuto: without a policy, the base is converted when keeping it
+// would make cold nodes pull the whole image, and kept when the image is so
+// small that lazy mounting costs more round trips than it saves.
+func TestBaseAuto(t *testing.T) {
+	big := make([]byte, 4<<20)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range big {
+		big[i] = byte(rnd.UintN(256))
+	}
+	for _, tc := range []struct {
+		name    string
+		payload string
+		want    string
+	}{
+		{"big base", string(big), "convert"},
+		{"tiny base", "x", "keep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := buildImage(t, []testimage.Layer{{testimage.File("usr/lib/big.so", tc.payload), testimage.File("bin/app", "#!/bin/sh\n")}})
+			bl, _ := base.Layers()
+			app, err := testimage.Layer{testimage.File("app.cfg", "x")}.Compressed(compression.GZip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(bl, app)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, res := optimizeImage(t, src, optimize.WithBaseImage(base))
+			ir := res.Images[0]
+			if ir.BasePolicy != tc.want || !strings.Contains(ir.BasePolicyReason, "edge") {
+				t.Errorf("policy %s (%s), want %s with the figures", ir.BasePolicy, ir.BasePolicyReason, tc.want)
+			}
+		})
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -32,6 +35,7 @@ type options struct {
 	tempDir      string
 	progress     func(Progress)
 	cache        cache.Cache
+	networks     []report.Network
 }
 
 // BasePolicy says what happens to the layers of the base images.
@@ -135,6 +139,7 @@ func makeOptions(opts []Option) (*options, error) {
 		logger:       slog.New(slog.DiscardHandler),
 		dedupe:       true,
 		profiler:     StaticProfiler,
+		networks:     report.DefaultNetworks(),
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
 	}
@@ -318,6 +323,18 @@ func WithProfiler(p Profiler) Option {
 	}
 }
 
+// WithNetworks sets the networks BaseAuto weighs keep against convert on.
+// The default is report.DefaultNetworks (datacenter, cloud, edge).
+func WithNetworks(nets ...report.Network) Option {
+	return func(o *options) error {
+		if len(nets) == 0 {
+			return errors.New("no networks given")
+		}
+		o.networks = nets
+		return nil
+	}
+}
+
 // WithTempDir sets where temporary files go. The default is os.TempDir().
 func WithTempDir(dir string) Option {
 	return func(o *options) error {
@@ -387,20 +404,80 @@ func (o *options) annotations() map[string]string {
 // layer format it was converted to.
 const AnnotationFormat = "dev.coldstart.format"
 
-// chooseBasePolicy picks the base policy for an image.
-func (o *options) chooseBasePolicy(idxs []*layers.Index) (BasePolicy, string) {
-	var base, above int64
-	seenBase := false
-	for _, idx := range idxs {
-		if o.baseLayers[idx.Digest] {
-			base += idx.Size
-			seenBase = true
-		} else if seenBase {
-			above += idx.Size
-		}
-	}
+// tocBytesPerEntry estimates the compressed TOC bytes of one entry of a
+// lazy layer (a TOC entry is about 300 bytes of JSON that gzip shrinks about
+// five-fold).
+const tocBytesPerEntry = 64
+
+// lazyRequestsPerLayer is what mounting a lazy layer costs in requests:
+// footer, TOC and prefetch range.
+const lazyRequestsPerLayer = 3
+
+// chooseBasePolicy picks keep or convert for the base layers by the cost of
+// a start on each network of WithNetworks, on a node without the base
+// (cold) and on a node that holds it (warm): containerd pulls a non-lazy
+// layer and every layer above it in full, so keeping a gzip base costs cold
+// nodes the whole image, while converting it costs warm nodes the base's
+// TOC and start-up files. The policy with the smaller worst case wins.
+func (o *options) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
 	if !o.encode.Format.Lazy() {
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
 	}
-	return BaseConvert, fmt.Sprintf("a non-lazy base makes containerd pull it and every layer above it in full on nodes without the base (%d + %d bytes); converting costs nodes that hold the base only the TOC and start-up files of the converted base", base, above)
+	startup := make([]int64, len(idxs))
+	for _, f := range files {
+		if r, ok := ov.Lookup(strings.TrimPrefix(path.Clean("/"+f), "/")); ok {
+			startup[r.Layer] += ov.Entry(r).Size
+		}
+	}
+	lazy := func(i int) float64 {
+		idx := idxs[i]
+		ratio := 1.0
+		if idx.UncompressedSize > 0 {
+			ratio = float64(idx.Size) / float64(idx.UncompressedSize)
+		}
+		return float64(len(idx.Entries)*tocBytesPerEntry) + float64(startup[i])*ratio
+	}
+	firstBase := -1
+	for i, idx := range idxs {
+		if o.baseLayers[idx.Digest] && firstBase < 0 {
+			firstBase = i
+		}
+	}
+	var worstKeep, worstConvert float64
+	var detail []string
+	for _, n := range o.networks {
+		secs := func(bytes float64, reqs int) float64 {
+			t := float64(reqs) * n.RTT.Seconds()
+			if n.BytesPerSecond > 0 {
+				t += bytes / n.BytesPerSecond
+			}
+			return t
+		}
+		var coldKeepB, warmKeepB, convertB float64
+		var coldKeepR, warmKeepR, convertR int
+		for i, idx := range idxs {
+			convertB += lazy(i)
+			convertR += lazyRequestsPerLayer
+			if i >= firstBase {
+				coldKeepB += float64(idx.Size)
+				coldKeepR++
+			} else {
+				coldKeepB += lazy(i)
+				coldKeepR += lazyRequestsPerLayer
+			}
+			if !o.baseLayers[idx.Digest] {
+				warmKeepB += lazy(i)
+				warmKeepR += lazyRequestsPerLayer
+			}
+		}
+		coldKeep, warmKeep, conv := secs(coldKeepB, coldKeepR), secs(warmKeepB, warmKeepR), secs(convertB, convertR)
+		worstKeep += max(coldKeep, warmKeep)
+		worstConvert += conv
+		detail = append(detail, fmt.Sprintf("%s: keep %.2f s cold / %.2f s warm, convert %.2f s", n.Name, coldKeep, warmKeep, conv))
+	}
+	why := "estimated start (" + strings.Join(detail, "; ") + ")"
+	if worstKeep < worstConvert {
+		return BaseKeep, "keeping the base is cheaper even on nodes without it: " + why
+	}
+	return BaseConvert, "a non-lazy base makes containerd pull it and every layer above it in full on nodes without it: " + why
 }

@@ -22,7 +22,7 @@ import (
 type optimizeFlags struct {
 	to, platform, format, report, prioritize, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax string
 	level, chunkSize, minChunkSize, concurrency                                                         int
-	bases, cached                                                                                       []string
+	bases, cached, networks                                                                             []string
 	noDedupe, force, overwrite, noCache                                                                 bool
 }
 
@@ -49,7 +49,8 @@ written before manifests, the index last.`,
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
 	fl.StringVar(&f.prioritize, "prioritize", "", "file listing start-up paths, one per line, in access order (same as --profile FILE)")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable)")
-	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert or auto")
+	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, or auto (picks by the estimated start on --network, cold and warm nodes)")
+	fl.StringArrayVar(&f.networks, "network", nil, "network auto weighs on: datacenter, cloud, edge or RATE,RTT (repeatable; default all three)")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable)")
 	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")
 	fl.BoolVar(&f.force, "force", false, "convert layers that are already eStargz or zstd:chunked too")
@@ -114,6 +115,17 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 			return errors.Join(errUsage, fmt.Errorf("--cached %q: %w", d, err))
 		}
 		opts = append(opts, optimize.WithCachedLayers(h))
+	}
+	if len(f.networks) > 0 {
+		var nets []report.Network
+		for _, n := range f.networks {
+			nw, err := report.ParseNetwork(n)
+			if err != nil {
+				return errors.Join(errUsage, fmt.Errorf("--network: %w", err))
+			}
+			nets = append(nets, nw)
+		}
+		opts = append(opts, optimize.WithNetworks(nets...))
 	}
 	if c, err := f.openCache(g); err != nil {
 		return err

@@ -15,8 +15,9 @@ import (
 type Measurement struct {
 	// Network is the shaping applied ("unshaped" for the bare network).
 	Network string `json:"network"`
-	// RequestSeconds is the registry's time per request, probed before
-	// the runs and used for the predictions here.
+	// RequestSeconds is the registry's time per request beyond the round
+	// trip, probed through the same path before the runs and used for the
+	// predictions here.
 	RequestSeconds float64 `json:"requestSeconds"`
 	FullPull       Run     `json:"fullPull"`
 	LazyStart      Run     `json:"lazyStart"`
@@ -61,21 +62,18 @@ func (o *options) measure(ctx context.Context, r *Report, m *model, prof *profil
 			lopts = append(lopts, lazypull.WithHeld(l.desc.Digest), lazypull.WithLayerIndex(l.desc.Digest, l.idx))
 		}
 	}
-	// The registry's time per request, through the proxy but unshaped.
-	ref, stop, err := o.proxy(Network{Name: "unshaped"})
-	if err != nil {
-		return err
-	}
-	overhead, err := lazypull.Probe(ctx, ref, probeRequests, lopts...)
-	stop()
-	if err != nil {
-		return fmt.Errorf("measuring the registry's time per request: %w", err)
-	}
-	ref, stop, err = o.proxy(net)
+	ref, stop, err := o.proxy(net)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	// The registry's time per request: small requests through the same
+	// path, less the round trip.
+	probe, err := lazypull.Probe(ctx, ref, probeRequests, lopts...)
+	if err != nil {
+		return fmt.Errorf("measuring the registry's time per request: %w", err)
+	}
+	overhead := max(0, probe-net.RTT)
 	o.logger.Debug("measuring a full pull", "ref", ref, "network", net.Name, "requestSeconds", overhead.Seconds())
 	full, err := lazypull.FullPull(ctx, ref, lopts...)
 	if err != nil {

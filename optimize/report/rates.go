@@ -66,10 +66,11 @@ const (
 	DefaultUnpackEntryCost = 150 * time.Microsecond
 	// DefaultTOCEntryCost is the cost of one TOC entry at mount.
 	DefaultTOCEntryCost = 12 * time.Microsecond
-	// DefaultRequestCost is the registry's time per request: what Probe
-	// measured for Debian's docker-registry serving from its disk on the
-	// development machine (through the shaping proxy, unshaped).
-	DefaultRequestCost = 5 * time.Millisecond
+	// DefaultRequestCost is the registry's (and the client's) time per
+	// request beyond the round trip: typical of what lazypull.Probe
+	// measured for Debian's docker-registry serving from its disk through
+	// the shaping proxy on the development machine (5 to 12 ms).
+	DefaultRequestCost = 8 * time.Millisecond
 )
 
 // decompressRate is the decompression rate for a compression; +Inf for
