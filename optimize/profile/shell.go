@@ -77,6 +77,8 @@ type shellState struct {
 	funcs map[string]bool
 	fr    frame
 	count int
+	// subDepth counts the command substitutions being followed.
+	subDepth int
 }
 
 // runShell reads the shell script src and follows every simple command it
@@ -216,6 +218,18 @@ func (w *walker) shellTokens(st *shellState, toks []shTok) {
 		}
 		i = j - 1
 		expect = false
+		// Command substitutions in the words run first.
+		if st.subDepth < maxSubstitutionDepth {
+			for _, wd := range words {
+				for _, p := range wd.parts {
+					if p.sub != "" {
+						st.subDepth++
+						w.shellTokens(st, lexShell([]byte(p.sub)))
+						st.subDepth--
+					}
+				}
+			}
+		}
 		argv, ok := st.expand(words)
 		if !ok || len(argv) == 0 {
 			continue
@@ -423,7 +437,21 @@ type shPart struct {
 	hasDef bool
 	dyn    bool // cannot be known statically (command substitution, ...)
 	quoted bool // inside quotes
+	// sub is the text of a command substitution, $(...) or `...`: its
+	// commands run before the command whose word holds it.
+	sub string
 }
+
+// subBody returns src[start:end] when it is a sane range, else "".
+func subBody(src []byte, start, end int) string {
+	if start < 0 || end > len(src) || start >= end {
+		return ""
+	}
+	return string(src[start:end])
+}
+
+// maxSubstitutionDepth bounds command substitutions within substitutions.
+const maxSubstitutionDepth = 4
 
 // shTok is a shell token: an operator or a word.
 type shTok struct {
@@ -664,9 +692,10 @@ func (l *shLexer) run() {
 			l.inWord = true
 			l.double()
 		case c == '`':
+			start := l.i + 1
 			l.i = skipBacktick(l.src, l.i+1)
 			l.inWord = true
-			l.cur = append(l.cur, shPart{dyn: true})
+			l.cur = append(l.cur, shPart{dyn: true, sub: subBody(l.src, start, l.i-1)})
 		case c == '$':
 			l.dollar(false)
 		case strings.IndexByte(";&|()<>", c) >= 0:
@@ -783,8 +812,9 @@ func (l *shLexer) double() {
 			l.dollar(true)
 		case '`':
 			flush()
+			start := l.i + 1
 			l.i = skipBacktick(l.src, l.i+1)
-			l.cur = append(l.cur, shPart{dyn: true, quoted: true})
+			l.cur = append(l.cur, shPart{dyn: true, quoted: true, sub: subBody(l.src, start, l.i-1)})
 		default:
 			b.WriteByte(c)
 			l.i++
@@ -799,8 +829,9 @@ func (l *shLexer) dollar(quoted bool) {
 	n := l.peek(1)
 	switch {
 	case n == '(':
+		start := l.i + 2
 		l.i = skipParens(l.src, l.i+1)
-		l.cur = append(l.cur, shPart{dyn: true, quoted: quoted})
+		l.cur = append(l.cur, shPart{dyn: true, quoted: quoted, sub: subBody(l.src, start, l.i-1)})
 	case n == '{':
 		end := l.i + 2
 		depth := 1

@@ -183,3 +183,26 @@ func TestShellExplosionBounded(t *testing.T) {
 		t.Errorf("warnings %q", p.Warnings)
 	}
 }
+
+// TestShellCommandSubstitution: the commands of $(...) and `...` in a
+// command's words run before it, also inside functions.
+func TestShellCommandSubstitution(t *testing.T) {
+	m := shellRoot("date", "uname", "hostname", "ls", "wc")
+	m.script("/app/start.sh", `#!/bin/sh
+log() {
+	printf '%s %s\n' "$(date -u +%s)" "$*"
+}
+log "kernel $(uname -sr) on `+"`hostname`"+`"
+printf 'files: %s\n' "$(ls /app | wc -l)"
+`)
+	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/start.sh"}})
+	for _, want := range []string{"/usr/bin/date", "/usr/bin/uname", "/usr/bin/hostname", "/usr/bin/ls", "/usr/bin/wc"} {
+		found := false
+		for _, f := range p.Files {
+			found = found || f == want
+		}
+		if !found {
+			t.Errorf("%s not predicted: %v", want, p.Files)
+		}
+	}
+}
