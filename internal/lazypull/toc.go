@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path"
 	"sort"
@@ -401,17 +402,25 @@ func (t *TOC) verifyMember(r io.Reader, m *member, dc *Decompressors) error {
 	if err != nil {
 		return fmt.Errorf("member at %d: %w", m.off, err)
 	}
+	if dc.h == nil {
+		dc.h, dc.buf = sha256.New(), make([]byte, 64<<10)
+	}
 	var pos int64
-	h := sha256.New()
+	h := dc.h
+	var sum [sha256.Size]byte
 	for _, c := range m.chunks {
 		if c.InnerOffset > pos {
-			if _, err := io.CopyN(io.Discard, zr, c.InnerOffset-pos); err != nil {
+			if _, err := io.CopyBuffer(io.Discard, io.LimitReader(zr, c.InnerOffset-pos), dc.buf); err != nil {
 				return fmt.Errorf("member at %d: %w", m.off, err)
 			}
 			pos = c.InnerOffset
 		}
 		h.Reset()
-		if _, err := io.CopyN(h, zr, c.ChunkSize); err != nil {
+		n, err := io.CopyBuffer(h, io.LimitReader(zr, c.ChunkSize), dc.buf)
+		if err == nil && n < c.ChunkSize {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
 			return fmt.Errorf("chunk of %q at %d: %w", c.Name, c.ChunkOffset, err)
 		}
 		pos += c.ChunkSize
@@ -419,18 +428,24 @@ func (t *TOC) verifyMember(r io.Reader, m *member, dc *Decompressors) error {
 		if want == "" && c.ChunkOffset == 0 && c.ChunkSize == c.Size {
 			want = c.Digest
 		}
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
+		if want == "" {
+			continue
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(sum[:0])); got != want {
 			return fmt.Errorf("%w: %q at %d: TOC says %s, content hashes to %s", ErrChunkDigest, c.Name, c.ChunkOffset, want, got)
 		}
 	}
 	return nil
 }
 
-// Decompressors holds reusable gzip and zstd decoders. The zero value is
-// ready to use; it is not safe for concurrent use.
+// Decompressors holds reusable gzip and zstd decoders, a hash and a
+// buffer. The zero value is ready to use; it is not safe for concurrent
+// use.
 type Decompressors struct {
-	gz *gzip.Reader
-	zd *zstd.Decoder
+	gz  *gzip.Reader
+	zd  *zstd.Decoder
+	h   hash.Hash
+	buf []byte
 }
 
 func (d *Decompressors) reader(f layers.LazyFormat, r io.Reader) (io.Reader, error) {

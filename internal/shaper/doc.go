@@ -18,6 +18,7 @@
 // no credit. Each body is a [Stream] whose bytes follow each other on the
 // link: when the sender wakes up late from its wait (a busy machine does
 // that), its next bytes are scheduled where its previous ones ended, so the
-// lateness does not lower the rate. Writers take at most [WriteChunk] bytes
-// at a time, so that concurrent bodies interleave finely.
+// lateness does not lower the rate. Writers take about a millisecond of the
+// rate at a time (between [WriteChunk] and [MaxWriteChunk] bytes), so that
+// concurrent bodies interleave finely without waking the sender too often.
 package shaper

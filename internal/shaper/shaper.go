@@ -21,9 +21,13 @@ import (
 
 // Defaults of the limiter and the proxy.
 const (
-	// WriteChunk is the largest number of response bytes the proxy sends
-	// per reservation.
-	WriteChunk = 32 << 10
+	// WriteChunk is the smallest of the largest numbers of response bytes
+	// the proxy sends per reservation: a millisecond of the rate, at least
+	// WriteChunk and at most MaxWriteChunk, so that concurrent bodies
+	// interleave finely without waking the sender more than about a
+	// thousand times a second.
+	WriteChunk    = 32 << 10
+	MaxWriteChunk = 256 << 10
 	// MaxLateness is how late a sending stream may wake up and still have
 	// its lateness made good: its next bytes are scheduled where its
 	// previous ones ended, not when it woke.
@@ -181,6 +185,7 @@ type Proxy struct {
 	URL string
 
 	limiter  *Limiter
+	chunk    int
 	rtt      time.Duration
 	srv      *http.Server
 	ln       net.Listener
@@ -223,6 +228,7 @@ func Start(upstream string, opts ...Option) (*Proxy, error) {
 		sleep:   sleepCtx,
 	}
 	p.URL = "http://" + p.Host
+	p.chunk = min(MaxWriteChunk, max(WriteChunk, int(o.rate/1000)))
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -241,6 +247,7 @@ func Start(upstream string, opts ...Option) (*Proxy, error) {
 			TLSHandshakeTimeout: 10 * time.Second,
 		},
 		FlushInterval: 0,
+		BufferPool:    bufferPool{},
 		ErrorLog:      log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			o.logger.Debug("shaper: forwarding failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -296,7 +303,7 @@ type shapedWriter struct {
 func (w *shapedWriter) Write(b []byte) (int, error) {
 	written := 0
 	for len(b) > 0 {
-		n := min(len(b), WriteChunk)
+		n := min(len(b), w.p.chunk)
 		if err := w.s.Wait(w.ctx, n); err != nil {
 			return written, err
 		}
@@ -309,6 +316,18 @@ func (w *shapedWriter) Write(b []byte) (int, error) {
 		b = b[n:]
 	}
 	return written, nil
+}
+
+// bufferPool lends the reverse proxy buffers of MaxWriteChunk bytes.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return make([]byte, MaxWriteChunk) }}
+
+func (bufferPool) Get() []byte { return buffers.Get().([]byte) }
+
+func (bufferPool) Put(b []byte) {
+	//lint:ignore SA6002 httputil.BufferPool hands out slices; the header allocation is negligible next to 256 KiB
+	buffers.Put(b)
 }
 
 // Flush lets the reverse proxy flush every write, so that pacing reaches
