@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
-	"sort"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -107,155 +103,8 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// imageFS is the merged filesystem of an image, read-only, as the static
-// profiler reads it. Paths are absolute inside the image.
-type imageFS struct {
-	ov       *layers.Overlay
-	tars     *layerTars
-	children map[string][]string
+// newImageFS is the merged filesystem of an image over its lazily
+// decompressed layer tars.
+func newImageFS(ov *layers.Overlay, tars *layerTars) profile.FS {
+	return profile.ImageFS(ov, func(i int) (io.ReaderAt, error) { return tars.tar(i) })
 }
-
-func newImageFS(ov *layers.Overlay, tars *layerTars) *imageFS {
-	children := map[string][]string{}
-	for _, p := range ov.Paths() {
-		if p == "." {
-			continue
-		}
-		d := path.Dir(p)
-		children[d] = append(children[d], path.Base(p))
-	}
-	for _, c := range children {
-		sort.Strings(c)
-	}
-	return &imageFS{ov: ov, tars: tars, children: children}
-}
-
-func rel(name string) string {
-	p := path.Clean("/" + name)
-	if p == "/" {
-		return "."
-	}
-	return strings.TrimPrefix(p, "/")
-}
-
-func (f *imageFS) lookup(op, name string) (*layers.Entry, layers.Ref, error) {
-	p := rel(name)
-	r, ok := f.ov.Lookup(p)
-	if !ok {
-		if p == "." {
-			return &layers.Entry{Path: ".", Type: layers.TypeDir, Mode: 0o755}, layers.Ref{Layer: -1}, nil
-		}
-		return nil, r, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
-	}
-	e := f.ov.Entry(r)
-	if e.Type == layers.TypeHardlink {
-		// A hard link is its target's inode: same content, mode, owner
-		// and mtime.
-		if e.LinkIndex >= 0 {
-			r.Entry = e.LinkIndex
-			return f.ov.Entry(r), r, nil
-		}
-		if tr, ok := f.ov.Lookup(e.Linkname); ok && f.ov.Entry(tr).HasContent() {
-			return f.ov.Entry(tr), tr, nil
-		}
-	}
-	return e, r, nil
-}
-
-func (f *imageFS) Lstat(name string) (fs.FileInfo, error) {
-	e, _, err := f.lookup("lstat", name)
-	if err != nil {
-		return nil, err
-	}
-	return entryInfo{e}, nil
-}
-
-func (f *imageFS) Readlink(name string) (string, error) {
-	e, _, err := f.lookup("readlink", name)
-	if err != nil {
-		return "", err
-	}
-	if e.Type != layers.TypeSymlink {
-		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
-	}
-	return e.Linkname, nil
-}
-
-func (f *imageFS) Open(name string) (fs.File, error) {
-	e, r, err := f.lookup("open", name)
-	if err != nil {
-		return nil, err
-	}
-	if !e.HasContent() {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
-	}
-	if e.Type != layers.TypeReg {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
-	}
-	tf, err := f.tars.tar(r.Layer)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	return &entryFile{info: entryInfo{e}, SectionReader: io.NewSectionReader(tf, e.DataOffset, e.Size)}, nil
-}
-
-func (f *imageFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	e, _, err := f.lookup("readdir", name)
-	if err != nil {
-		return nil, err
-	}
-	if e.Type != layers.TypeDir {
-		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrInvalid}
-	}
-	p := rel(name)
-	var out []fs.DirEntry
-	for _, c := range f.children[p] {
-		if cr, ok := f.ov.Lookup(path.Join(p, c)); ok {
-			out = append(out, fs.FileInfoToDirEntry(entryInfo{f.ov.Entry(cr)}))
-		}
-	}
-	return out, nil
-}
-
-// entryInfo describes an entry as fs.FileInfo.
-type entryInfo struct{ e *layers.Entry }
-
-func (i entryInfo) Name() string       { return path.Base(i.e.Path) }
-func (i entryInfo) Size() int64        { return i.e.Size }
-func (i entryInfo) ModTime() time.Time { return i.e.ModTime }
-func (i entryInfo) IsDir() bool        { return i.e.Type == layers.TypeDir }
-func (i entryInfo) Sys() any           { return i.e }
-func (i entryInfo) Mode() fs.FileMode {
-	m := fs.FileMode(i.e.Mode & 0o777)
-	if i.e.Mode&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if i.e.Mode&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if i.e.Mode&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	switch i.e.Type {
-	case layers.TypeDir:
-		m |= fs.ModeDir
-	case layers.TypeSymlink:
-		m |= fs.ModeSymlink
-	case layers.TypeChar:
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	case layers.TypeBlock:
-		m |= fs.ModeDevice
-	case layers.TypeFIFO:
-		m |= fs.ModeNamedPipe
-	}
-	return m
-}
-
-// entryFile is an open regular file of the image.
-type entryFile struct {
-	info entryInfo
-	*io.SectionReader
-}
-
-func (f *entryFile) Stat() (fs.FileInfo, error) { return f.info, nil }
-func (f *entryFile) Close() error               { return nil }
