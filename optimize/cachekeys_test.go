@@ -1,0 +1,70 @@
+package optimize
+
+import (
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/layers"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// TestLayerKey: every input that shapes a converted layer changes its key,
+// and nothing else does.
+func TestLayerKey(t *testing.T) {
+	idx := &layers.Index{DiffID: v1.Hash{Algorithm: "sha256", Hex: "aa"}, Digest: v1.Hash{Algorithm: "sha256", Hex: "bb"}}
+	base := func() (*options, *layerPlan) {
+		o, err := makeOptions(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o, &layerPlan{role: RoleRewrite, keep: []bool{true, false, true}, prioritized: []string{"bin/app"}}
+	}
+	o, lp := base()
+	want := o.layerKey(idx, lp)
+	if again := o.layerKey(idx, lp); again != want {
+		t.Fatal("the key is not stable")
+	}
+	changes := map[string]func(o *options, lp *layerPlan, idx *layers.Index){
+		"diffID":      func(_ *options, _ *layerPlan, idx *layers.Index) { idx.DiffID.Hex = "cc" },
+		"dropped":     func(_ *options, lp *layerPlan, _ *layers.Index) { lp.keep = []bool{true, true, true} },
+		"prioritized": func(_ *options, lp *layerPlan, _ *layers.Index) { lp.prioritized = []string{"bin/other"} },
+		"order":       func(_ *options, lp *layerPlan, _ *layers.Index) { lp.prioritized = []string{"bin/app", "etc/x"} },
+		"role":        func(_ *options, lp *layerPlan, _ *layers.Index) { lp.role = RoleConvert },
+		"format":      func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Format = layers.FormatZstdChunked },
+		"level":       func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Level = 9 },
+		"chunk size":  func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.ChunkSize = 1 << 20 },
+		"min chunk":   func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.MinChunkSize = 1 << 16 },
+	}
+	for name, change := range changes {
+		o, lp := base()
+		idx2 := *idx
+		change(o, lp, &idx2)
+		if got := o.layerKey(&idx2, lp); got == want {
+			t.Errorf("changing the %s does not change the key", name)
+		}
+	}
+	same := map[string]func(o *options, lp *layerPlan, idx *layers.Index){
+		"compressed digest": func(_ *options, _ *layerPlan, idx *layers.Index) { idx.Digest.Hex = "dd" },
+		"concurrency":       func(o *options, _ *layerPlan, _ *layers.Index) { o.concurrency = 7 },
+		"workers":           func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Workers = 2 },
+		"temp dir":          func(o *options, _ *layerPlan, _ *layers.Index) { o.tempDir = "/elsewhere" },
+		"reason":            func(_ *options, lp *layerPlan, _ *layers.Index) { lp.reason = "other words" },
+	}
+	for name, change := range same {
+		o, lp := base()
+		idx2 := *idx
+		change(o, lp, &idx2)
+		if got := o.layerKey(&idx2, lp); got != want {
+			t.Errorf("changing the %s changes the key", name)
+		}
+	}
+	// Entries a converted (not rewritten) layer would drop do not matter:
+	// it keeps them all.
+	o, lp = base()
+	lp.role = RoleConvert
+	k1 := o.layerKey(idx, lp)
+	lp.keep = []bool{true, true, true}
+	lp.prioritized = nil
+	if o.layerKey(idx, lp) != k1 {
+		t.Error("a converted layer's key depends on the dedupe plan")
+	}
+}
