@@ -3,6 +3,7 @@ package optimize_test
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/cache"
@@ -133,6 +134,52 @@ func TestCacheCorruptEntry(t *testing.T) {
 	out, second := optimizeImage(t, src, optimize.WithCache(c))
 	if second.Digest != first.Digest {
 		t.Errorf("after corruption: %s, want %s", second.Digest, first.Digest)
+	}
+	mustVerify(t, src, out)
+}
+
+// TestConcurrentOptimizesShareACache: several optimizers, each with its
+// own handle on one cache directory, run at once and agree.
+func TestConcurrentOptimizesShareACache(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 3))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 4, MaxFileSize: 1 << 12}))
+	dir := t.TempDir()
+	const n = 4
+	digests := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := cache.NewDir(dir)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			res, err := optimize.Optimize(context.Background(), src, optimize.WithCache(c), optimize.WithTempDir(t.TempDir()))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			digests[i] = res.Digest
+			errs[i] = res.Close()
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("optimizer %d: %v", i, errs[i])
+		}
+		if digests[i] != digests[0] {
+			t.Errorf("optimizer %d gave %s, optimizer 0 %s", i, digests[i], digests[0])
+		}
+	}
+	// And the cache they filled serves a run that converts nothing.
+	c, _ := cache.NewDir(dir)
+	out, res := optimizeImage(t, src, optimize.WithCache(c))
+	if res.Digest != digests[0] || res.CacheMisses != 0 {
+		t.Errorf("after the concurrent runs: %s with %d misses", res.Digest, res.CacheMisses)
 	}
 	mustVerify(t, src, out)
 }
