@@ -338,7 +338,7 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	ic.Reference = ref
 	r.step("%s: coldstart eStargz x%d", name, r.cfg.Runs)
 	es, esOut, err := r.convertRuns(ctx, name, "estargz", func(out string) (string, []string) {
-		return r.bin, []string{"optimize", "-q", "--no-cache", src, "oci:" + out}
+		return r.bin, []string{"optimize", "-q", "--compare=false", "--no-cache", src, "oci:" + out}
 	})
 	if err != nil {
 		return nil, err
@@ -346,13 +346,13 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	ic.EStargz = es
 	r.step("%s: coldstart zstd:chunked x%d", name, r.cfg.Runs)
 	if ic.ZstdChunked, _, err = r.convertRuns(ctx, name, "zstdchunked", func(out string) (string, []string) {
-		return r.bin, []string{"optimize", "-q", "--no-cache", "--to", "zstdchunked", src, "oci:" + out}
+		return r.bin, []string{"optimize", "-q", "--compare=false", "--no-cache", "--to", "zstdchunked", src, "oci:" + out}
 	}); err != nil {
 		return nil, err
 	}
 	r.step("%s: coldstart eStargz without dedupe", name)
 	nd, _, err := r.convertRuns(ctx, name, "nodedupe", func(out string) (string, []string) {
-		return r.bin, []string{"optimize", "-q", "--no-cache", "--no-dedupe", src, "oci:" + out}
+		return r.bin, []string{"optimize", "-q", "--compare=false", "--no-cache", "--no-dedupe", src, "oci:" + out}
 	})
 	if err != nil {
 		return nil, err
@@ -364,13 +364,13 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	_ = os.RemoveAll(cacheDir)
 	warmDst := "oci:" + filepath.Join(r.cfg.Work, "out", name, "warm")
 	_ = os.RemoveAll(filepath.Join(r.cfg.Work, "out", name, "warm"))
-	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, warmDst); err != nil {
+	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--cache-dir", cacheDir, src, warmDst); err != nil {
 		return nil, err
 	}
 	var warm []float64
 	var warmCPU, warmRSS []float64
 	for i := 0; i < r.cfg.Runs; i++ {
-		m, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, warmDst)
+		m, err := r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--cache-dir", cacheDir, src, warmDst)
 		if err != nil {
 			return nil, err
 		}
@@ -409,7 +409,7 @@ func (r *runner) dedupe(ctx context.Context, name string) (*Dedupe, error) {
 		return nil, err
 	}
 	d.WastedBytes = a.WastedBytes
-	m, err = r.exec(ctx, r.bin, "optimize", "-q", "--no-cache", "--format", "json", src, "oci:"+filepath.Join(r.cfg.Work, "out", name, "dedupe"))
+	m, err = r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--no-cache", "--format", "json", src, "oci:"+filepath.Join(r.cfg.Work, "out", name, "dedupe"))
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +439,7 @@ func (r *runner) startup(ctx context.Context, name string) error {
 		pf := filepath.Join(r.cfg.Work, "profiles", name+".json")
 		out := filepath.Join(r.cfg.Work, "out", name, "run")
 		_ = os.RemoveAll(out)
-		if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--no-cache", "--profile", pf, src, "oci:"+out); err != nil {
+		if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--no-cache", "--profile", pf, src, "oci:"+out); err != nil {
 			return err
 		}
 		variants["run"] = "oci:" + out

@@ -84,7 +84,8 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 
 	fmt.Fprintf(w, "## Conversion: coldstart vs the reference converter\n\n")
 	fmt.Fprintf(w, "Reference: `estargz.Build` with its defaults (stdlib gzip at BestCompression, no profile), as nerdctl and ctr-remote call it "+
-		"(`benchmarks/refconvert`). coldstart: `coldstart optimize --no-cache` (dedupe, static profile, eStargz at level 7). Each converter runs as "+
+		"(`benchmarks/refconvert`). coldstart: `coldstart optimize --no-cache --compare=false` (dedupe, static profile, eStargz at level 7; the "+
+		"before/after cost estimate, a separate report that reads every layer of both images again, is off). Each converter runs as "+
 		"its own process; wall and CPU time and peak RSS come from its rusage.\n\n")
 	fmt.Fprintf(w, "| image | layers | input | reference wall | coldstart wall | speed-up (wall) | speed-up (CPU) | size vs ref | size vs ref, no dedupe | peak RSS ref / coldstart | zstd:chunked wall | warm cache wall | warm speed-up |\n")
 	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

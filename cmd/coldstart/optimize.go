@@ -23,7 +23,7 @@ type optimizeFlags struct {
 	to, platform, format, report, prioritize, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax string
 	level, chunkSize, minChunkSize, concurrency                                                         int
 	bases, cached, networks                                                                             []string
-	noDedupe, force, overwrite, noCache                                                                 bool
+	noDedupe, force, overwrite, noCache, compare                                                        bool
 }
 
 func newOptimize(g *globals) *cobra.Command {
@@ -64,6 +64,7 @@ written before manifests, the index last.`,
 	fl.StringVar(&f.cacheMax, "cache-max-size", "10GiB", "evict the least recently used cache entries past this size")
 	fl.StringVar(&f.cacheRef, "cache-ref", "", "share the conversion cache in a registry: REGISTRY/REPO:TAG (instead of the directory)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the conversion cache")
+	fl.BoolVar(&f.compare, "compare", true, "estimate the cold-start cost before and after and print the comparison (reads every layer of both images again)")
 	return c
 }
 
@@ -197,6 +198,9 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 	}
 	if err := res.Write(g.stdout, f.format); err != nil {
 		return err
+	}
+	if !f.compare && f.report == "" {
+		return nil
 	}
 	cmps, err := compareBeforeAfter(ctx, art, res)
 	if err != nil {
