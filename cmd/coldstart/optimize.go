@@ -151,27 +151,11 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 		opts = append(opts, optimize.WithProfiler(p))
 	}
 	ctx := cmd.Context()
-	for _, b := range f.bases {
-		ref, err := imageref.Parse(b)
-		if err != nil {
-			return errors.Join(errUsage, fmt.Errorf("--base: %w", err))
-		}
-		art, err := imageref.Read(ctx, ref, ropts...)
-		if err != nil {
-			return fmt.Errorf("--base: %w", err)
-		}
-		if art.Index != nil {
-			imgs, err := optimize.IndexImages(ctx, art.Index)
-			if err != nil {
-				return fmt.Errorf("--base %s: %w", ref, err)
-			}
-			for _, pi := range imgs {
-				opts = append(opts, optimize.WithBaseImage(pi.Image))
-			}
-		} else {
-			opts = append(opts, optimize.WithBaseImage(art.Image))
-		}
+	bases, err := readBases(ctx, f.bases, ropts)
+	if err != nil {
+		return err
 	}
+	opts = append(opts, optimize.WithBaseImage(bases...))
 	art, err := imageref.Read(ctx, src, ropts...)
 	if err != nil {
 		return err
@@ -335,4 +319,31 @@ func (f *optimizeFlags) openCache(g *globals) (cache.Cache, error) {
 		return nil, fmt.Errorf("conversion cache %s: %w", dir, err)
 	}
 	return c, nil
+}
+
+// readBases reads the --base images: every image of an index counts.
+func readBases(ctx context.Context, refs []string, ropts []imageref.Option) ([]v1.Image, error) {
+	var out []v1.Image
+	for _, b := range refs {
+		ref, err := imageref.Parse(b)
+		if err != nil {
+			return nil, errors.Join(errUsage, fmt.Errorf("--base: %w", err))
+		}
+		art, err := imageref.Read(ctx, ref, ropts...)
+		if err != nil {
+			return nil, fmt.Errorf("--base: %w", err)
+		}
+		if art.Index == nil {
+			out = append(out, art.Image)
+			continue
+		}
+		imgs, err := optimize.IndexImages(ctx, art.Index)
+		if err != nil {
+			return nil, fmt.Errorf("--base %s: %w", ref, err)
+		}
+		for _, pi := range imgs {
+			out = append(out, pi.Image)
+		}
+	}
+	return out, nil
 }

@@ -106,26 +106,12 @@ func runReport(ctx context.Context, g *globals, f *reportFlags, image string) er
 	if err != nil {
 		return err
 	}
-	for _, b := range f.bases {
-		bref, err := imageref.Parse(b)
-		if err != nil {
-			return errors.Join(errUsage, fmt.Errorf("--base: %w", err))
-		}
-		art, err := imageref.Read(ctx, bref, ropts...)
-		if err != nil {
-			return fmt.Errorf("--base: %w", err)
-		}
-		if art.Index != nil {
-			imgs, err := optimize.IndexImages(ctx, art.Index)
-			if err != nil {
-				return fmt.Errorf("--base %s: %w", bref, err)
-			}
-			for _, pi := range imgs {
-				opts = append(opts, report.WithBaseImage(pi.Image))
-			}
-		} else {
-			opts = append(opts, report.WithBaseImage(art.Image))
-		}
+	bases, err := readBases(ctx, f.bases, ropts)
+	if err != nil {
+		return err
+	}
+	if len(bases) > 0 {
+		opts = append(opts, report.WithBaseImage(bases...))
 	}
 	if f.calibrate {
 		fmt.Fprintln(g.stderr, "coldstart: calibrating this machine's decompression and unpack rates...")
