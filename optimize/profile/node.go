@@ -52,6 +52,7 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 		nr.global = append(nr.global, path.Join(h, ".node_modules"), path.Join(h, ".node_libraries"))
 	}
 	var preload []string
+	sslConf := ""
 	parse := func(args []string) []string {
 		for len(args) > 0 {
 			a := args[0]
@@ -69,9 +70,14 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 					val, args = args[0], args[1:]
 				}
 				preload = append(preload, val)
+			case "--openssl-config":
+				if !hasVal && len(args) > 0 {
+					val, args = args[0], args[1:]
+				}
+				sslConf = val
 			case "-e", "--eval", "-p", "--print", "-i", "--interactive", "-c", "--check", "--test", "-v", "--version", "-h", "--help":
 				return nil
-			case "--loader", "--experimental-loader", "-C", "--conditions", "--input-type", "--title", "--env-file", "--stack-size", "--max-old-space-size", "--inspect-port", "--debug-port", "--redirect-warnings", "--diagnostic-dir", "--openssl-config", "--icu-data-dir", "--unhandled-rejections", "--dns-result-order":
+			case "--loader", "--experimental-loader", "-C", "--conditions", "--input-type", "--title", "--env-file", "--stack-size", "--max-old-space-size", "--inspect-port", "--debug-port", "--redirect-warnings", "--diagnostic-dir", "--icu-data-dir", "--unhandled-rejections", "--dns-result-order":
 				if !hasVal && len(args) > 0 {
 					args = args[1:]
 				}
@@ -81,6 +87,21 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 	}
 	parse(strings.Fields(env["NODE_OPTIONS"]))
 	args := parse(argv[1:])
+	// Node initialises OpenSSL at start, which reads its configuration:
+	// --openssl-config, else OPENSSL_CONF, else openssl.cnf in OpenSSL's
+	// directory (Debian: /usr/lib/ssl, a link into /etc/ssl).
+	if sslConf == "" {
+		sslConf = env["OPENSSL_CONF"]
+	}
+	if sslConf != "" {
+		w.use(cleanAbs(cwd, sslConf))
+	} else {
+		for _, c := range []string{"/usr/lib/ssl/openssl.cnf", "/usr/local/ssl/openssl.cnf", "/etc/ssl/openssl.cnf", "/etc/pki/tls/openssl.cnf"} {
+			if _, ok := w.use(c); ok {
+				break
+			}
+		}
+	}
 	for _, spec := range preload {
 		if f, ok := nr.resolve(spec, cwd); ok {
 			nr.module(f, 1)

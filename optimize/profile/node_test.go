@@ -87,6 +87,27 @@ obj.require('./notthis');
 	if !hasWarning(p, "entry script missing.js not found") {
 		t.Errorf("warnings %q", p.Warnings)
 	}
+
+	// OpenSSL's configuration, read when node starts: Debian's default
+	// location is a link into /etc/ssl; OPENSSL_CONF and --openssl-config
+	// name another.
+	m.link("/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf")
+	m.text("/etc/ssl/openssl.cnf", "")
+	m.text("/app/ssl.cnf", "")
+	for _, c := range []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{Cmd: []string{"node", "server.js"}, WorkingDir: "/app"}, []string{"/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf"}},
+		{Config{Cmd: []string{"node", "server.js"}, WorkingDir: "/app", Env: []string{"OPENSSL_CONF=ssl.cnf"}}, []string{"/app/ssl.cnf"}},
+		{Config{Cmd: []string{"node", "--openssl-config", "/app/ssl.cnf", "server.js"}, WorkingDir: "/app", Env: []string{"OPENSSL_CONF=/nope"}}, []string{"/app/ssl.cnf"}},
+	} {
+		p = mustStatic(t, m, c.cfg)
+		at := len(loaderFiles) + 2
+		if got := p.Files[at : at+len(c.want)]; !cmp.Equal(got, c.want) || p.Files[at+len(c.want)] != "/app/server.js" {
+			t.Errorf("%v: OpenSSL config: %q", c.cfg, p.Files)
+		}
+	}
 }
 
 func TestJSSpecifiers(t *testing.T) {

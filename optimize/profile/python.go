@@ -3,6 +3,7 @@ package profile
 import (
 	"encoding/binary"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,16 @@ func pythonVersion(name string) string {
 // runs any user code, in the order it imports them: the codec machinery while
 // it sets up the standard streams, then site and what site imports. Each is
 // listed as the file CPython reads (the bytecode when it is fresh).
+// pyFrozen are the standard modules CPython 3.11 and later build into the
+// interpreter ("frozen") and, unless run with -X frozen_modules=off, never
+// read from the file system.
+var pyFrozen = map[string]bool{
+	"importlib._bootstrap": true, "importlib._bootstrap_external": true, "zipimport": true,
+	"abc": true, "codecs": true, "io": true, "_collections_abc": true, "_sitebuiltins": true,
+	"genericpath": true, "ntpath": true, "posixpath": true, "os": true, "site": true, "stat": true,
+	"importlib.util": true, "importlib.machinery": true, "runpy": true,
+}
+
 var pyStartup = []string{
 	"encodings/__init__", "codecs", "encodings/aliases", "encodings/utf_8", "io", "abc",
 	"site", "os", "stat", "_collections_abc", "posixpath", "genericpath", "_sitebuiltins",
@@ -46,6 +57,7 @@ type pyRun struct {
 	tag     string // "cpython-311"
 	opt     string // "", ".opt-1", ".opt-2"
 	triplet string
+	frozen  bool // the interpreter has the pyFrozen modules built in
 	path    []string
 	visited map[string]*pyMod
 }
@@ -63,6 +75,7 @@ type pyMod struct {
 func (w *walker) runPython(p *process, file, real string, argv []string, env map[string]string, cwd string, fr frame) {
 	var (
 		isolated, ignoreEnv, noSite, noUserSite, safePath bool
+		frozenOff                                         bool
 		optLevel                                          int
 		mode, target                                      string // "script", "module", "command"
 	)
@@ -106,8 +119,12 @@ opts:
 				}
 				break opts
 			case 'W', 'X':
+				val := a[k+1:]
 				if k+1 == len(a) && len(args) > 0 {
-					args = args[1:]
+					val, args = args[0], args[1:]
+				}
+				if a[k] == 'X' && strings.HasPrefix(val, "frozen_modules=") {
+					frozenOff = val != "frozen_modules=on"
 				}
 				k = len(a)
 			}
@@ -220,6 +237,14 @@ opts:
 	if optLevel > 0 {
 		pr.opt = ".opt-" + strconv.Itoa(min(optLevel, 2))
 	}
+	if v := env["PYTHON_FROZEN_MODULES"]; v != "" && !ignoreEnv && !frozenOff {
+		frozenOff = v != "on"
+	}
+	if major, minor, ok := strings.Cut(ver, "."); ok && !frozenOff {
+		mj, _ := strconv.Atoi(major)
+		mn, _ := strconv.Atoi(minor)
+		pr.frozen = mj > 3 || (mj == 3 && mn >= 11)
+	}
 	w.o.logger.Debug("profile: python", "stdlib", stdlib, "venv", venv)
 
 	// sys.path before the main module's directory is known.
@@ -241,7 +266,9 @@ opts:
 		if _, ok := w.resolveFile(f); !ok {
 			continue
 		}
-		pr.source(f)
+		if !pr.frozen || !pyFrozen[name] {
+			pr.source(f)
+		}
 		mod := &pyMod{file: f}
 		if strings.HasSuffix(m, "__init__") {
 			mod.isPkg, mod.dirs = true, []string{path.Dir(f)}
@@ -310,23 +337,39 @@ opts:
 		}
 		if src, ok := w.readText(r.real); ok {
 			pr.visited["__main__"] = &pyMod{file: r.real}
-			pr.runStmts(parsePyImports(src), "", 1)
+			pr.runMain(parsePySource(src), "")
 		}
 	case "module":
 		pr.importModule("runpy", 1)
 		if !safePath {
 			pr.path = append([]string{cwd}, pr.path...)
 		}
-		if m := pr.importModule(target, 1); m != nil && m.isPkg {
-			pr.importModule(target+".__main__", 1)
+		main := target
+		m := pr.importModule(target, 1)
+		if m != nil && m.isPkg {
+			main = target + ".__main__"
+			m = pr.importModule(main, 1)
 		} else if m == nil {
 			w.warnf("%s: Python module %s not found on sys.path", real, target)
+		}
+		if m != nil && strings.HasSuffix(m.file, ".py") {
+			if r, ok := w.resolveFile(m.file); ok {
+				if src, ok := w.readText(r.real); ok {
+					pkg := main
+					if i := strings.LastIndexByte(main, '.'); i >= 0 {
+						pkg = main[:i]
+					} else {
+						pkg = ""
+					}
+					pr.callMain(parsePySource(src), pkg)
+				}
+			}
 		}
 	case "command":
 		if !safePath {
 			pr.path = append([]string{cwd}, pr.path...)
 		}
-		pr.runStmts(parsePyImports([]byte(target)), "", 1)
+		pr.runMain(parsePySource([]byte(target)), "")
 	}
 }
 
@@ -419,8 +462,16 @@ func (pr *pyRun) pthFiles(site string) [][]pyStmt {
 // of an "except" block are fallbacks: they run only when an import of the
 // matching "try" block failed.
 func (pr *pyRun) runStmts(stmts []pyStmt, pkg string, depth int) {
+	pr.run(stmts, pkg, depth, func(st pyStmt) bool { return !st.deferred && !st.mainOnly })
+}
+
+// run runs the import statements of stmts that sel selects.
+func (pr *pyRun) run(stmts []pyStmt, pkg string, depth int, sel func(pyStmt) bool) {
 	failed := map[int]bool{}
 	for _, st := range stmts {
+		if !sel(st) {
+			continue
+		}
 		if st.fallback > 0 && !failed[st.fallback] {
 			continue
 		}
@@ -445,26 +496,7 @@ var pyBuiltins = map[string]bool{
 // succeed. A module without a file whose name is private ("_sha512") or a
 // known built-in counts as built into the interpreter.
 func (pr *pyRun) handleImport(st pyStmt, pkg string, depth int) bool {
-	name := st.module
-	if st.level > 0 {
-		base := pkg
-		for k := 1; k < st.level; k++ {
-			i := strings.LastIndexByte(base, '.')
-			if i < 0 {
-				base = ""
-				break
-			}
-			base = base[:i]
-		}
-		if base == "" {
-			return false // a relative import outside a package
-		}
-		if name != "" {
-			name = base + "." + name
-		} else {
-			name = base
-		}
-	}
+	name := absModule(st, pkg)
 	if name == "" {
 		return false
 	}
@@ -481,6 +513,98 @@ func (pr *pyRun) handleImport(st pyStmt, pkg string, depth int) bool {
 		}
 	}
 	return true
+}
+
+// absModule returns the absolute name of the module an import statement in
+// package pkg names, or "" for a relative import outside a package.
+func absModule(st pyStmt, pkg string) string {
+	name := st.module
+	if st.level == 0 {
+		return name
+	}
+	base := pkg
+	for k := 1; k < st.level; k++ {
+		i := strings.LastIndexByte(base, '.')
+		if i < 0 {
+			base = ""
+			break
+		}
+		base = base[:i]
+	}
+	if base == "" {
+		return "" // a relative import outside a package
+	}
+	if name != "" {
+		return base + "." + name
+	}
+	return base
+}
+
+// runMain runs the imports of the main module (src, in package pkg),
+// including its "if __name__ == '__main__'" block, and then the start of
+// its program: the imports inside its own functions, and those inside the
+// functions and classes of the modules it imports itself that its code
+// names, directly or through other definitions of the same module (main
+// calls argparse.ArgumentParser, whose default formatter_class is
+// HelpFormatter, whose __init__ imports shutil). Imports in the functions
+// of modules further down are not followed: whether those functions run at
+// start cannot be told without running them.
+func (pr *pyRun) runMain(src pySource, pkg string) {
+	pr.run(src.stmts, pkg, 1, func(st pyStmt) bool { return !st.deferred })
+	pr.callMain(src, pkg)
+}
+
+// callMain follows the deferred imports of a main module whose module-level
+// imports have run: see runMain.
+func (pr *pyRun) callMain(main pySource, pkg string) {
+	stmts := main.stmts
+	pr.run(stmts, pkg, 1, func(st pyStmt) bool { return st.deferred })
+	var direct []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if m := pr.visited[n]; m != nil && m.file != "" && !seen[n] && strings.HasSuffix(m.file, ".py") {
+			seen[n] = true
+			direct = append(direct, n)
+		}
+	}
+	for _, st := range stmts {
+		name := absModule(st, pkg)
+		if name == "" {
+			continue
+		}
+		add(name)
+		if st.from {
+			for _, n := range st.names {
+				if n != "*" {
+					add(name + "." + n)
+				}
+			}
+		}
+	}
+	for _, name := range direct {
+		if pr.w.stopped() {
+			return
+		}
+		m := pr.visited[name]
+		r, ok := pr.w.resolveFile(m.file)
+		if !ok {
+			continue
+		}
+		src, ok := pr.w.readText(r.real)
+		if !ok {
+			continue
+		}
+		sub := name
+		if !m.isPkg {
+			sub = ""
+			if i := strings.LastIndexByte(name, '.'); i >= 0 {
+				sub = name[:i]
+			}
+		}
+		mod := parsePySource(src)
+		called := mod.reached(main.idents)
+		pr.run(mod.stmts, sub, 2, func(st pyStmt) bool { return st.deferred && called[st.owner] })
+	}
 }
 
 // importModule imports a dotted module name, parents first, and follows its
@@ -524,9 +648,14 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 	case strings.HasSuffix(m.file, ".so"):
 		w.loadLibrary(pr.p, m.file)
 	case strings.HasSuffix(m.file, ".pyc"):
-		w.use(m.file)
+		if !pr.frozen || !pyFrozen[fullname] {
+			w.use(m.file)
+		}
 	default:
-		pr.source(m.file)
+		// A frozen module is not read, but what it imports is.
+		if !pr.frozen || !pyFrozen[fullname] {
+			pr.source(m.file)
+		}
 		r, ok := w.resolveFile(m.file)
 		if !ok {
 			return m
@@ -649,24 +778,96 @@ type pyStmt struct {
 	names    []string // the names of "from m import a, b"
 	try      int      // > 0: in the body of the try block with this number
 	fallback int      // > 0: in an except block of the try with this number
+	deferred bool     // in a function body: runs when the function is called
+	mainOnly bool     // in an "if __name__ == '__main__'" block
+	owner    string   // the module-level def or class the statement is in
 }
+
+// pySource is what the profiler reads from one module's source.
+type pySource struct {
+	stmts []pyStmt
+	// bodies holds, for each module-level def and class, the identifiers
+	// its lines name.
+	bodies map[string]map[string]bool
+	idents map[string]bool // every identifier of the module
+}
+
+// reached returns the module-level definitions of s that names reach: the
+// ones named there, and the ones their bodies name, transitively.
+func (s pySource) reached(names map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	var todo []string
+	for n := range names {
+		if s.bodies[n] != nil {
+			out[n] = true
+			todo = append(todo, n)
+		}
+	}
+	for len(todo) > 0 {
+		n := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		for id := range s.bodies[n] {
+			if s.bodies[id] != nil && !out[id] {
+				out[id] = true
+				todo = append(todo, id)
+			}
+		}
+	}
+	return out
+}
+
+// pyIdent matches a Python identifier (ASCII; others never name a module-
+// level definition the profiler needs).
+var pyIdent = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
 
 // parsePyImports finds the import statements a module executes when it is
 // imported: at module level and in class bodies, if/try/except blocks; not
-// inside function bodies or "if TYPE_CHECKING:" blocks. Statements in try
-// and except blocks are numbered so that the fallbacks can be skipped.
+// inside "if TYPE_CHECKING:" blocks. Imports inside function bodies are
+// returned marked deferred: they run only when the function is called.
+// Statements in try and except blocks are numbered so that the fallbacks
+// can be skipped.
 func parsePyImports(src []byte) []pyStmt {
+	return parsePySource(src).stmts
+}
+
+// parsePySource parses a module's import statements (see parsePyImports)
+// and which identifiers each module-level definition names.
+func parsePySource(src []byte) pySource {
 	p := &pyParser{lastTry: map[int]int{}}
+	out := pySource{bodies: map[string]map[string]bool{}, idents: map[string]bool{}}
+	owner := ""
 	for _, ll := range pyLogicalLines(src) {
 		for len(p.stack) > 0 && ll.indent <= p.stack[len(p.stack)-1].indent {
 			p.stack = p.stack[:len(p.stack)-1]
 		}
+		ids := pyIdent.FindAllString(ll.text, -1)
+		if ll.indent == 0 {
+			owner = ""
+			if len(ids) >= 2 && (ids[0] == "def" || ids[0] == "class") {
+				owner = ids[1]
+			} else if len(ids) >= 3 && ids[0] == "async" && ids[1] == "def" {
+				owner = ids[2]
+			}
+			if owner != "" && out.bodies[owner] == nil {
+				out.bodies[owner] = map[string]bool{}
+			}
+		}
+		for _, id := range ids {
+			out.idents[id] = true
+			if owner != "" {
+				out.bodies[owner][id] = true
+			}
+		}
 		skipped := false
-		ctx := pyStmt{}
+		ctx := pyStmt{owner: owner}
 		for i := len(p.stack) - 1; i >= 0; i-- {
 			switch b := p.stack[i]; b.kind {
 			case 's':
 				skipped = true
+			case 'm':
+				ctx.mainOnly = true
+			case 'd':
+				ctx.deferred = true
 			case 't':
 				if ctx.try == 0 && ctx.fallback == 0 {
 					ctx.try = b.id
@@ -681,12 +882,13 @@ func parsePyImports(src []byte) []pyStmt {
 			p.statements(ll.indent, ll.text, ctx)
 		}
 	}
-	return p.out
+	out.stmts = p.out
+	return out
 }
 
 type pyBlock struct {
 	indent int
-	kind   byte // 's' skipped body, 't' try body, 'e' except body
+	kind   byte // 's' skipped body, 'm' main guard, 'd' function body, 't' try body, 'e' except body
 	id     int
 }
 
@@ -706,7 +908,11 @@ func (p *pyParser) statements(indent int, text string, ctx pyStmt) {
 		first, rest, _ := strings.Cut(s, " ")
 		switch {
 		case first == "def" || first == "async":
-			p.stack = append(p.stack, pyBlock{indent, 's', 0})
+			p.stack = append(p.stack, pyBlock{indent, 'd', 0})
+			if _, body, ok := strings.Cut(rest, ":"); ok && first == "def" {
+				ctx.deferred = true
+				p.statements(indent, body, ctx)
+			}
 			return
 		case first == "try:":
 			p.tries++
@@ -729,6 +935,12 @@ func (p *pyParser) statements(indent int, text string, ctx pyStmt) {
 			if cond == "TYPE_CHECKING" || cond == "typing.TYPE_CHECKING" || cond == "t.TYPE_CHECKING" {
 				p.stack = append(p.stack, pyBlock{indent, 's', 0})
 				return
+			}
+			// String literals read as "": this is __name__ == "__main__"
+			// (or a comparison with another string, equally rare).
+			if strings.ReplaceAll(cond, " ", "") == `__name__==""` || strings.ReplaceAll(cond, " ", "") == `""==__name__` {
+				p.stack = append(p.stack, pyBlock{indent, 'm', 0})
+				ctx.mainOnly = true
 			}
 			if ok {
 				p.statements(indent, body, ctx)

@@ -38,7 +38,8 @@ func (m *memFS) module(file, src, pyc string) {
 const stdlib = "/usr/lib/python3.11/"
 
 // pythonRoot is a Debian-like image with python3.11, its startup modules
-// (codecs has stale bytecode, encodings/aliases none) and a few packages.
+// (encodings/utf_8 and codecs have stale bytecode, encodings/aliases none)
+// and a few packages.
 func pythonRoot() *memFS {
 	m := glibcRoot()
 	m.file(x64lib+"libssl.so.3", buildELF(elfSpec{needed: []string{"libc.so.6"}}), 0o644)
@@ -47,7 +48,7 @@ func pythonRoot() *memFS {
 	for _, mod := range pyStartup {
 		pyc := "fresh"
 		switch mod {
-		case "codecs":
+		case "codecs", "encodings/utf_8":
 			pyc = "stale"
 		case "encodings/aliases":
 			pyc = "none"
@@ -65,19 +66,41 @@ func pythonRoot() *memFS {
 	m.text(dist+"zz.pth", "import hook\n/opt/extra\n")
 	m.module(dist+"hook.py", "", "none")
 	m.module(dist+"requests/__init__.py", "from . import adapters\n", "none")
-	m.module(dist+"requests/adapters.py", "from .compat import x\n", "none")
-	m.module(dist+"requests/compat.py", "", "none")
+	m.module(dist+"requests/adapters.py", `from .compat import x
+class Adapter:
+    def send(self):
+        return _send()
+def _send():
+    from . import lazyhttp
+def unused():
+    import unusedmod
+if __name__ == "__main__":
+    import selftest
+`, "none")
+	m.module(dist+"requests/compat.py", "def f():\n    import deepdep\n", "none")
+	for _, n := range []string{"requests/lazyhttp", "deepdep", "unusedmod", "selftest"} {
+		m.module(dist+n+".py", "", "none")
+	}
 	m.module("/opt/extra/extramod.py", "", "none")
 	m.module("/usr/local/lib/python3.11/dist-packages/sitecustomize.py", "import os\n", "none")
 	return m
 }
 
 // startupFiles is what pythonRoot lists for the interpreter's own start.
+// Python 3.11 has codecs, io, abc, site, os and the others built in
+// (frozen): it reads them only with -X frozen_modules=off.
 var startupFiles = []string{
+	stdlib + "encodings/__pycache__/__init__.cpython-311.pyc",
+	stdlib + "encodings/aliases.py",
+	stdlib + "encodings/__pycache__/utf_8.cpython-311.pyc", stdlib + "encodings/utf_8.py",
+}
+
+// unfrozenStartupFiles is what pythonRoot lists with -X frozen_modules=off.
+var unfrozenStartupFiles = []string{
 	stdlib + "encodings/__pycache__/__init__.cpython-311.pyc",
 	stdlib + "__pycache__/codecs.cpython-311.pyc", stdlib + "codecs.py",
 	stdlib + "encodings/aliases.py",
-	stdlib + "encodings/__pycache__/utf_8.cpython-311.pyc",
+	stdlib + "encodings/__pycache__/utf_8.cpython-311.pyc", stdlib + "encodings/utf_8.py",
 	stdlib + "__pycache__/io.cpython-311.pyc",
 	stdlib + "__pycache__/abc.cpython-311.pyc",
 	stdlib + "__pycache__/site.cpython-311.pyc",
@@ -115,13 +138,16 @@ try:
     import tried
 except ImportError:
     pass
+if __name__ == '__main__':
+    import mainblock
+    ad.Adapter().send()
 x = "import notamodule"; y = '''
 import notamodule
 '''
 `)
 	m.module("/app/pkg/__init__.py", "", "none")
 	m.module("/app/pkg/sub.py", "", "fresh")
-	for _, n := range []string{"inclass", "tried", "lazy", "typingonly", "notamodule"} {
+	for _, n := range []string{"inclass", "tried", "lazy", "typingonly", "notamodule", "mainblock"} {
 		m.module("/app/"+n+".py", "", "none")
 	}
 	p := mustStatic(t, m, Config{Entrypoint: []string{"python3", "/app/main.py"}})
@@ -135,12 +161,17 @@ import notamodule
 		"/app/pkg/__init__.py", "/app/pkg/__pycache__/sub.cpython-311.pyc",
 		stdlib + "lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", x64lib + "libssl.so.3",
 		"/opt/extra/extramod.py",
-		"/app/inclass.py", "/app/tried.py",
+		"/app/inclass.py", "/app/tried.py", "/app/mainblock.py",
+		// main's functions run at start, and so do the functions of what
+		// main imports itself (requests.adapters) that main names, and
+		// what those name (Adapter, then _send); requests.compat's do
+		// not count, nor requests.adapters' main block.
+		"/app/lazy.py", dist + "requests/lazyhttp.py",
 	})
 	if diff := cmp.Diff(want, p.Files); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
-	wantWarn := "python bytecode is stale for 1 modules (e.g. /usr/lib/python3.11/codecs.py): python will recompile at every start"
+	wantWarn := "python bytecode is stale for 1 modules (e.g. /usr/lib/python3.11/encodings/utf_8.py): python will recompile at every start"
 	if diff := cmp.Diff([]string{wantWarn}, p.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
@@ -157,12 +188,12 @@ func TestPythonModuleAndVenv(t *testing.T) {
 	m.module(site+"flask/app.py", "import json\n", "fresh")
 	m.module(site+"flask/__main__.py", "from .cli import main\n", "fresh")
 	m.module(site+"flask/cli.py", "", "fresh")
-	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/.venv/bin/python", "-u", "-m", "flask", "run"}, WorkingDir: "/app"})
+	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/.venv/bin/python", "-u", "-X", "frozen_modules=off", "-m", "flask", "run"}, WorkingDir: "/app"})
 	pyc := func(f string) string { return pycOf(site + f) }
 	want := cat([]string{"/app/.venv/bin/python", "/usr/bin/python3.11"}, loaderFiles, []string{
 		x64lib + "libm.so.6", x64lib + "libz.so.1", x64lib + "libz.so.1.2.13", x64lib + "libc.so.6",
 		"/app/.venv/pyvenv.cfg",
-	}, startupFiles, []string{
+	}, unfrozenStartupFiles, []string{
 		site + "_virtualenv.pth", pyc("_virtualenv.py"),
 		stdlib + "__pycache__/runpy.cpython-311.pyc",
 		pyc("flask/__init__.py"), pyc("flask/app.py"),
@@ -268,7 +299,7 @@ import nope
 		{from: true, module: "x", level: 1, names: []string{"y", "z"}},
 		{from: true, module: "", level: 2, names: []string{"q"}},
 		{from: true, module: "m", names: []string{"*"}},
-		{module: "e"}, {module: "h"}, {module: "f"},
+		{module: "e"}, {module: "h"}, {module: "nope", deferred: true, owner: "f"}, {module: "f"},
 	}
 	if diff := cmp.Diff(want, parsePyImports([]byte(src)), cmp.AllowUnexported(pyStmt{})); diff != "" {
 		t.Errorf("parsePyImports (-want +got):\n%s", diff)
@@ -303,8 +334,8 @@ func TestPythonHost(t *testing.T) {
 	}
 	for _, mod := range mods {
 		pyc := pycOf("/usr/lib/python3.11/" + mod + ".py")
-		if !contains(p.Files, pyc) {
-			t.Errorf("%s not listed", pyc)
+		if frozen := pyFrozen[strings.ReplaceAll(mod, "/", ".")]; contains(p.Files, pyc) == frozen {
+			t.Errorf("%s listed: %v, but the module is frozen: %v", pyc, !frozen, frozen)
 		}
 	}
 	for _, f := range p.Files {

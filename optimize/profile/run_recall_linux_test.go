@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -99,6 +100,45 @@ fi
 exec "$@"
 `
 
+const nodeServer = `'use strict';
+const http = require('http');
+const path = require('path');
+const log = require('tiny-log');
+const routes = require('./lib/routes');
+const config = require('./lib/config.json');
+
+const server = http.createServer((req, res) => routes.handle(req, res, config));
+server.listen(config.port, '127.0.0.1', () => {
+  log.info('listening on ' + path.join('/', String(config.port)));
+  console.log('ready');
+});
+`
+
+const nodeRoutes = `'use strict';
+const { URL } = require('url');
+exports.handle = (req, res, config) => {
+  const u = new URL(req.url, 'http://localhost');
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify({ greeting: config.greeting, path: u.pathname }));
+};
+`
+
+const nodeTinyLog = `'use strict';
+const { format } = require('./format');
+exports.info = (msg) => process.stderr.write(format('info', msg) + '\n');
+`
+
+// leftOut logs why a scenario is left out, and fails the test where the
+// machine must have every tool (COLDSTART_REQUIRE_TOOLS=1, as in CI).
+func leftOut(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("COLDSTART_REQUIRE_TOOLS") == "1" && !testing.Short() {
+		t.Errorf("COLDSTART_REQUIRE_TOOLS=1: %s", why)
+		return
+	}
+	t.Log(why)
+}
+
 // TestRunStaticRecall runs the static and the run profiler on images built
 // from real host programs and checks that the static prediction holds at
 // least 90% of the regular files the real start opened (recall). Precision
@@ -143,15 +183,38 @@ func TestRunStaticRecall(t *testing.T) {
 		cases = append(cases, scenario{name: "python HTTP server", img: imageOf(t, v1.Config{
 			Entrypoint: []string{"python3", "server.py"}, WorkingDir: "/app", Env: []string{"PORT=8080"},
 		}, pyBase, appLayer), opts: []profile.RunOption{profile.WithWaitOnPort(8080)}, min: 0.9})
-		// argparse imports shutil (and with it fnmatch, bz2, lzma and their
-		// extension modules) inside HelpFormatter.__init__, and gettext
-		// imports locale inside find(): imports in function bodies, which
-		// the static profiler leaves out by design. Measured: 0.85.
+		// argparse imports shutil (and with it bz2, lzma and their
+		// extension modules) inside HelpFormatter.__init__: the static
+		// profiler follows imports in the functions that main names.
 		cases = append(cases, scenario{name: "python CLI app (argparse)", img: imageOf(t, v1.Config{
 			Entrypoint: []string{"python3", "/app/main.py"}, WorkingDir: "/app",
-		}, pyBase, appLayer), opts: []profile.RunOption{profile.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.8})
+		}, pyBase, appLayer), opts: []profile.RunOption{profile.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
 	} else {
-		t.Log("python3.11 is not installed, or -short: the python scenarios are left out")
+		leftOut(t, "python3.11 is not installed, or -short: the python scenarios are left out")
+	}
+
+	if node, err := exec.LookPath("node"); err == nil && !testing.Short() {
+		js := baseTree(t)
+		js.addProgram(node)
+		for _, f := range []string{"/etc/ssl/openssl.cnf", "/usr/lib/ssl/openssl.cnf"} {
+			if _, err := os.Stat(f); err == nil {
+				js.add(f)
+			}
+		}
+		js.file("/app/package.json", `{"name": "demo", "version": "1.0.0", "main": "server.js"}`, 0o644)
+		js.file("/app/server.js", nodeServer, 0o644)
+		js.file("/app/lib/routes.js", nodeRoutes, 0o644)
+		js.file("/app/lib/config.json", `{"port": 8081, "greeting": "hello"}`, 0o644)
+		js.file("/app/lib/unused.js", "module.exports = 1;\n", 0o644)
+		js.file("/app/node_modules/tiny-log/package.json", `{"name": "tiny-log", "main": "lib/index.js"}`, 0o644)
+		js.file("/app/node_modules/tiny-log/lib/index.js", nodeTinyLog, 0o644)
+		js.file("/app/node_modules/tiny-log/lib/format.js", "exports.format = (lvl, msg) => `[${lvl}] ${msg}`;\n", 0o644)
+		js.file("/app/node_modules/tiny-log/README.md", "# tiny-log\n", 0o644)
+		cases = append(cases, scenario{name: "node.js HTTP server", img: imageOf(t, v1.Config{
+			Entrypoint: []string{"node", "server.js"}, WorkingDir: "/app",
+		}, js.layer()), opts: []profile.RunOption{profile.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
+	} else {
+		leftOut(t, "node is not installed, or -short: the node.js scenario is left out")
 	}
 
 	var table strings.Builder
@@ -178,6 +241,19 @@ func TestRunStaticRecall(t *testing.T) {
 		}
 		both := 0
 		var missed []string
+		opened := map[string]bool{}
+		for _, f := range run.Files {
+			opened[f] = true
+		}
+		if testing.Verbose() {
+			var extra []string
+			for _, f := range static.Files {
+				if predicted[f] && !opened[f] {
+					extra = append(extra, f)
+				}
+			}
+			t.Logf("%s: predicted but not opened: %q", c.name, extra)
+		}
 		for _, f := range run.Files {
 			if predicted[f] {
 				both++
