@@ -44,6 +44,9 @@ type plan struct {
 	provider map[string]layers.Ref
 	// missing lists prioritized paths not found in the image.
 	missing []string
+	// linkTargets[l][e] says whether a hard link of layer l links to its
+	// entry e; computed when first needed.
+	linkTargets [][]bool
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
@@ -177,16 +180,23 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 	return p
 }
 
-// isLinkTarget reports whether a kept hard link of r's layer links to r.
+// isLinkTarget reports whether a hard link of r's layer links to r.
 func (p *plan) isLinkTarget(r layers.Ref) bool {
-	idx := p.ov.Layers()[r.Layer]
-	for ei := range idx.Entries {
-		e := &idx.Entries[ei]
-		if e.Type == layers.TypeHardlink && e.LinkIndex == r.Entry {
-			return true
-		}
+	if p.linkTargets == nil {
+		p.linkTargets = make([][]bool, len(p.ov.Layers()))
 	}
-	return false
+	t := p.linkTargets[r.Layer]
+	if t == nil {
+		idx := p.ov.Layers()[r.Layer]
+		t = make([]bool, len(idx.Entries))
+		for ei := range idx.Entries {
+			if e := &idx.Entries[ei]; e.Type == layers.TypeHardlink && e.LinkIndex >= 0 && e.LinkIndex < len(t) {
+				t[e.LinkIndex] = true
+			}
+		}
+		p.linkTargets[r.Layer] = t
+	}
+	return t[r.Entry]
 }
 
 // maxLinkHops bounds symlink resolution, as the kernel's ELOOP does.
