@@ -221,14 +221,6 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		r.res.Dedupe = append(r.res.Dedupe, *d)
 	}
 	if len(cfg.Networks) > 0 {
-		// The model's CPU rates, measured on this machine, as
-		// "coldstart report --calibrate" does.
-		r.step("calibrating the model's decompression and unpack rates")
-		if rates, err := report.Calibrate(ctx); err == nil {
-			r.rates = &rates
-		} else {
-			r.res.Notes = append(r.res.Notes, fmt.Sprintf("calibration failed (%v): the model's default rates were used", err))
-		}
 		regDir := filepath.Join(cfg.Work, "registry")
 		_ = os.RemoveAll(regDir)
 		if err := os.MkdirAll(regDir, 0o755); err != nil {
@@ -459,6 +451,20 @@ func (r *runner) startup(ctx context.Context, name string) error {
 			return err
 		}
 		via := func(ref string) string { return strings.Replace(ref, r.registry.Host, px.Host, 1) }
+		// The model's rates, measured just before the measurements they
+		// predict, as "coldstart report --measure --calibrate" does: the
+		// CPU and disk rates of this machine (they drift on a shared VM),
+		// and the registry's time per request through the proxy.
+		r.step("%s on %s: calibrating the model's rates", name, nw.Name)
+		r.rates = nil
+		if rates, err := report.Calibrate(ctx); err == nil {
+			if probe, err := lazypull.Probe(ctx, via(refs["original"]), probeRequests, lazypull.WithInsecure(true)); err == nil {
+				rates.Request = max(0, probe-nw.RTT).Seconds()
+			}
+			r.rates = &rates
+		} else {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s on %s: calibration failed (%v): the model's default rates were used", name, nw.Name, err))
+		}
 		measure := func(v string, full bool) (Start, error) {
 			var secs []float64
 			var last *lazypull.Result
@@ -523,6 +529,10 @@ func (r *runner) startup(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// probeRequests is how many small requests measure the registry's time per
+// request.
+const probeRequests = 15
 
 // prediction is the model's estimate for one image on one network.
 type prediction struct {
