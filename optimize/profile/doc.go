@@ -99,20 +99,31 @@
 //     depth-first in source order as the interpreter executes them: parent
 //     packages first, package __init__ files, submodules named by "from
 //     package import name", extension modules (.so, with their ELF
-//     libraries). Imports inside function bodies and "if TYPE_CHECKING:"
-//     blocks do not run at import time and are left out; the imports of an
-//     "except" block are followed only when an import of its "try" block
-//     fails (a missing private module such as _speedups, or a known
+//     libraries). "if TYPE_CHECKING:" blocks are left out, and so are the
+//     "if __name__ == '__main__':" blocks of imported modules; the imports
+//     of an "except" block are followed only when an import of its "try"
+//     block fails (a missing private module such as _speedups, or a known
 //     built-in such as math, counts as compiled into the interpreter).
-//     CPython 3.11+ freezes some of the startup modules; they are listed
-//     anyway, at the cost of a few small files.
+//     Imports inside function bodies run when the function is called: the
+//     profiler follows those of the main module's functions, then those of
+//     the module-level functions and classes of the modules the main module
+//     imports itself that its code names, and of the definitions those
+//     name within the same module (argparse.ArgumentParser names
+//     HelpFormatter, whose __init__ imports shutil); deeper ones are left
+//     out. CPython 3.11 and later have os, site, codecs, io, abc, stat,
+//     posixpath and a few more frozen into the interpreter: they are not
+//     listed (their imports are followed), unless -X frozen_modules=off or
+//     PYTHON_FROZEN_MODULES=off.
 //     A source module is listed as the file Python reads: its
 //     __pycache__/NAME.cpython-XY.pyc when the header's mtime and size match
 //     the source, otherwise the .pyc followed by the .py, and the profile
 //     warns "python bytecode is stale for N modules (e.g. X): python will
 //     recompile at every start"; without a .pyc, the .py.
-//   - Node.js (node, nodejs): preloads (-r, --require, --import, also in
-//     NODE_OPTIONS), the entry script and its require("x"), import ... from
+//   - Node.js (node, nodejs): OpenSSL's configuration, which node reads
+//     at start (--openssl-config, OPENSSL_CONF, else the first of
+//     /usr/lib/ssl/openssl.cnf, /usr/local/ssl/openssl.cnf,
+//     /etc/ssl/openssl.cnf, /etc/pki/tls/openssl.cnf that exists), preloads
+//     (-r, --require, --import, also in NODE_OPTIONS), the entry script and its require("x"), import ... from
 //     "x", import "x" and export ... from "x" graph, resolved as Node.js
 //     does: relative paths with the .js, .json, .node, .mjs and .cjs
 //     extensions and index files, package.json "main" and "exports" (string,
