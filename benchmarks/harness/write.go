@@ -45,8 +45,19 @@ func Write(dir string, res *Results, command string) error {
 			return err
 		}
 	}
+	for _, c := range res.Conversion {
+		if c.BeforeAfter == "" {
+			continue
+		}
+		if err := writeFile(filepath.Join(dir, beforeAfterFile(c.Image)), []byte(c.BeforeAfter)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// beforeAfterFile names the before/after picture of an image.
+func beforeAfterFile(image string) string { return "before-after-" + image + ".svg" }
 
 func writeFile(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
@@ -96,6 +107,18 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 			c.Reference.PeakRSSMiB.Max, c.EStargz.PeakRSSMiB.Max, secs(c.ZstdChunked.WallSeconds), secs(c.Warm.WallSeconds), c.WarmSpeedup)
 	}
 	fmt.Fprintf(w, "\n![conversion](conversion.svg)\n\n")
+
+	var pics []string
+	for _, c := range res.Conversion {
+		if c.BeforeAfter != "" {
+			pics = append(pics, fmt.Sprintf("![%s before and after](%s)\n", c.Image, beforeAfterFile(c.Image)))
+		}
+	}
+	if len(pics) > 0 {
+		fmt.Fprintf(w, "## Before and after: where the start time goes\n\nWhat `coldstart optimize --report FILE.svg` draws for each image "+
+			"(static profile, the model's default rates; estimated, not measured: the measurements follow under Time to ready). "+
+			"One bar per scenario and network: download, decompress and unpack, on-demand fetches.\n\n%s\n", strings.Join(pics, "\n"))
+	}
 
 	fmt.Fprintf(w, "## Dedupe\n\n| image | wasted bytes (analyze) | removed by optimize | merged filesystem unchanged (verify) |\n|---|--:|--:|---|\n")
 	for _, d := range res.Dedupe {
