@@ -137,7 +137,10 @@
 //     opens them under JAVA_HOME (the real java binary's ../): lib/jvm.cfg,
 //     lib/server/libjvm.so and its libraries, libjimage.so, lib/modules
 //     (rt.jar on JDK 8), libjava.so, the class data sharing archive
-//     lib/server/classes.jsa, conf/security/java.security; then -javaagent
+//     lib/server/classes.jsa, the libjsvml, libnio, libnet and libzip
+//     libraries, conf/security/java.security, conf/logging.properties,
+//     libextnet.so and conf/net.properties (each when present: a JDK 17
+//     serving on the network reads them all at start); then -javaagent
 //     jars and the jars of -cp/-classpath/--class-path/CLASSPATH ("dir/*"
 //     expanded in sorted order) and of the module path. JDK_JAVA_OPTIONS and
 //     JAVA_TOOL_OPTIONS are read. A jar manifest's Class-Path is not.

@@ -12,7 +12,8 @@ const maxArgFiles = 16
 // runJava follows a JVM start: @argfiles, the -jar file (the launcher reads
 // its manifest), jvm.cfg, libjvm.so and its libraries, libjimage, the
 // runtime image lib/modules (or rt.jar), libjava, the class data sharing
-// archive, conf/security/java.security, then agent jars and the class path.
+// archive, the native libraries and configuration files the class library
+// loads at start, then agent jars and the class path.
 // JAVA_HOME is the real java binary's ../ (JDK 8's jre/ layout works too).
 func (w *walker) runJava(p *process, real string, argv []string, env map[string]string, cwd string, fr frame) {
 	home := path.Dir(path.Dir(real))
@@ -106,12 +107,13 @@ loop:
 			break
 		}
 	}
+	libDir := ""
 	if vmDir == "" {
 		w.warnf("java: libjvm.so not found under %s", lib)
 	} else {
 		// The order HotSpot opens them in: libjvm, libjimage and the runtime
 		// image, libjava, then the class data sharing archive.
-		libDir := path.Dir(vmDir)
+		libDir = path.Dir(vmDir)
 		w.loadLibrary(p, path.Join(vmDir, "libjvm.so"))
 		w.loadLibrary(p, path.Join(libDir, "libjimage.so"))
 		if _, ok := w.use(path.Join(lib, "modules")); !ok {
@@ -119,9 +121,32 @@ loop:
 		}
 		w.loadLibrary(p, path.Join(libDir, "libjava.so"))
 		w.use(path.Join(vmDir, "classes.jsa"))
+		// Then, as a JDK 17 observed under fanotify loads them for a jar
+		// that serves on the network: the vector math library (x86-64,
+		// JDK 16+), the file system and network libraries the class
+		// loaders use, and zip for jars. Small files, listed when present.
+		for _, l := range []string{"libjsvml.so", "libnio.so", "libnet.so", "libzip.so"} {
+			if _, ok := w.resolveFile(path.Join(libDir, l)); ok {
+				w.loadLibrary(p, path.Join(libDir, l))
+			}
+		}
 	}
 	if _, ok := w.use(path.Join(home, "conf", "security", "java.security")); !ok {
 		w.use(path.Join(lib, "security", "java.security"))
+	}
+	// java.util.logging's and java.net's configuration, and the extended
+	// socket options library, read when the program logs or opens a
+	// socket, as services do at start.
+	if _, ok := w.use(path.Join(home, "conf", "logging.properties")); !ok {
+		w.use(path.Join(lib, "logging.properties"))
+	}
+	if libDir != "" {
+		if _, ok := w.resolveFile(path.Join(libDir, "libextnet.so")); ok {
+			w.loadLibrary(p, path.Join(libDir, "libextnet.so"))
+		}
+	}
+	if _, ok := w.use(path.Join(home, "conf", "net.properties")); !ok {
+		w.use(path.Join(lib, "net.properties"))
 	}
 	for _, a := range agents {
 		w.use(cleanAbs(cwd, a))

@@ -22,6 +22,11 @@ func TestJava(t *testing.T) {
 	m.text("/etc/java-17/jvm-amd64.cfg", "-server KNOWN\n")
 	m.link(home+"conf/security/java.security", "/etc/java-17/security/java.security")
 	m.text("/etc/java-17/security/java.security", "")
+	for _, l := range []string{"libnio.so", "libzip.so", "libextnet.so"} {
+		m.file(home+"lib/"+l, buildELF(elfSpec{needed: []string{"libjava.so"}, rpath: "$ORIGIN"}), 0o644)
+	}
+	m.link(home+"conf/net.properties", "/etc/java-17/net.properties")
+	m.text("/etc/java-17/net.properties", "")
 	m.text("/app/args", "-Dfoo=bar # a comment\n--add-opens \"java.base/java.lang=ALL-UNNAMED\"\n")
 	for _, j := range []string{"/app/lib/b.jar", "/app/lib/a.jar", "/app/lib/readme.txt", "/app/extra.jar", "/agent.jar", "/app/app.jar"} {
 		m.text(j, "PK")
@@ -37,7 +42,11 @@ func TestJava(t *testing.T) {
 		home + "lib/server/libjvm.so", x64lib + "libm.so.6",
 		home + "lib/libjimage.so", home + "lib/modules",
 		home + "lib/libjava.so", home + "lib/server/classes.jsa",
+		// libjsvml and libnet are absent, and so is logging.properties.
+		home + "lib/libnio.so", home + "lib/libzip.so",
 		home + "conf/security/java.security", "/etc/java-17/security/java.security",
+		home + "lib/libextnet.so",
+		home + "conf/net.properties", "/etc/java-17/net.properties",
 		"/agent.jar",
 		"/app/lib/a.jar", "/app/lib/b.jar", "/app/extra.jar",
 	})
