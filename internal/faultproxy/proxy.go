@@ -281,6 +281,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if kind == KindToken && p.auth.mode == authToken {
 		if f := p.match(ex); f != nil && f.before != nil && f.before(ex) {
+			ex.abortIfGone()
 			return
 		}
 		p.serveToken(ex)
@@ -291,9 +292,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f := p.match(ex)
 	if f != nil && f.before != nil && f.before(ex) {
+		ex.abortIfGone()
 		return
 	}
 	p.forward(ex, f)
+}
+
+// abortIfGone drops the connection of a request whose client went away, or
+// that the proxy's Close cut short, when nothing was written yet: a handler
+// that just returned would have net/http answer it "200 OK".
+func (ex *exchange) abortIfGone() {
+	if ex.rec.gone && ex.w.(*recorder).status == 0 {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // match applies the rules to a request and returns the fault of the first
