@@ -45,7 +45,7 @@ func ExampleOptimize() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:1a53a966890d8a00149c2fdb67f4d11e2131956ca8aa7e8a3ce5d6d6be747cc1
+	// digest: sha256:56fc013d9b0495195a57f0290a5898f495171e1cf13dabb819acc7f07b68a94c
 }
 
 func ExampleAnalyze() {

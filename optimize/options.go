@@ -106,7 +106,7 @@ func (f funcProfiler) Name() string { return f.name }
 
 // staticProfilerVersion changes whenever the static profiler's rules
 // change, so cached static profiles are not reused across rule changes.
-const staticProfilerVersion = "static/2"
+const staticProfilerVersion = "static/3"
 
 // StaticProfiler predicts the start-up files of an image from its config
 // and filesystem without running it (see profile.Static). It works for every
