@@ -24,6 +24,7 @@ import (
 const (
 	indexMediaType   types.MediaType = "application/vnd.coldstart.layer-index.v1+gob"
 	profileMediaType types.MediaType = "application/vnd.coldstart.profile.v1+json"
+	recordMediaType  types.MediaType = "application/vnd.coldstart.image-record.v1+json"
 	// maxRecord bounds what is read back for an index or a profile.
 	maxRecord = 1 << 30
 )
@@ -202,4 +203,98 @@ func (o *options) storeProfile(ctx context.Context, key string, p *profile.Profi
 	if err := cache.PutBytes(ctx, o.cache, key, profileMediaType, buf.Bytes()); err != nil {
 		o.logger.Warn("conversion cache: storing profile", "key", key, "err", err)
 	}
+}
+
+// imageRecord is what the conversion cache keeps of one optimized image:
+// its result and the cache key of each converted layer ("" for a kept
+// one). Optimizing the same image with the same options again then needs
+// neither the layer indexes, nor the merge, nor the plan: only the layers.
+type imageRecord struct {
+	Result    ImageResult `json:"result"`
+	LayerKeys []string    `json:"layerKeys"`
+}
+
+// recordKey is the cache key of an image's record: the input image (its
+// manifest digest names its config and every layer) and the fingerprint
+// of every option that shapes the output, the profiler included.
+func (o *options) recordKey(in v1.Hash) string {
+	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint()})
+}
+
+func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string) {
+	if o.cache == nil {
+		return
+	}
+	b, err := json.Marshal(imageRecord{Result: *ir, LayerKeys: keys})
+	if err != nil {
+		return
+	}
+	if err := cache.PutBytes(ctx, o.cache, o.recordKey(in), recordMediaType, b); err != nil {
+		o.logger.Warn("conversion cache: storing image record", "image", in, "err", err)
+	}
+}
+
+// replay rebuilds an image optimized before with the same options from its
+// record and the cached layers. It reports false, and the caller optimizes
+// as usual, when the record or a layer is missing or unreadable, or when
+// the rebuilt image's digest is not the one recorded: a replay is
+// byte-identical or does not happen.
+func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1.Hash, tmp *tempDir) (v1.Image, *ImageResult, bool) {
+	key := o.recordKey(in)
+	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
+	if err != nil {
+		return nil, nil, false
+	}
+	var rec imageRecord
+	if err := json.Unmarshal(b, &rec); err != nil || len(rec.LayerKeys) != len(ls) || len(rec.Result.Layers) != len(ls) || rec.Result.InputDigest != in.String() {
+		o.logger.Warn("conversion cache: unusable image record", "image", in)
+		return nil, nil, false
+	}
+	ir := rec.Result
+	ir.Layers = append([]LayerResult(nil), rec.Result.Layers...)
+	ir.CacheHits, ir.CacheMisses = 0, 0
+	out := make([]v1.Layer, len(ls))
+	kept := make([]bool, len(ls))
+	changed := false
+	for i, k := range rec.LayerKeys {
+		lr := &ir.Layers[i]
+		if k == "" {
+			if lr.Action != ActionKept {
+				return nil, nil, false
+			}
+			out[i], kept[i] = ls[i], true
+			continue
+		}
+		l := o.reuse(ctx, k, tmp)
+		if l == nil {
+			return nil, nil, false
+		}
+		if lr.Action == ActionRewritten {
+			lr.Action = ActionReused
+			lr.Reason += " (reused from the conversion cache)"
+		}
+		if err := describeReused(lr, l); err != nil {
+			return nil, nil, false
+		}
+		out[i] = l
+		changed = true
+		ir.CacheHits++
+	}
+	if !changed {
+		if ir.OutputDigest != in.String() {
+			return nil, nil, false
+		}
+		return img, &ir, true
+	}
+	newImg, err := assembleImage(img, out, kept, o.annotations())
+	if err != nil {
+		return nil, nil, false
+	}
+	d, err := newImg.Digest()
+	if err != nil || d.String() != rec.Result.OutputDigest {
+		o.logger.Warn("conversion cache: an image record rebuilt another image: optimizing", "image", in, "recorded", rec.Result.OutputDigest, "rebuilt", d)
+		return nil, nil, false
+	}
+	o.logger.Debug("conversion cache: image record replayed", "image", in, "output", d)
+	return newImg, &ir, true
 }

@@ -224,6 +224,15 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	if err != nil {
 		return nil, nil, wrap(fmt.Errorf("listing layers: %w", err))
 	}
+	if o.cache != nil {
+		if out, ir, ok := o.replay(ctx, img, ls, inDigest, tmp); ok {
+			ir.Platform = ""
+			if desc != nil && desc.Platform != nil {
+				ir.Platform = desc.Platform.String()
+			}
+			return out, ir, nil
+		}
+	}
 	idxs, err := o.indexImage(ctx, img)
 	if err != nil {
 		return nil, nil, wrap(err)
@@ -250,6 +259,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	ir.ProfileWarnings = warnings
 
 	out := make([]v1.Layer, len(ls))
+	keys := make([]string, len(ls))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.concurrency)
 	for i := range ls {
@@ -275,6 +285,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		key := ""
 		if o.cache != nil {
 			key = o.layerKey(idx, lp)
+			keys[i] = key
 			if cl := o.reuse(ctx, key, tmp); cl != nil {
 				out[i] = cl
 				lr.Action = ActionReused
@@ -326,6 +337,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	}
 	if !changed {
 		ir.OutputDigest = ir.InputDigest
+		o.storeRecord(ctx, inDigest, ir, keys)
 		return img, ir, nil
 	}
 	kept := make([]bool, len(ls))
@@ -341,6 +353,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		return nil, nil, wrap(err)
 	}
 	ir.OutputDigest = d.String()
+	o.storeRecord(ctx, inDigest, ir, keys)
 	return newImg, ir, nil
 }
 

@@ -202,8 +202,11 @@ func (o *options) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layer
 }
 
 // WithCache sets the conversion cache: converted layers, layer indexes and
-// start-up profiles are looked up there first and stored there after. The
-// default is no cache.
+// start-up profiles are looked up there first and stored there after, and
+// so is a record of each optimized image (keyed by its digest and the
+// options), which lets the same image with the same options be rebuilt from
+// the cached layers without reading its own; a record is used only when the
+// rebuilt image has the recorded digest. The default is no cache.
 func WithCache(c cache.Cache) Option {
 	return func(o *options) error {
 		o.cache = c
