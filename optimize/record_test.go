@@ -48,6 +48,17 @@ func recordTestImage(t *testing.T, reads *atomic.Int32) v1.Image {
 	return img
 }
 
+// firstRun optimizes a fresh test image into a new cache directory.
+func firstRun(t *testing.T, reads *atomic.Int32) (v1.Image, *cache.Dir, *Result) {
+	t.Helper()
+	img := recordTestImage(t, reads)
+	c, err := cache.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, c, optimizeOnce(t, img, c)
+}
+
 func optimizeOnce(t *testing.T, img v1.Image, c cache.Cache) *Result {
 	t.Helper()
 	res, err := Optimize(context.Background(), img, WithCache(c), WithTempDir(t.TempDir()))
@@ -63,12 +74,7 @@ func optimizeOnce(t *testing.T, img v1.Image, c cache.Cache) *Result {
 // and not one byte of the input layers read.
 func TestImageRecord(t *testing.T) {
 	var reads atomic.Int32
-	img := recordTestImage(t, &reads)
-	c, err := cache.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := optimizeOnce(t, img, c)
+	img, c, first := firstRun(t, &reads)
 	if reads.Load() == 0 {
 		t.Fatal("the first run read no layer")
 	}
@@ -96,12 +102,7 @@ func TestImageRecord(t *testing.T) {
 // optimized as usual and comes out right.
 func TestImageRecordMismatch(t *testing.T) {
 	var reads atomic.Int32
-	img := recordTestImage(t, &reads)
-	c, err := cache.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := optimizeOnce(t, img, c)
+	img, c, first := firstRun(t, &reads)
 	o, err := makeOptions([]Option{WithCache(c)})
 	if err != nil {
 		t.Fatal(err)
