@@ -480,3 +480,21 @@ func TestCancelNotRetried(t *testing.T) {
 		t.Errorf("%d manifest PUTs after cancellation, want 1", n)
 	}
 }
+
+// TestExplainStatus: the HTTP status is added to a registry error that
+// names only the registry's error code, even when the registry's port
+// holds the status's digits.
+func TestExplainStatus(t *testing.T) {
+	for _, host := range []string{"127.0.0.1:35031", "127.0.0.1:8080"} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/app/manifests/v1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		te := &transport.Error{StatusCode: 503, Request: req,
+			Errors: []transport.Diagnostic{{Code: transport.UnavailableErrorCode, Message: "down"}}}
+		got := (&options{}).explain(te).Error()
+		if !contains(got, "HTTP 503 Service Unavailable") {
+			t.Errorf("%s: %q does not give the status", host, got)
+		}
+	}
+}

@@ -524,8 +524,13 @@ func (o *options) explain(err error) error {
 	}
 	var notes []string
 	var te *transport.Error
-	if errors.As(err, &te) && !strings.Contains(err.Error(), strconv.Itoa(te.StatusCode)) {
-		notes = append(notes, fmt.Sprintf("HTTP %d %s", te.StatusCode, http.StatusText(te.StatusCode)))
+	if errors.As(err, &te) {
+		// Not a bare number test: the registry's port may hold it
+		// (":35031" holds "503").
+		code := strconv.Itoa(te.StatusCode)
+		if msg := err.Error(); !strings.Contains(msg, "status code "+code) && !strings.Contains(msg, "HTTP "+code) {
+			notes = append(notes, fmt.Sprintf("HTTP %d %s", te.StatusCode, http.StatusText(te.StatusCode)))
+		}
 	}
 	if retryable(err) && o.retry.Attempts > 1 && !strings.Contains(err.Error(), " attempts)") {
 		notes = append(notes, fmt.Sprintf("gave up after %d attempts", o.retry.Attempts))
