@@ -67,6 +67,24 @@ type pyMod struct {
 	file  string   // "" for a namespace package
 	isPkg bool     // a package: submodules are looked up in dirs
 	dirs  []string // __path__ of a package
+	// parsed is the module's source as read when it was imported, nil for
+	// an extension module, bytecode without source or a frozen module
+	// that could not be read; pkg the package its relative imports name.
+	parsed *pySource
+	pkg    string
+}
+
+// setSource keeps the parsed source of the module named name.
+func (m *pyMod) setSource(name string, src []byte) {
+	parsed := parsePySource(src)
+	m.parsed = &parsed
+	m.pkg = name
+	if !m.isPkg {
+		m.pkg = ""
+		if i := strings.LastIndexByte(name, '.'); i >= 0 {
+			m.pkg = name[:i]
+		}
+	}
 }
 
 // runPython follows CPython's start: the standard library it reads during
@@ -263,7 +281,8 @@ opts:
 		}
 		name := strings.TrimSuffix(strings.ReplaceAll(m, "/", "."), ".__init__")
 		f := path.Join(stdlib, m+".py")
-		if _, ok := w.resolveFile(f); !ok {
+		r, ok := w.resolveFile(f)
+		if !ok {
 			continue
 		}
 		if !pr.frozen || !pyFrozen[name] {
@@ -272,6 +291,9 @@ opts:
 		mod := &pyMod{file: f}
 		if strings.HasSuffix(m, "__init__") {
 			mod.isPkg, mod.dirs = true, []string{path.Dir(f)}
+		}
+		if src, ok := w.readText(r.real); ok {
+			mod.setSource(name, src) // for the functions main may call
 		}
 		pr.visited[name] = mod
 	}
@@ -344,26 +366,14 @@ opts:
 		if !safePath {
 			pr.path = append([]string{cwd}, pr.path...)
 		}
-		main := target
 		m := pr.importModule(target, 1)
 		if m != nil && m.isPkg {
-			main = target + ".__main__"
-			m = pr.importModule(main, 1)
+			m = pr.importModule(target+".__main__", 1)
 		} else if m == nil {
 			w.warnf("%s: Python module %s not found on sys.path", real, target)
 		}
-		if m != nil && strings.HasSuffix(m.file, ".py") {
-			if r, ok := w.resolveFile(m.file); ok {
-				if src, ok := w.readText(r.real); ok {
-					pkg := main
-					if i := strings.LastIndexByte(main, '.'); i >= 0 {
-						pkg = main[:i]
-					} else {
-						pkg = ""
-					}
-					pr.callMain(parsePySource(src), pkg)
-				}
-			}
+		if m != nil && m.parsed != nil {
+			pr.callMain(*m.parsed, m.pkg)
 		}
 	case "command":
 		if !safePath {
@@ -562,7 +572,7 @@ func (pr *pyRun) callMain(main pySource, pkg string) {
 	var direct []string
 	seen := map[string]bool{}
 	add := func(n string) {
-		if m := pr.visited[n]; m != nil && m.file != "" && !seen[n] && strings.HasSuffix(m.file, ".py") {
+		if m := pr.visited[n]; m != nil && m.parsed != nil && !seen[n] {
 			seen[n] = true
 			direct = append(direct, n)
 		}
@@ -586,24 +596,8 @@ func (pr *pyRun) callMain(main pySource, pkg string) {
 			return
 		}
 		m := pr.visited[name]
-		r, ok := pr.w.resolveFile(m.file)
-		if !ok {
-			continue
-		}
-		src, ok := pr.w.readText(r.real)
-		if !ok {
-			continue
-		}
-		sub := name
-		if !m.isPkg {
-			sub = ""
-			if i := strings.LastIndexByte(name, '.'); i >= 0 {
-				sub = name[:i]
-			}
-		}
-		mod := parsePySource(src)
-		called := mod.reached(main.idents)
-		pr.run(mod.stmts, sub, 2, func(st pyStmt) bool { return st.deferred && called[st.owner] })
+		called := m.parsed.reached(main.idents)
+		pr.run(m.parsed.stmts, m.pkg, 2, func(st pyStmt) bool { return st.deferred && called[st.owner] })
 	}
 }
 
@@ -664,15 +658,8 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 		if !ok {
 			return m
 		}
-		pkg := fullname
-		if !m.isPkg {
-			if i := strings.LastIndexByte(fullname, '.'); i >= 0 {
-				pkg = fullname[:i]
-			} else {
-				pkg = ""
-			}
-		}
-		pr.runStmts(parsePyImports(src), pkg, depth+1)
+		m.setSource(fullname, src)
+		pr.runStmts(m.parsed.stmts, m.pkg, depth+1)
 	}
 	return m
 }
