@@ -473,7 +473,7 @@ func (r *runner) startup(ctx context.Context, name string) error {
 		r.step("%s on %s: calibrating the model's rates", name, nw.Name)
 		r.rates = nil
 		if rates, err := report.Calibrate(ctx); err == nil {
-			if probe, err := lazypull.Probe(ctx, via(refs["original"]), probeRequests, lazypull.WithInsecure(true)); err == nil {
+			if probe, err := lazypull.Probe(ctx, via(refs["original"]), lazypull.DefaultProbeRequests, lazypull.WithInsecure(true)); err == nil {
 				rates.Request = max(0, probe-nw.RTT).Seconds()
 			}
 			r.rates = &rates
@@ -544,10 +544,6 @@ func (r *runner) startup(ctx context.Context, name string) error {
 	}
 	return nil
 }
-
-// probeRequests is how many small requests measure the registry's time per
-// request.
-const probeRequests = 15
 
 // prediction is the model's estimate for one image on one network.
 type prediction struct {

@@ -461,6 +461,10 @@ func (c *client) fetchRange(ctx context.Context, layer int, digest v1.Hash, t *T
 	return nil
 }
 
+// DefaultProbeRequests is how many requests a probe of the registry's time
+// per request sends, as coldstart report --measure and the benchmark do.
+const DefaultProbeRequests = 15
+
 // Probe measures how long the registry takes to answer a request on a
 // warm connection, beyond the network: it fetches the manifest and the
 // config once, then sends n small range requests, one after the other, as

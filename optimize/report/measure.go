@@ -69,7 +69,7 @@ func (o *options) measure(ctx context.Context, r *Report, m *model, prof *profil
 	defer stop()
 	// The registry's time per request: small requests through the same
 	// path, less the round trip.
-	probe, err := lazypull.Probe(ctx, ref, probeRequests, lopts...)
+	probe, err := lazypull.Probe(ctx, ref, lazypull.DefaultProbeRequests, lopts...)
 	if err != nil {
 		return fmt.Errorf("measuring the registry's time per request: %w", err)
 	}
@@ -95,9 +95,6 @@ func (o *options) measure(ctx context.Context, r *Report, m *model, prof *profil
 	}
 	return nil
 }
-
-// probeRequests is how many requests the registry probe sends.
-const probeRequests = 15
 
 // proxy returns the reference to measure through, and a function that
 // stops what it started: the shaping proxy set to n, or the registry itself
