@@ -108,7 +108,7 @@ func (f Format) zstd() bool { return f == FormatZstdChunked || f == FormatZstd }
 // EncoderVersion changes whenever Encode would write other bytes for the
 // same input and options; caches of converted layers include it in their
 // keys.
-const EncoderVersion = "1"
+const EncoderVersion = "2" // 2: hard links to a replaced copy of a name keep their content
 
 // Defaults of EncodeOptions, chosen by measuring size and speed side by side
 // in one run (BenchmarkEncode) on a 169 MB tar of Debian's /usr (Python,
@@ -140,7 +140,7 @@ const (
 	// EncodeOptions.Workers is 0. It is a constant, not GOMAXPROCS, although
 	// the output never depends on the number of workers anyway.
 	DefaultEncodeWorkers = 4
-	// MaxChunkSize bounds EncodeOptions.ChunkSize and MinChunkSize, so that
+	// MaxChunkSize bounds EncodeOptions.ChunkSize, so that
 	// no piece held in memory grows with the layer.
 	MaxChunkSize = 64 << 20
 )
@@ -162,19 +162,6 @@ type EncodeOptions struct {
 	// split into chunks, each with its own digest in the TOC. 0 selects
 	// DefaultChunkSize; at most MaxChunkSize.
 	ChunkSize int
-
-	// MinChunkSize, when positive, lets small files share a gzip member until
-	// the member holds at least this many uncompressed bytes: a smaller blob
-	// that stargz-snapshotter 0.13 and later reads with the TOC's innerOffset.
-	// FormatEStargz only (containers/storage does not read innerOffset).
-	// Unlike estargz.Build, which measures compressed bytes and therefore
-	// builds sequentially, this counts uncompressed bytes, so the blob is
-	// still built in parallel and deterministically. Beware: estargz
-	// v0.19.1's VerifyTOC, which stargz-snapshotter calls before it mounts a
-	// layer, rejects every blob whose files share a member ("offset found
-	// twice"), estargz.Build's included. Default 0: every file starts its
-	// own member.
-	MinChunkSize int
 
 	// Prioritized lists tar entry names in the order a container reads them
 	// at start-up (lazy formats only). Names are matched as estargz does:
@@ -296,12 +283,6 @@ func (opt EncodeOptions) resolve() (EncodeOptions, error) {
 	}
 	if o.ChunkSize == 0 {
 		o.ChunkSize = DefaultChunkSize
-	}
-	if o.MinChunkSize < 0 || o.MinChunkSize > MaxChunkSize {
-		return o, fmt.Errorf("encode options: minimum chunk size %d out of range 0-%d", o.MinChunkSize, MaxChunkSize)
-	}
-	if o.MinChunkSize > 0 && o.Format != FormatEStargz {
-		return o, fmt.Errorf("encode options: a minimum chunk size is only supported for %s, not %s", FormatEStargz, o.Format)
 	}
 	if o.Workers < 0 {
 		return o, fmt.Errorf("encode options: negative worker count %d", o.Workers)

@@ -243,7 +243,7 @@ func (h *encHasher) run(ctx context.Context, opt EncodeOptions) error {
 		if len(extra) > 0 {
 			dst = io.MultiWriter(append([]io.Writer{h}, extra...)...)
 		}
-		if e.lit != nil {
+		if e.litData != nil {
 			if _, err := dst.Write(e.litData); err != nil {
 				return err
 			}
@@ -265,7 +265,7 @@ func (h *encHasher) run(ctx context.Context, opt EncodeOptions) error {
 		}
 		// Padding.
 		pending = make([]byte, e.pad())
-		if e.lit == nil && len(pending) > 0 {
+		if e.litData == nil && len(pending) > 0 {
 			if err := h.readAt(pending, e.dataOff+e.size); err != nil {
 				return err
 			}

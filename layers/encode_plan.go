@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"strings"
 	"time"
@@ -46,8 +47,8 @@ type encEntry struct {
 	hdrOff  int64  // header blocks (with any PAX / GNU long-name records) are src[hdrOff:dataOff]
 	dataOff int64
 	size    int64  // data bytes that follow the header in the archive
-	lit     []byte // literal header blocks, instead of src ranges
-	litData []byte // literal data, with lit
+	lit     []byte // literal header blocks, instead of src[hdrOff:dataOff]
+	litData []byte // literal data, instead of src[dataOff:dataOff+size]
 }
 
 func (e *encEntry) pad() int64 { return encPad(e.size) }
@@ -93,7 +94,13 @@ func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error
 		case tar.TypeGNUSparse:
 			return nil, fmt.Errorf("%w: entry %q is a sparse file, which layers must not use", ErrNotTar, h.Name)
 		case tar.TypeXGlobalHeader:
-			return nil, fmt.Errorf("%w: the archive has a PAX global header at offset %d, which cannot be kept when entries are reordered", ErrNotTar, pos)
+			// Archive metadata, not a file (containerd skips it, and Go's
+			// reader applies none of its records to later entries): it
+			// cannot stay in place once entries are reordered, and goes.
+			// The reader has consumed its records; the next header starts
+			// at the next block.
+			pos = dataOff + encPad(dataOff)
+			continue
 		default:
 			return nil, fmt.Errorf("%w: entry %q has unsupported type %q", ErrNotTar, h.Name, h.Typeflag)
 		}
@@ -108,7 +115,16 @@ func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error
 		}
 		all = append(all, e)
 	}
-	// Keep the last of entries with the same name, at its place.
+	return encLastOfEachName(all)
+}
+
+// encLastOfEachName keeps the last of entries with the same name, at its
+// place, as a lazy puller's TOC can hold one entry per name. Hard links keep
+// the content they had when applied: a link to an earlier copy of a name
+// that a later entry replaces is redirected to another surviving name of
+// the same file, or, when there is none yet, becomes the file itself (its
+// own header with the type and content of the file it linked to).
+func encLastOfEachName(all []*encEntry) ([]*encEntry, error) {
 	last := make(map[string]int, len(all))
 	for i, e := range all {
 		last[e.name] = i
@@ -116,13 +132,111 @@ func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error
 	if len(last) == len(all) {
 		return all, nil
 	}
-	kept := all[:0]
+	// file[i] is the entry that created the file entry i names (itself for
+	// anything but a hard link; -1 for directories and for links whose
+	// target is not in this layer), target[i] the entry a link's name
+	// pointed at when it applied.
+	file := make([]int, len(all))
+	target := make([]int, len(all))
+	cur := make(map[string]int, len(all))
 	for i, e := range all {
-		if last[e.name] == i {
-			kept = append(kept, e)
+		file[i], target[i] = -1, -1
+		switch e.hdr.Typeflag {
+		case tar.TypeDir:
+		case tar.TypeLink:
+			if j, ok := cur[encCleanName(e.hdr.Linkname)]; ok {
+				target[i], file[i] = j, file[j]
+			}
+		default:
+			file[i] = i
 		}
+		cur[e.name] = i
+	}
+	holder := map[int]int{} // file -> the first surviving entry that names it
+	kept := make([]*encEntry, 0, len(last))
+	for i, e := range all {
+		if last[e.name] != i {
+			continue
+		}
+		f := file[i]
+		if f < 0 {
+			kept = append(kept, e)
+			continue
+		}
+		h, held := holder[f]
+		switch {
+		case e.hdr.Typeflag != tar.TypeLink:
+		case last[all[target[i]].name] == target[i]:
+			// The name it links to survives and still names the file.
+		case held:
+			ne, err := encRelink(e, all[h].hdr.Name)
+			if err != nil {
+				return nil, err
+			}
+			e = ne
+		default:
+			ne, err := encMaterialize(e, all[f])
+			if err != nil {
+				return nil, err
+			}
+			e = ne
+		}
+		if !held {
+			holder[f] = i
+		}
+		kept = append(kept, e)
 	}
 	return kept, nil
+}
+
+// encRelink returns link e pointing at name instead.
+func encRelink(e *encEntry, name string) (*encEntry, error) {
+	h := *e.hdr
+	h.Linkname = name
+	return encLiteral(e, &h, e.dataOff, 0)
+}
+
+// encMaterialize returns link e as the file it links to: the link's own
+// header (name, owner, mode, times, extended attributes over the file's)
+// with the file's type and content.
+func encMaterialize(e, file *encEntry) (*encEntry, error) {
+	h := *e.hdr
+	fh := file.hdr
+	h.Typeflag, h.Size, h.Linkname = fh.Typeflag, fh.Size, fh.Linkname
+	h.Devmajor, h.Devminor = fh.Devmajor, fh.Devminor
+	h.PAXRecords = maps.Clone(e.hdr.PAXRecords)
+	for k, v := range fh.PAXRecords {
+		if _, own := h.PAXRecords[k]; strings.HasPrefix(k, "SCHILY.xattr.") && !own {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords[k] = v
+		}
+	}
+	return encLiteral(e, &h, file.dataOff, file.size)
+}
+
+// encLiteral is entry e with the header h written anew, and its data taken
+// from src[dataOff:dataOff+size].
+func encLiteral(e *encEntry, h *tar.Header, dataOff, size int64) (*encEntry, error) {
+	// The reader leaves the records of the old name, link name and size
+	// in PAXRecords; the writer makes them anew from the fields.
+	if h.PAXRecords != nil {
+		h.PAXRecords = maps.Clone(h.PAXRecords)
+		for _, k := range []string{"path", "linkpath", "size"} {
+			delete(h.PAXRecords, k)
+		}
+	}
+	if len(h.PAXRecords) > 0 {
+		h.Format = tar.FormatPAX
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(h); err != nil {
+		return nil, fmt.Errorf("%w: rewriting the header of %q: %v", ErrNotTar, h.Name, err)
+	}
+	// WriteHeader wrote the header blocks only; the data follows from src.
+	return &encEntry{hdr: h, name: e.name, lit: b.Bytes(), dataOff: dataOff, size: size}, nil
 }
 
 // encOrder puts the prioritized entries first (each after its parent
@@ -350,7 +464,6 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		m[id] = name
 		return name
 	}
-	afterLandmark := false
 	for _, e := range p.entries {
 		h := e.hdr
 		if cur.size >= encMaxHeaderRun {
@@ -398,14 +511,10 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			continue
 		}
 
-		landmark := e.lit != nil
 		regIdx := -1
 		for off := int64(0); off < e.size; off += chunk {
 			n := min(chunk, e.size-off)
-			if opt.MinChunkSize == 0 || cur.size >= int64(opt.MinChunkSize) || landmark || afterLandmark {
-				cut()
-			}
-			afterLandmark = false
+			cut()
 			ce := te
 			if off > 0 {
 				ce = &encTOCEntry{Name: h.Name, Type: "chunk"}
@@ -419,8 +528,8 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			if off == 0 {
 				regIdx = idx
 			}
-			if landmark {
-				add(encSpan{n: n, lit: e.litData, toc: idx})
+			if e.litData != nil {
+				add(encSpan{n: n, lit: e.litData[off : off+n], toc: idx})
 			} else {
 				add(encSpan{off: e.dataOff + off, n: n, toc: idx})
 			}
@@ -429,8 +538,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		if e.size > chunk {
 			p.multi[e] = regIdx
 		}
-		afterLandmark = landmark
-		if landmark {
+		if e.litData != nil {
 			add(encSpan{n: e.pad(), lit: make([]byte, e.pad()), toc: -1})
 		} else {
 			add(encSpan{off: e.dataOff + e.size, n: e.pad(), toc: -1})

@@ -841,8 +841,6 @@ func TestEncodeOptionsRejected(t *testing.T) {
 		{Format: layers.FormatZstd, Level: 23},
 		{ChunkSize: -1},
 		{ChunkSize: layers.MaxChunkSize + 1},
-		{MinChunkSize: -5},
-		{Format: layers.FormatZstdChunked, MinChunkSize: 1 << 20},
 		{Workers: -1},
 	} {
 		if _, err := layers.Encode(context.Background(), src, io.Discard, opt); err == nil {
@@ -899,31 +897,6 @@ func TestEncodeDuplicates(t *testing.T) {
 		}
 		encVerifyLazy(t, blob, res, map[string][]byte{"a": []byte("new"), "b": []byte("b")})
 	}
-}
-
-// TestEncodeMinChunkSize: small files share gzip members and are still read
-// back through innerOffset.
-func TestEncodeMinChunkSize(t *testing.T) {
-	files := encSampleFiles()
-	for i := range 30 {
-		files = append(files, encTestFile{name: fmt.Sprintf("s/f%02d", i), typ: tar.TypeReg, body: encTextLike(uint64(i), 200)})
-	}
-	in := encBuildTar(t, files)
-	opt := encOpts(layers.FormatEStargz)
-	plain, _ := encode(t, in, opt)
-	opt.MinChunkSize = 16 << 10
-	opt.Prioritized = []string{"s/f03"}
-	blob, res := encode(t, in, opt)
-	// estargz (v0.19.1) VerifyTOC rejects shared members even in the blobs
-	// estargz.Build writes with WithMinChunkSize ("offset found twice").
-	encCheckLazy(t, blob, res, encFileBodies(files), false)
-	if len(blob) >= len(plain) {
-		t.Errorf("shared members are not smaller: %d >= %d", len(blob), len(plain))
-	}
-	if !bytes.Contains(encTOCJSON(t, blob), []byte(`"innerOffset"`)) {
-		t.Error("no innerOffset in the TOC")
-	}
-	encode(t, in, layers.EncodeOptions{MinChunkSize: 1})
 }
 
 // encTOCJSON extracts the TOC JSON of an eStargz blob.

@@ -228,6 +228,9 @@ type Index struct {
 	Entries []Entry
 	// Special lists the eStargz metadata entries found in the tar stream.
 	Special []Special
+	// GlobalHeaders counts the PAX global headers of the tar stream: they
+	// are not entries and no rewrite keeps them.
+	GlobalHeaders int
 }
 
 // Option configures Index and IndexReader.
@@ -607,6 +610,13 @@ func scanTar(ctx context.Context, pos *offsetReader, idx *Index, o *options) err
 			return fmt.Errorf("%w: more than %d", ErrTooManyEntries, o.maxEntries)
 		}
 		dataOff := pos.n
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			// A PAX global header (git archive writes one) is metadata of
+			// the archive, not a file: containerd and Docker skip it, and
+			// Go's tar reader does not apply its records to later entries.
+			idx.GlobalHeaders++
+			continue
+		}
 		e, special, err := entryFromHeader(hdr)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -35,13 +36,37 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 	}
 }
 
+// RewritePlan says what Rewrite keeps and changes.
+type RewritePlan struct {
+	// Keep says whether entry i of the index stays; nil keeps every entry.
+	Keep func(i int) bool
+	// Links replaces hard link entries whose target is not in the layer,
+	// by the index of the entry.
+	Links map[int]LinkSource
+}
+
+// LinkSource is what a hard link entry becomes when the file it links to is
+// in a lower layer: a lazy puller resolves hard links inside one layer only,
+// and a later layer may delete the lower name. Either Relink names an
+// earlier entry of the same layer that already holds the file, and the
+// entry links there; or the entry becomes the file itself: its own header
+// (name, owner, mode, times, extended attributes) with File's type, size,
+// symlink target, device numbers and the extended attributes the link does
+// not set, and, for a regular file, the content Open returns.
+type LinkSource struct {
+	Relink string
+	File   *Entry
+	// Open returns File's content: exactly File.Size bytes.
+	Open func() (io.ReadCloser, error)
+}
+
 // Rewrite copies the layer blob r, which idx indexes, to w as an
-// uncompressed tar that holds only the entries keep accepts (keep gets the
-// index of the entry in idx.Entries). eStargz metadata entries (TOC,
-// landmarks) are always left out. Headers and contents are copied as they
-// are; the output depends only on the input and keep. It returns the number
-// of bytes written.
-func Rewrite(ctx context.Context, r io.Reader, idx *Index, keep func(i int) bool, w io.Writer) (int64, error) {
+// uncompressed tar that holds only the entries plan keeps, with the hard
+// links plan replaces. eStargz metadata entries (TOC, landmarks) and PAX
+// global headers are always left out. Other headers and contents are copied
+// as they are; the output depends only on the input and the plan. It
+// returns the number of bytes written.
+func Rewrite(ctx context.Context, r io.Reader, idx *Index, plan RewritePlan, w io.Writer) (int64, error) {
 	dec, _, err := Decompress(r)
 	if err != nil {
 		return 0, err
@@ -63,6 +88,9 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, keep func(i int) bool
 		if err != nil {
 			return cw.n, fmt.Errorf("rewriting: reading entry %d: %w", i, err)
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue // not an entry (see Index.GlobalHeaders)
+		}
 		switch hdr.Name {
 		case TOCName, PrefetchLandmark, NoPrefetchLandmark:
 			if hdr.Typeflag == tar.TypeReg {
@@ -72,9 +100,16 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, keep func(i int) bool
 		if i >= len(idx.Entries) || idx.Entries[i].Name != hdr.Name {
 			return cw.n, fmt.Errorf("rewriting: entry %d (%q) does not match the layer index", i, hdr.Name)
 		}
-		k := keep(i)
+		k := plan.Keep == nil || plan.Keep(i)
+		ls, relinked := plan.Links[i]
 		i++
 		if !k {
+			continue
+		}
+		if relinked && hdr.Typeflag == tar.TypeLink {
+			if err := writeLinkSource(tw, hdr, ls, buf); err != nil {
+				return cw.n, fmt.Errorf("rewriting: %w", err)
+			}
 			continue
 		}
 		if len(hdr.PAXRecords) > 0 {
@@ -96,6 +131,83 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, keep func(i int) bool
 		return cw.n, err
 	}
 	return cw.n, nil
+}
+
+// writeLinkSource writes hard link hdr as ls says.
+func writeLinkSource(tw *tar.Writer, hdr *tar.Header, ls LinkSource, buf []byte) error {
+	h := *hdr
+	// The reader leaves the records of the old link name and size in
+	// PAXRecords; the writer makes them anew from the fields.
+	h.PAXRecords = maps.Clone(hdr.PAXRecords)
+	delete(h.PAXRecords, "linkpath")
+	delete(h.PAXRecords, "size")
+	if ls.Relink != "" {
+		h.Linkname = ls.Relink
+		return writeHeader(tw, &h)
+	}
+	f := ls.File
+	if f == nil {
+		return fmt.Errorf("hard link %q: no file to replace it with", hdr.Name)
+	}
+	h.Linkname, h.Size = "", 0
+	switch f.Type {
+	case TypeReg:
+		h.Typeflag, h.Size = tar.TypeReg, f.Size
+	case TypeSymlink:
+		h.Typeflag, h.Linkname = tar.TypeSymlink, f.Linkname
+	case TypeChar:
+		h.Typeflag = tar.TypeChar
+	case TypeBlock:
+		h.Typeflag = tar.TypeBlock
+	case TypeFIFO:
+		h.Typeflag = tar.TypeFifo
+	default:
+		return fmt.Errorf("hard link %q: cannot link to a %s", hdr.Name, f.Type)
+	}
+	if f.Type == TypeChar || f.Type == TypeBlock {
+		h.Devmajor, h.Devminor = f.Devmajor, f.Devminor
+	}
+	for k, v := range f.Xattrs {
+		key := "SCHILY.xattr." + k
+		if _, own := h.PAXRecords[key]; !own {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords[key] = v
+		}
+	}
+	if err := writeHeader(tw, &h); err != nil {
+		return err
+	}
+	if h.Typeflag != tar.TypeReg || h.Size == 0 {
+		return nil
+	}
+	if ls.Open == nil {
+		return fmt.Errorf("hard link %q: no content for the file it links to", hdr.Name)
+	}
+	rc, err := ls.Open()
+	if err != nil {
+		return fmt.Errorf("hard link %q: reading the file it links to: %w", hdr.Name, err)
+	}
+	defer rc.Close()
+	n, err := io.CopyBuffer(tw, io.LimitReader(rc, h.Size), buf)
+	if err == nil && n != h.Size {
+		err = fmt.Errorf("%w: %d of %d bytes", io.ErrUnexpectedEOF, n, h.Size)
+	}
+	if err != nil {
+		return fmt.Errorf("hard link %q: copying the file it links to: %w", hdr.Name, err)
+	}
+	return nil
+}
+
+func writeHeader(tw *tar.Writer, h *tar.Header) error {
+	if len(h.PAXRecords) > 0 {
+		h.Format = tar.FormatPAX
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("writing header of %q: %w", h.Name, err)
+	}
+	return nil
 }
 
 type countWriter struct {

@@ -75,7 +75,7 @@ func hashJSON(v any) string {
 func (o *options) encodeFingerprint() map[string]any {
 	return map[string]any{
 		"format": o.encode.Format.String(), "level": o.encode.Level, "chunk": o.encode.ChunkSize,
-		"minChunk": o.encode.MinChunkSize, "encoder": layers.EncoderVersion, "libs": libraryVersions(),
+		"encoder": layers.EncoderVersion, "libs": libraryVersions(),
 		"gzipDefault": layers.DefaultGzipLevel, "zstdDefault": layers.DefaultZstdLevel, "chunkDefault": layers.DefaultChunkSize,
 	}
 }
@@ -108,7 +108,7 @@ func (o *options) fingerprint() string {
 
 // layerKey is the cache key of one converted layer: its input DiffID and
 // everything that shapes the output.
-func (o *options) layerKey(idx *layers.Index, lp *layerPlan) string {
+func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Index) string {
 	dropped := []int{}
 	if lp.role == RoleRewrite {
 		for i, k := range lp.keep {
@@ -121,10 +121,35 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan) string {
 	if lp.role != RoleRewrite {
 		prio = nil
 	}
-	return "layer/sha256:" + hashJSON(map[string]any{
+	k := map[string]any{
 		"diffID": idx.DiffID.String(), "role": int(lp.role), "dropped": dropped, "prioritized": prio,
 		"encode": o.encodeFingerprint(),
-	})
+	}
+	if len(lp.links) > 0 {
+		// What hard links to lower files become depends on those files.
+		k["links"] = linksKey(lp, idxs)
+	}
+	return "layer/sha256:" + hashJSON(k)
+}
+
+// linksKey describes, in entry order, what each replaced hard link becomes.
+func linksKey(lp *layerPlan, idxs []*layers.Index) []any {
+	is := make([]int, 0, len(lp.links))
+	for i := range lp.links {
+		is = append(is, i)
+	}
+	sort.Ints(is)
+	var out []any
+	for _, i := range is {
+		ls := lp.links[i]
+		if ls.relink != "" {
+			out = append(out, []any{i, "relink", ls.relink})
+			continue
+		}
+		f := &idxs[ls.file.Layer].Entries[ls.file.Entry]
+		out = append(out, []any{i, f.Type.String(), f.Size, f.ContentDigest().String(), f.Linkname, f.Devmajor, f.Devminor, f.Xattrs})
+	}
+	return out
 }
 
 // cachedIndex returns the index of l from the cache, or nil.

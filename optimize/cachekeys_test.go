@@ -19,8 +19,8 @@ func TestLayerKey(t *testing.T) {
 		return o, &layerPlan{role: RoleRewrite, keep: []bool{true, false, true}, prioritized: []string{"bin/app"}}
 	}
 	o, lp := base()
-	want := o.layerKey(idx, lp)
-	if again := o.layerKey(idx, lp); again != want {
+	want := o.layerKey(idx, lp, nil)
+	if again := o.layerKey(idx, lp, nil); again != want {
 		t.Fatal("the key is not stable")
 	}
 	changes := map[string]func(o *options, lp *layerPlan, idx *layers.Index){
@@ -32,13 +32,13 @@ func TestLayerKey(t *testing.T) {
 		"format":      func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Format = layers.FormatZstdChunked },
 		"level":       func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Level = 9 },
 		"chunk size":  func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.ChunkSize = 1 << 20 },
-		"min chunk":   func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.MinChunkSize = 1 << 16 },
+		"hard links":  func(_ *options, lp *layerPlan, _ *layers.Index) { lp.links = map[int]linkSource{2: {relink: "bin/app"}} },
 	}
 	for name, change := range changes {
 		o, lp := base()
 		idx2 := *idx
 		change(o, lp, &idx2)
-		if got := o.layerKey(&idx2, lp); got == want {
+		if got := o.layerKey(&idx2, lp, nil); got == want {
 			t.Errorf("changing the %s does not change the key", name)
 		}
 	}
@@ -53,18 +53,28 @@ func TestLayerKey(t *testing.T) {
 		o, lp := base()
 		idx2 := *idx
 		change(o, lp, &idx2)
-		if got := o.layerKey(&idx2, lp); got != want {
+		if got := o.layerKey(&idx2, lp, nil); got != want {
 			t.Errorf("changing the %s changes the key", name)
 		}
+	}
+	// A hard link that becomes a file of a lower layer: the key follows
+	// that file's content.
+	lower := []*layers.Index{{Entries: []layers.Entry{{Type: layers.TypeReg, Size: 3, Digest: [32]byte{1}}}}, idx}
+	o, lp = base()
+	lp.links = map[int]linkSource{2: {file: layers.Ref{Layer: 0, Entry: 0}}}
+	k0 := o.layerKey(idx, lp, lower)
+	lower[0].Entries[0].Digest = [32]byte{2}
+	if o.layerKey(idx, lp, lower) == k0 {
+		t.Error("the content of the file a hard link becomes does not change the key")
 	}
 	// Entries a converted (not rewritten) layer would drop do not matter:
 	// it keeps them all.
 	o, lp = base()
 	lp.role = RoleConvert
-	k1 := o.layerKey(idx, lp)
+	k1 := o.layerKey(idx, lp, nil)
 	lp.keep = []bool{true, true, true}
 	lp.prioritized = nil
-	if o.layerKey(idx, lp) != k1 {
+	if o.layerKey(idx, lp, nil) != k1 {
 		t.Error("a converted layer's key depends on the dedupe plan")
 	}
 }

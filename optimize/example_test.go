@@ -45,7 +45,7 @@ func ExampleOptimize() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:56fc013d9b0495195a57f0290a5898f495171e1cf13dabb819acc7f07b68a94c
+	// digest: sha256:54fe0b79b90956e60d1832cf52393f2d427769c6edd6c58058673fc5bc3ec598
 }
 
 func ExampleAnalyze() {

@@ -284,7 +284,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		lr.DroppedBytes = lp.droppedBytes
 		key := ""
 		if o.cache != nil {
-			key = o.layerKey(idx, lp)
+			key = o.layerKey(idx, lp, idxs)
 			keys[i] = key
 			if cl := o.reuse(ctx, key, tmp); cl != nil {
 				out[i] = cl
@@ -300,7 +300,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 			ir.CacheMisses++
 		}
 		g.Go(func() error {
-			nl, enc, err := o.convertLayer(gctx, ls[i], tars.opened(i), idx, lp, tmp)
+			nl, enc, err := o.convertLayer(gctx, ls[i], tars, i, idxs, lp, tmp)
 			if err != nil {
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
 			}
@@ -392,9 +392,10 @@ func (o *options) roles(idxs []*layers.Index, ov *layers.Overlay, files []string
 
 // convertLayer writes the layer's kept entries to a temporary tar, encodes
 // it into a temporary blob, and returns a layer backed by that blob.
-func (o *options) convertLayer(ctx context.Context, l v1.Layer, extracted *os.File, idx *layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+func (o *options) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+	idx := idxs[li]
 	var rc io.Reader
-	if extracted != nil {
+	if extracted := tars.opened(li); extracted != nil {
 		// Already decompressed for the profiler: read that copy.
 		rc = io.NewSectionReader(extracted, 0, idx.UncompressedSize)
 	} else {
@@ -410,11 +411,29 @@ func (o *options) convertLayer(ctx context.Context, l v1.Layer, extracted *os.Fi
 		return nil, nil, err
 	}
 	defer tmp.discard(tarFile)
-	keep := func(i int) bool { return lp.keep[i] }
+	rp := layers.RewritePlan{Keep: func(i int) bool { return lp.keep[i] }}
 	if lp.role == RoleConvert {
-		keep = func(int) bool { return true }
+		rp.Keep = nil
 	}
-	n, err := layers.Rewrite(ctx, rc, idx, keep, tarFile)
+	if len(lp.links) > 0 {
+		rp.Links = make(map[int]layers.LinkSource, len(lp.links))
+		for i, ls := range lp.links {
+			if ls.relink != "" {
+				rp.Links[i] = layers.LinkSource{Relink: ls.relink}
+				continue
+			}
+			f := ls.file
+			fe := &idxs[f.Layer].Entries[f.Entry]
+			rp.Links[i] = layers.LinkSource{File: fe, Open: func() (io.ReadCloser, error) {
+				t, err := tars.tar(f.Layer)
+				if err != nil {
+					return nil, fmt.Errorf("layer %d: %w", f.Layer, err)
+				}
+				return io.NopCloser(io.NewSectionReader(t, fe.DataOffset, fe.Size)), nil
+			}}
+		}
+	}
+	n, err := layers.Rewrite(ctx, rc, idx, rp, tarFile)
 	if err != nil {
 		return nil, nil, err
 	}

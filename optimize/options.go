@@ -242,15 +242,6 @@ func WithChunkSize(n int) Option {
 	}
 }
 
-// WithMinChunkSize lets small files share a gzip member (eStargz only) until
-// it holds n bytes. The default, 0, gives every file its own member.
-func WithMinChunkSize(n int) Option {
-	return func(o *options) error {
-		o.encode.MinChunkSize = n
-		return nil
-	}
-}
-
 // WithDedupe turns dropping what no container sees on or off. The default is
 // on.
 func WithDedupe(on bool) Option {

@@ -34,6 +34,18 @@ type layerPlan struct {
 	droppedBytes int64
 	// prioritized lists the entry paths to put first, in access order.
 	prioritized []string
+	// links lists the kept hard links whose file is in a lower layer
+	// (RoleRewrite and RoleConvert), by entry index: each becomes that
+	// file, or a link to an earlier entry of the layer that became it.
+	links map[int]linkSource
+}
+
+// linkSource is what a hard link to a file of a lower layer becomes.
+type linkSource struct {
+	// relink is the name of an earlier entry of the layer that holds the
+	// file; when empty, the link becomes the file, read from file.
+	relink string
+	file   layers.Ref
 }
 
 // plan decides, for every layer, which entries stay and which go first.
@@ -66,6 +78,7 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 		p.provider[path] = r
 	}
 	if !dedupe {
+		p.findLinkSources()
 		return p
 	}
 	rewrite := func(li int) bool { return p.layers[li].role == RoleRewrite }
@@ -104,6 +117,21 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 			if cur != v {
 				p.layers[cur.Layer].keep[cur.Entry] = true
 				p.provider[e.Path] = cur
+			}
+		}
+	}
+	// 3a. A hard link of a kept layer resolves its target by name when it
+	// applies: whatever provided that name then stays.
+	for li, idx := range idxs {
+		if rewrite(li) || p.layers[li].role == RoleConvert {
+			continue
+		}
+		for ei := range idx.Entries {
+			if e := &idx.Entries[ei]; e.Type == layers.TypeHardlink && e.LinkIndex < 0 {
+				chain, _ := p.fileBefore(li, e.Linkname, 0)
+				for _, r := range chain {
+					p.layers[r.Layer].keep[r.Entry] = true
+				}
 			}
 		}
 	}
@@ -166,6 +194,7 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 			p.layers[li].keep[ei] = hides
 		}
 	}
+	p.findLinkSources()
 	for li, idx := range idxs {
 		lp := p.layers[li]
 		for ei := range idx.Entries {
@@ -178,6 +207,95 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 		}
 	}
 	return p
+}
+
+// findLinkSources fills the links of every rewritten or converted layer:
+// a lazy puller resolves hard links inside one layer only, and a later
+// layer may delete the lower name, so a kept link to a file of a lower
+// layer becomes that file (the first in the layer that links to it) or a
+// link to the entry that became it.
+func (p *plan) findLinkSources() {
+	for li, idx := range p.ov.Layers() {
+		lp := p.layers[li]
+		if lp.role == RoleKeep {
+			continue
+		}
+		held := map[layers.Ref]string{} // file -> the entry that became it, while it still names it
+		for ei := range idx.Entries {
+			e := &idx.Entries[ei]
+			if lp.role == RoleRewrite && !lp.keep[ei] {
+				continue
+			}
+			for f, name := range held {
+				if hp := cleanName(name); e.Path == hp || (e.Type != layers.TypeDir && strings.HasPrefix(hp, e.Path+"/")) {
+					delete(held, f) // replaced: a later link must not follow the name
+				}
+			}
+			if e.Type != layers.TypeHardlink || e.LinkIndex >= 0 {
+				continue
+			}
+			chain, ok := p.fileBefore(li, e.Linkname, 0)
+			if !ok {
+				continue // a dangling link: left as the input has it
+			}
+			f := chain[len(chain)-1]
+			if lp.links == nil {
+				lp.links = map[int]linkSource{}
+			}
+			if name, ok := held[f]; ok {
+				lp.links[ei] = linkSource{relink: name}
+				continue
+			}
+			lp.links[ei] = linkSource{file: f}
+			held[f] = e.Name
+		}
+	}
+}
+
+func cleanName(name string) string {
+	p, err := layers.CleanPath(name)
+	if err != nil {
+		return name
+	}
+	return p
+}
+
+// fileBefore finds the file that a hard link to target, applied on top of
+// the layers below layer, shares: the entry that provided target then, and
+// the links from it to the file, in order; the last ref is the file (any
+// non-directory but a hard link). ok is false when nothing provided target.
+func (p *plan) fileBefore(layer int, target string, hops int) (chain []layers.Ref, ok bool) {
+	if hops > maxLinkHops {
+		return nil, false
+	}
+	vs := p.ov.Versions(target)
+	for i := len(vs) - 1; i >= 0; i-- {
+		v := vs[i]
+		if v.Layer >= layer {
+			continue
+		}
+		e := p.ov.Entry(v)
+		st := p.ov.Status(v)
+		if e.Type.IsMarker() || e.Type == layers.TypeDir || st.Reason == layers.ReplacedInLayer || (st.By >= 0 && st.By < layer) {
+			return nil, false
+		}
+		for {
+			chain = append(chain, v)
+			e := p.ov.Entry(v)
+			if e.Type != layers.TypeHardlink {
+				return chain, true
+			}
+			if e.LinkIndex < 0 {
+				rest, ok := p.fileBefore(v.Layer, e.Linkname, hops+1)
+				return append(chain, rest...), ok
+			}
+			if hops++; hops > maxLinkHops {
+				return nil, false
+			}
+			v = layers.Ref{Layer: v.Layer, Entry: e.LinkIndex}
+		}
+	}
+	return nil, false
 }
 
 // isLinkTarget reports whether a hard link of r's layer links to r.

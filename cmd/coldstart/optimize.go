@@ -21,7 +21,7 @@ import (
 
 type optimizeFlags struct {
 	to, platform, format, report, prioritize, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax string
-	level, chunkSize, minChunkSize, concurrency                                                         int
+	level, chunkSize, concurrency                                                                       int
 	bases, cached, networks                                                                             []string
 	noDedupe, force, overwrite, noCache, compare                                                        bool
 }
@@ -45,7 +45,6 @@ written before manifests, the index last.`,
 	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstdchunked, gzip or zstd")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
 	fl.IntVar(&f.chunkSize, "chunk-size", 0, "largest file chunk in the lazy formats, in bytes (0: 4 MiB)")
-	fl.IntVar(&f.minChunkSize, "min-chunk-size", 0, "let small files share a gzip member up to this many bytes (estargz only)")
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
 	fl.StringVar(&f.prioritize, "prioritize", "", "file listing start-up paths, one per line, in access order (same as --profile FILE)")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable)")
@@ -103,7 +102,6 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 		optimize.WithFormat(format),
 		optimize.WithLevel(f.level),
 		optimize.WithChunkSize(f.chunkSize),
-		optimize.WithMinChunkSize(f.minChunkSize),
 		optimize.WithDedupe(!f.noDedupe),
 		optimize.WithForce(f.force),
 		optimize.WithBasePolicy(policy),

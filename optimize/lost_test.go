@@ -1,0 +1,265 @@
+package optimize_test
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Legal layer stacks that Docker, BuildKit and containerd produce or accept,
+// each of which an earlier version of the optimizer changed (a hard link
+// lost its content) while verify said OK.
+var nothingLostCases = []struct {
+	name   string
+	layers []testimage.Layer
+	// link names a hard link whose content the output must keep, and
+	// want that content.
+	link, want string
+}{
+	{
+		name: "cross-layer link, original whited out",
+		layers: []testimage.Layer{
+			{testimage.Dir("d", 0o755), testimage.File("d/orig", "original content")},
+			{testimage.Hardlink("link", "d/orig")},
+			{testimage.Whiteout("d/orig")},
+		},
+		link: "link", want: "original content",
+	},
+	{
+		name: "cross-layer link, parent whited out",
+		layers: []testimage.Layer{
+			{testimage.Dir("d", 0o755), testimage.File("d/orig", "original content")},
+			{testimage.Hardlink("link", "d/orig")},
+			{testimage.Whiteout("d")},
+		},
+		link: "link", want: "original content",
+	},
+	{
+		name: "cross-layer link, parent made opaque",
+		layers: []testimage.Layer{
+			{testimage.Dir("d", 0o755), testimage.File("d/orig", "original content")},
+			{testimage.Hardlink("link", "d/orig")},
+			{testimage.Dir("d", 0o755), testimage.Opaque("d"), testimage.File("d/new", "new")},
+		},
+		link: "link", want: "original content",
+	},
+	{
+		name: "cross-layer link, original overwritten",
+		layers: []testimage.Layer{
+			{testimage.File("orig", "original content")},
+			{testimage.Hardlink("link", "orig")},
+			{testimage.File("orig", "replacement")},
+		},
+		link: "link", want: "original content",
+	},
+	{
+		name: "chain of cross-layer links, every name but the last whited out",
+		layers: []testimage.Layer{
+			{testimage.File("a", "first")},
+			{testimage.Hardlink("b", "a")},
+			{testimage.Whiteout("a"), testimage.Hardlink("c", "b")},
+			{testimage.Whiteout("b")},
+		},
+		link: "c", want: "first",
+	},
+	{
+		name: "one name twice in a layer, a link to the first copy in between",
+		layers: []testimage.Layer{
+			{testimage.File("f", "first copy"), testimage.Hardlink("link", "f"), testimage.File("f", "second copy")},
+		},
+		link: "link", want: "first copy",
+	},
+	{
+		name: "one name twice in a layer, links to both copies",
+		layers: []testimage.Layer{
+			{testimage.File("base", "base")},
+			{testimage.File("f", "first copy"), testimage.Hardlink("l1", "f"), testimage.Hardlink("l2", "l1"),
+				testimage.File("f", "second copy"), testimage.Hardlink("l3", "f")},
+		},
+		link: "l2", want: "first copy",
+	},
+	{
+		name: "PAX global header",
+		layers: []testimage.Layer{
+			{testimage.Raw(tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header",
+				PAXRecords: map[string]string{"comment": "0123456789abcdef0123456789abcdef01234567"}}, nil),
+				testimage.File("f", "content"), testimage.Hardlink("link", "f")},
+		},
+		link: "link", want: "content",
+	},
+}
+
+// TestNothingLost: on each legal stack, for every target encoding, the
+// optimized image's merged filesystem, applied by an applier that shares no
+// code with the optimizer, equals the input's, a lazy puller reading the
+// TOC sees the link's content, and verify agrees.
+func TestNothingLost(t *testing.T) {
+	for _, c := range nothingLostCases {
+		t.Run(c.name, func(t *testing.T) {
+			src := buildImage(t, c.layers)
+			want, err := testimage.ApplyImage(src)
+			if err != nil {
+				t.Fatalf("applying the input: %v", err)
+			}
+			if n, ok := want.Get(c.link); !ok || n.Digest != sha256Of(c.want) {
+				t.Fatalf("the independent applier gives %s %+v, want content %q", c.link, n, c.want)
+			}
+			for _, f := range formats {
+				t.Run(f.String(), func(t *testing.T) {
+					out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil))
+					got, err := testimage.ApplyImage(out)
+					if err != nil {
+						t.Fatalf("applying the output: %v", err)
+					}
+					if d := diffNodes(want.Nodes(), lazyMetadataHidden(f, got.Nodes())); d != "" {
+						t.Errorf("merged filesystem changed (-input +output):\n%s", d)
+					}
+					if f.Lazy() {
+						if got := lazyContent(t, out, c.link); got != c.want {
+							t.Errorf("a lazy puller reads %s as %q, want %q", c.link, got, c.want)
+						}
+					}
+					mustVerify(t, src, out)
+				})
+			}
+		})
+	}
+}
+
+// TestNothingLostKeptLayer: a hard link in a layer that stays
+// byte-identical (cached on nodes) still finds its target below it, though a
+// later layer deletes the target and the layer below is rewritten.
+func TestNothingLostKeptLayer(t *testing.T) {
+	for _, c := range nothingLostCases[:5] {
+		t.Run(c.name, func(t *testing.T) {
+			src := buildImage(t, c.layers)
+			ls, err := src.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			linkLayer, err := ls[1].Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := testimage.ApplyImage(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range formats {
+				t.Run(f.String(), func(t *testing.T) {
+					out, res := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(linkLayer))
+					if a := res.Layers[1].Action; a != optimize.ActionKept {
+						t.Fatalf("layer 1: %s, want kept", a)
+					}
+					got, err := testimage.ApplyImage(out)
+					if err != nil {
+						t.Fatalf("applying the output: %v", err)
+					}
+					if d := diffNodes(want.Nodes(), lazyMetadataHidden(f, got.Nodes())); d != "" {
+						t.Errorf("merged filesystem changed (-input +output):\n%s", d)
+					}
+					mustVerify(t, src, out)
+				})
+			}
+		})
+	}
+}
+
+// lazyContent returns the content of the file at name as a lazy puller
+// sees it: the topmost layer whose TOC has the name, read through estargz.
+func lazyContent(t *testing.T, img v1.Image, name string) string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(ls) - 1; i >= 0; i-- {
+		rc, err := ls[i].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := layers.OpenLazy(io.NewSectionReader(bytesReaderAt(blob), 0, int64(len(blob))))
+		if err != nil {
+			t.Fatalf("layer %d: opening the TOC: %v", i, err)
+		}
+		if _, ok := r.Lookup(name); !ok {
+			continue
+		}
+		fr, err := r.OpenFile(name)
+		if err != nil {
+			t.Fatalf("layer %d: opening %s: %v", i, name, err)
+		}
+		e, _ := r.Lookup(name)
+		b, err := io.ReadAll(io.NewSectionReader(fr, 0, e.Size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	t.Fatalf("no layer's TOC has %s", name)
+	return ""
+}
+
+type bytesReaderAt []byte
+
+func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+
+func sha256Of(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// lazyMetadataHidden drops, for eStargz, the root entries the format defines
+// (the TOC and the prefetch landmarks): a full pull extracts them from any
+// eStargz layer, and stargz-snapshotter hides them.
+func lazyMetadataHidden(f layers.Format, nodes []testimage.Node) []testimage.Node {
+	if f != layers.FormatEStargz && f != layers.FormatZstdChunked {
+		return nodes
+	}
+	out := nodes[:0:0]
+	for _, n := range nodes {
+		switch n.Path {
+		case estargz.TOCTarName, estargz.PrefetchLandmark, estargz.NoPrefetchLandmark:
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// diffNodes compares two merged filesystems path by path; which name a
+// hard-linked file was linked from is not part of what a container sees.
+func diffNodes(want, got []testimage.Node) string {
+	return cmp.Diff(want, got, cmpopts.IgnoreFields(testimage.Node{}, "Origin"), cmpopts.EquateEmpty(),
+		cmp.Transformer("content", func(n testimage.Node) testimage.Node {
+			if n.Type == testimage.TypeFile {
+				n.Linkname = ""
+			}
+			return n
+		}))
+}
