@@ -32,7 +32,9 @@ func TestLayerKey(t *testing.T) {
 		"format":      func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Format = layers.FormatZstdChunked },
 		"level":       func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.Level = 9 },
 		"chunk size":  func(o *options, _ *layerPlan, _ *layers.Index) { o.encode.ChunkSize = 1 << 20 },
-		"hard links":  func(_ *options, lp *layerPlan, _ *layers.Index) { lp.links = map[int]linkSource{2: {relink: "bin/app"}} },
+		"hard links": func(_ *options, lp *layerPlan, _ *layers.Index) {
+			lp.links = map[int]linkSource{2: {relink: "bin/app"}}
+		},
 	}
 	for name, change := range changes {
 		o, lp := base()
