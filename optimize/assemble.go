@@ -103,10 +103,11 @@ func (i *outImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 
 // assembleImage builds the image that has src's config and manifest with the
 // layers replaced by ls (kept[i] says layer i is the source's own, whose
-// manifest descriptor stays as it was): config diff_ids are updated (every other config
+// manifest descriptor stays as it was, but for the annotations keptAnnots
+// replaces): config diff_ids are updated (every other config
 // field is kept as it is), layer descriptors carry the new digests, sizes,
 // media types and annotations, and the manifest gets annots.
-func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, annots map[string]string) (v1.Image, error) {
+func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]map[string]string, annots map[string]string) (v1.Image, error) {
 	m, err := src.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
@@ -154,6 +155,8 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, annots map[string]s
 			// A layer from elsewhere (the conversion cache): its own
 			// descriptor, annotations included.
 			m.Layers[i] = *d
+		} else if a, ok := keptAnnots[i]; ok {
+			m.Layers[i].Annotations = a
 		}
 	}
 	if m.MediaType == types.DockerManifestSchema2 && !docker {

@@ -237,6 +237,9 @@ func (o *options) storeProfile(ctx context.Context, key string, p *profile.Profi
 type imageRecord struct {
 	Result    ImageResult `json:"result"`
 	LayerKeys []string    `json:"layerKeys"`
+	// KeptAnnotations are the descriptor annotations of kept lazy layers
+	// that were re-derived from their blobs, by layer.
+	KeptAnnotations map[int]map[string]string `json:"keptAnnotations,omitempty"`
 }
 
 // recordKey is the cache key of an image's record: the input image (its
@@ -246,11 +249,11 @@ func (o *options) recordKey(in v1.Hash) string {
 	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint()})
 }
 
-func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string) {
+func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
 	if o.cache == nil {
 		return
 	}
-	b, err := json.Marshal(imageRecord{Result: *ir, LayerKeys: keys})
+	b, err := json.Marshal(imageRecord{Result: *ir, LayerKeys: keys, KeptAnnotations: keptAnnots})
 	if err != nil {
 		return
 	}
@@ -280,7 +283,7 @@ func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1
 	ir.CacheHits, ir.CacheMisses = 0, 0
 	out := make([]v1.Layer, len(ls))
 	kept := make([]bool, len(ls))
-	changed := false
+	changed := len(rec.KeptAnnotations) > 0
 	for i, k := range rec.LayerKeys {
 		lr := &ir.Layers[i]
 		if k == "" {
@@ -311,7 +314,7 @@ func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1
 		}
 		return img, &ir, true
 	}
-	newImg, err := assembleImage(img, out, kept, o.annotations())
+	newImg, err := assembleImage(img, out, kept, rec.KeptAnnotations, o.annotations())
 	if err != nil {
 		return nil, nil, false
 	}

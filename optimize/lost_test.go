@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/testimage"
@@ -13,7 +15,9 @@ import (
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Legal layer stacks that Docker, BuildKit and containerd produce or accept,
@@ -261,4 +265,63 @@ func diffNodes(want, got []testimage.Node) string {
 			}
 			return n
 		}))
+}
+
+// TestKeptLazyLayerAnnotations: a lazy layer that lost its descriptor
+// annotations on the way (a docker-archive round trip drops them) is kept
+// byte-identical with the annotations its puller verifies derived again from
+// the blob.
+func TestKeptLazyLayerAnnotations(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("a", "a")}, {testimage.File("b", strings.Repeat("b", 5000))}})
+	for _, f := range []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked} {
+		t.Run(f.String(), func(t *testing.T) {
+			lazy, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil))
+			want := layerAnnotations(t, lazy)
+			path := filepath.Join(t.TempDir(), "image.tar")
+			ref, err := name.ParseReference("example.com/app:lazy")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tarball.WriteToFile(path, ref, lazy); err != nil {
+				t.Fatal(err)
+			}
+			stripped, err := tarball.ImageFromPath(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range layerAnnotations(t, stripped) {
+				if len(a) != 0 {
+					t.Fatalf("layer %d still has annotations after the round trip: %v", i, a)
+				}
+			}
+			out, res := optimizeImage(t, stripped, optimize.WithFormat(f), optimize.WithProfiler(nil))
+			for i, l := range res.Layers {
+				if l.Action != optimize.ActionKept {
+					t.Errorf("layer %d: %s, want kept", i, l.Action)
+				}
+			}
+			got := layerAnnotations(t, out)
+			for i := range want {
+				for k, v := range want[i] {
+					if got[i][k] != v {
+						t.Errorf("layer %d: annotation %s = %q, want %q", i, k, got[i][k], v)
+					}
+				}
+			}
+			mustVerify(t, src, out)
+		})
+	}
+}
+
+func layerAnnotations(t *testing.T, img v1.Image) []map[string]string {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]string
+	for _, l := range m.Layers {
+		out = append(out, l.Annotations)
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"sync"
 
@@ -260,6 +261,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 
 	out := make([]v1.Layer, len(ls))
 	keys := make([]string, len(ls))
+	keptAnnots := map[int]map[string]string{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.concurrency)
 	for i := range ls {
@@ -277,6 +279,16 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 			lr.MediaType = string(idx.MediaType)
 			if idx.TOCDigest.Hex != "" {
 				lr.TOCDigest = idx.TOCDigest.String()
+			}
+			if idx.Lazy != layers.NotLazy {
+				a, err := o.keptLazyAnnotations(ctx, ls[i], idx, tmp)
+				if err != nil {
+					return nil, nil, wrap(fmt.Errorf("layer %d %s: %w", i, idx.Digest, err))
+				}
+				if a != nil {
+					keptAnnots[i] = a
+					lr.Reason += "; its lazy-pull annotations, missing or wrong, re-derived from the blob"
+				}
 			}
 			continue
 		}
@@ -329,7 +341,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		ir.BytesAfter += lr.SizeAfter
 		ir.RemovedBytes += lr.DroppedBytes
 	}
-	changed := false
+	changed := len(keptAnnots) > 0
 	for i := range ls {
 		if ir.Layers[i].Action != ActionKept {
 			changed = true
@@ -337,14 +349,14 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	}
 	if !changed {
 		ir.OutputDigest = ir.InputDigest
-		o.storeRecord(ctx, inDigest, ir, keys)
+		o.storeRecord(ctx, inDigest, ir, keys, keptAnnots)
 		return img, ir, nil
 	}
 	kept := make([]bool, len(ls))
 	for i := range ls {
 		kept[i] = ir.Layers[i].Action == ActionKept
 	}
-	newImg, err := assembleImage(img, out, kept, o.annotations())
+	newImg, err := assembleImage(img, out, kept, keptAnnots, o.annotations())
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
@@ -353,8 +365,62 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		return nil, nil, wrap(err)
 	}
 	ir.OutputDigest = d.String()
-	o.storeRecord(ctx, inDigest, ir, keys)
+	o.storeRecord(ctx, inDigest, ir, keys, keptAnnots)
 	return newImg, ir, nil
+}
+
+// keptLazyAnnotations returns the annotations the descriptor of a kept lazy
+// layer must carry so that its puller can verify it (derived from the blob,
+// every other annotation kept), or nil when it carries them already.
+func (o *options) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *layers.Index, tmp *tempDir) (map[string]string, error) {
+	d, err := partial.Descriptor(l)
+	if err != nil {
+		return nil, err
+	}
+	have := d.Annotations
+	var blob *io.SectionReader
+	switch idx.Lazy {
+	case layers.ZstdChunked:
+		complete := true
+		for _, k := range layers.ZstdChunkedAnnotationKeys {
+			complete = complete && have[k] != ""
+		}
+		if complete {
+			return nil, nil // checked by Verify
+		}
+		f, err := tmp.create("kept-*")
+		if err != nil {
+			return nil, err
+		}
+		defer tmp.discard(f)
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, fmt.Errorf("reading blob: %w", err)
+		}
+		n, err := io.Copy(f, &ctxReader{ctx: ctx, r: rc})
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading blob: %w", err)
+		}
+		blob = io.NewSectionReader(f, 0, n)
+	}
+	want, err := layers.LazyAnnotations(blob, idx)
+	if err != nil {
+		return nil, fmt.Errorf("deriving lazy-pull annotations: %w", err)
+	}
+	same := true
+	for k, v := range want {
+		same = same && have[k] == v
+	}
+	if same {
+		return nil, nil
+	}
+	out := maps.Clone(have)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, want)
+	return out, nil
 }
 
 // roles decides, per layer, whether it is kept, converted or rewritten.
