@@ -90,8 +90,8 @@ func zstdChunkedAnnotations(blob *io.SectionReader) (map[string]string, error) {
 	manifestType := binary.LittleEndian.Uint64(footer[24:32])
 	position := fmt.Sprintf("%d:%d:%d:%d", tocOff, tocLen, tocJSONLen, manifestType)
 	a := map[string]string{
-		encZstdManifestChecksum:               checksum,
-		encZstdManifestPosition:               position,
+		encZstdManifestChecksum:                checksum,
+		encZstdManifestPosition:                position,
 		zstdchunked.ManifestChecksumAnnotation: checksum,
 		zstdchunked.ManifestPositionAnnotation: position,
 	}
