@@ -142,20 +142,6 @@ func TestWatcherImagePath(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/a\040b`:  "/tmp/a b",
-		`/tmp/tab\011`: "/tmp/tab\t",
-		`/plain`:       "/plain",
-		`/back\134x`:   `/back\x`,
-		`/short\04`:    `/short\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestOwnerAlive(t *testing.T) {
 	me := os.Getpid()
 	st, ok := startTime(me)
