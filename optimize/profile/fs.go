@@ -1,13 +1,14 @@
 package profile
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 // FS is an image's merged root filesystem, read-only.
@@ -31,10 +32,6 @@ type FS interface {
 	ReadDir(name string) ([]fs.DirEntry, error)
 }
 
-// maxSymlinks is the number of symbolic links one path resolution may follow
-// before it fails, like Linux's ELOOP limit.
-const maxSymlinks = 40
-
 // DirFS returns an FS that treats the host directory root as an image root.
 //
 // Every symbolic link met on the way, absolute or relative, is resolved inside
@@ -56,7 +53,7 @@ func (d dirFS) host(op, name string, followLast bool) (string, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	rest := splitPath(name)
+	rest := imagepath.Split(name)
 	cur := "/"
 	links := 0
 	for len(rest) > 0 {
@@ -77,16 +74,16 @@ func (d dirFS) host(op, name string, followLast bool) (string, error) {
 		hp := filepath.Join(d.root, filepath.FromSlash(next))
 		fi, err := os.Lstat(hp)
 		if err != nil {
-			return "", &fs.PathError{Op: op, Path: name, Err: underlying(err)}
+			return "", &fs.PathError{Op: op, Path: name, Err: imagepath.Underlying(err)}
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			links++
-			if links > maxSymlinks {
+			if links > imagepath.MaxSymlinks {
 				return "", &fs.PathError{Op: op, Path: name, Err: ErrSymlinkLoop}
 			}
 			target, err := os.Readlink(hp)
 			if err != nil {
-				return "", &fs.PathError{Op: op, Path: name, Err: underlying(err)}
+				return "", &fs.PathError{Op: op, Path: name, Err: imagepath.Underlying(err)}
 			}
 			if target == "" {
 				return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
@@ -94,11 +91,11 @@ func (d dirFS) host(op, name string, followLast bool) (string, error) {
 			if path.IsAbs(target) {
 				cur = "/"
 			}
-			rest = append(splitPath(target), rest...)
+			rest = append(imagepath.Split(target), rest...)
 			continue
 		}
 		if len(rest) > 0 && !fi.IsDir() {
-			return "", &fs.PathError{Op: op, Path: name, Err: errNotDir}
+			return "", &fs.PathError{Op: op, Path: name, Err: imagepath.ErrNotDir}
 		}
 		cur = next
 	}
@@ -112,7 +109,7 @@ func (d dirFS) Lstat(name string) (fs.FileInfo, error) {
 	}
 	fi, err := os.Lstat(hp)
 	if err != nil {
-		return nil, &fs.PathError{Op: "lstat", Path: name, Err: underlying(err)}
+		return nil, &fs.PathError{Op: "lstat", Path: name, Err: imagepath.Underlying(err)}
 	}
 	return fi, nil
 }
@@ -124,7 +121,7 @@ func (d dirFS) Readlink(name string) (string, error) {
 	}
 	t, err := os.Readlink(hp)
 	if err != nil {
-		return "", &fs.PathError{Op: "readlink", Path: name, Err: underlying(err)}
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: imagepath.Underlying(err)}
 	}
 	return filepath.ToSlash(t), nil
 }
@@ -136,14 +133,14 @@ func (d dirFS) Open(name string) (fs.File, error) {
 	}
 	fi, err := os.Lstat(hp)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: underlying(err)}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: imagepath.Underlying(err)}
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
 	}
 	f, err := os.Open(hp)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: underlying(err)}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: imagepath.Underlying(err)}
 	}
 	return f, nil
 }
@@ -155,35 +152,9 @@ func (d dirFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	ents, err := os.ReadDir(hp)
 	if err != nil {
-		return nil, &fs.PathError{Op: "readdir", Path: name, Err: underlying(err)}
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: imagepath.Underlying(err)}
 	}
 	return ents, nil
-}
-
-// underlying strips the host path from an *fs.PathError so that errors name
-// image paths only.
-func underlying(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// errNotDir reports a path element used as a directory that is not one.
-var errNotDir = errors.New("not a directory")
-
-// splitPath splits a slash-separated path into its elements, dropping empty
-// ones.
-func splitPath(p string) []string {
-	parts := strings.Split(p, "/")
-	out := parts[:0]
-	for _, s := range parts {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // cleanAbs turns p into a clean absolute image path, resolving it against

@@ -7,6 +7,7 @@ import (
 	"path"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -16,7 +17,7 @@ import (
 // lines reach the shell, Node.js and Python readers.
 func fuzzRoot(data []byte) *memFS {
 	m := glibcRoot()
-	static := buildELF(elfSpec{typ: elf.ET_EXEC, static: true})
+	static := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})
 	m.exe("/usr/bin/dash", static)
 	m.link("/usr/bin/sh", "dash")
 	m.exe("/usr/bin/node", static)
@@ -32,11 +33,11 @@ func fuzzRoot(data []byte) *memFS {
 }
 
 func FuzzStatic(f *testing.F) {
-	f.Add(buildELF(elfSpec{interp: ldx86, needed: []string{"libc.so.6", "libz.so.1"}, rpath: "$ORIGIN/../lib"}))
-	f.Add(buildELF(elfSpec{needed: []string{"libfuzz.so", "libm.so.6"}, soname: "libfuzz.so"}))
-	f.Add(buildELF(elfSpec{class: elf.ELFCLASS32, machine: elf.EM_386, interp: "/lib/ld-linux.so.2", needed: []string{"libc.so.6"}}))
-	f.Add(buildELF(elfSpec{order: binary.BigEndian, machine: elf.EM_S390, interp: "/lib/ld64.so.1"}))
-	f.Add(buildELF(elfSpec{typ: elf.ET_EXEC, static: true})[:70])
+	f.Add(elftest.Build(elftest.Spec{Interp: ldx86, Needed: []string{"libc.so.6", "libz.so.1"}, RPath: "$ORIGIN/../lib"}))
+	f.Add(elftest.Build(elftest.Spec{Needed: []string{"libfuzz.so", "libm.so.6"}, SOName: "libfuzz.so"}))
+	f.Add(elftest.Build(elftest.Spec{Class: elf.ELFCLASS32, Machine: elf.EM_386, Interp: "/lib/ld-linux.so.2", Needed: []string{"libc.so.6"}}))
+	f.Add(elftest.Build(elftest.Spec{Order: binary.BigEndian, Machine: elf.EM_S390, Interp: "/lib/ld64.so.1"}))
+	f.Add(elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})[:70])
 	f.Add([]byte("#!/bin/sh -e\n. /app/bin\nexec \"$@\" <<EOF\n$(x)\nEOF\ncase $1 in a) b;; esac\n"))
 	f.Add([]byte("#!/usr/bin/env -S python3 -u\nimport os, stat\nfrom . import x\nif TYPE_CHECKING:\n  import y\n"))
 	f.Add([]byte("#!/usr/bin/node\nconst a = require('./lib.js'); import b from \"./bin\"; export * from 'c'\n"))
@@ -63,32 +64,4 @@ func FuzzStatic(f *testing.F) {
 			}
 		}
 	})
-}
-
-func FuzzParseELF(f *testing.F) {
-	f.Add(buildELF(elfSpec{interp: ldx86, needed: []string{"libc.so.6"}}))
-	f.Add(buildELF(elfSpec{class: elf.ELFCLASS32, machine: elf.EM_ARM, needed: []string{"a"}, runpath: "b"}))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		info, err := parseELF(&countingReaderAt{b: data, t: t}, int64(len(data)))
-		if err == nil && len(info.needed) > maxNeeded {
-			t.Fatalf("%d needed entries", len(info.needed))
-		}
-	})
-}
-
-// countingReaderAt fails the test when a read asks for more than the
-// parser's bounds allow, which would mean an unbounded allocation.
-type countingReaderAt struct {
-	b []byte
-	t *testing.T
-}
-
-func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if len(p) > maxDynBytes {
-		c.t.Fatalf("read of %d bytes", len(p))
-	}
-	if off >= int64(len(c.b)) {
-		return 0, nil
-	}
-	return copy(p, c.b[off:]), nil
 }

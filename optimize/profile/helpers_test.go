@@ -2,8 +2,6 @@ package profile
 
 import (
 	"bytes"
-	"debug/elf"
-	"encoding/binary"
 	"io"
 	"io/fs"
 	"path"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 )
 
 // memFS is an in-memory image root for tests. Names are taken literally:
@@ -177,144 +177,6 @@ func (m *memFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	return out, nil
 }
 
-// elfSpec describes a synthetic ELF object.
-type elfSpec struct {
-	class   elf.Class
-	order   binary.ByteOrder
-	machine elf.Machine
-	typ     elf.Type
-	flags   uint32
-	interp  string
-	needed  []string
-	rpath   string
-	runpath string
-	soname  string
-	static  bool // no PT_DYNAMIC
-}
-
-// buildELF writes a minimal but well-formed ELF object: header, program
-// headers (PT_INTERP, PT_LOAD over the whole file at a non-zero address,
-// PT_DYNAMIC), the interpreter path, the string table and the dynamic
-// section.
-func buildELF(s elfSpec) []byte {
-	if s.class == 0 {
-		s.class = elf.ELFCLASS64
-	}
-	if s.order == nil {
-		s.order = binary.LittleEndian
-	}
-	if s.machine == 0 {
-		s.machine = elf.EM_X86_64
-	}
-	if s.typ == 0 {
-		s.typ = elf.ET_DYN
-	}
-	is64 := s.class == elf.ELFCLASS64
-	ehsize, phentsize, dynent := 52, 32, 8
-	if is64 {
-		ehsize, phentsize, dynent = 64, 56, 16
-	}
-	const base = 0x10000
-	nph := 1
-	if s.interp != "" {
-		nph++
-	}
-	if !s.static {
-		nph++
-	}
-	off := ehsize + nph*phentsize
-	interpOff := off
-	off += len(s.interp) + 1
-	var strtab bytes.Buffer
-	strtab.WriteByte(0)
-	addStr := func(v string) uint64 {
-		o := uint64(strtab.Len())
-		strtab.WriteString(v)
-		strtab.WriteByte(0)
-		return o
-	}
-	type dyn struct {
-		tag elf.DynTag
-		val uint64
-	}
-	var dyns []dyn
-	for _, n := range s.needed {
-		dyns = append(dyns, dyn{elf.DT_NEEDED, addStr(n)})
-	}
-	if s.rpath != "" {
-		dyns = append(dyns, dyn{elf.DT_RPATH, addStr(s.rpath)})
-	}
-	if s.runpath != "" {
-		dyns = append(dyns, dyn{elf.DT_RUNPATH, addStr(s.runpath)})
-	}
-	if s.soname != "" {
-		dyns = append(dyns, dyn{elf.DT_SONAME, addStr(s.soname)})
-	}
-	strOff := off
-	off += strtab.Len()
-	off = (off + 7) &^ 7
-	dynOff := off
-	dyns = append(dyns, dyn{elf.DT_STRTAB, uint64(base + strOff)}, dyn{elf.DT_STRSZ, uint64(strtab.Len())}, dyn{elf.DT_NULL, 0})
-	total := dynOff
-	if !s.static {
-		total += len(dyns) * dynent
-	}
-
-	var b bytes.Buffer
-	bo := s.order
-	w := func(v any) { _ = binary.Write(&b, bo, v) }
-	var ident [16]byte
-	copy(ident[:], elf.ELFMAG)
-	ident[elf.EI_CLASS] = byte(s.class)
-	if bo == binary.LittleEndian {
-		ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	} else {
-		ident[elf.EI_DATA] = byte(elf.ELFDATA2MSB)
-	}
-	ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-	if is64 {
-		w(elf.Header64{Ident: ident, Type: uint16(s.typ), Machine: uint16(s.machine), Version: 1,
-			Entry: base, Phoff: uint64(ehsize), Flags: s.flags, Ehsize: uint16(ehsize),
-			Phentsize: uint16(phentsize), Phnum: uint16(nph)})
-	} else {
-		w(elf.Header32{Ident: ident, Type: uint16(s.typ), Machine: uint16(s.machine), Version: 1,
-			Entry: base, Phoff: uint32(ehsize), Flags: s.flags, Ehsize: uint16(ehsize),
-			Phentsize: uint16(phentsize), Phnum: uint16(nph)})
-	}
-	prog := func(t elf.ProgType, o, sz int) {
-		if is64 {
-			w(elf.Prog64{Type: uint32(t), Off: uint64(o), Vaddr: uint64(base + o), Paddr: uint64(base + o), Filesz: uint64(sz), Memsz: uint64(sz), Align: 8})
-		} else {
-			w(elf.Prog32{Type: uint32(t), Off: uint32(o), Vaddr: uint32(base + o), Paddr: uint32(base + o), Filesz: uint32(sz), Memsz: uint32(sz), Align: 4})
-		}
-	}
-	if s.interp != "" {
-		prog(elf.PT_INTERP, interpOff, len(s.interp)+1)
-	}
-	prog(elf.PT_LOAD, 0, total)
-	if !s.static {
-		prog(elf.PT_DYNAMIC, dynOff, len(dyns)*dynent)
-	}
-	b.WriteString(s.interp)
-	b.WriteByte(0)
-	b.Write(strtab.Bytes())
-	for b.Len() < dynOff {
-		b.WriteByte(0)
-	}
-	if !s.static {
-		for _, d := range dyns {
-			if is64 {
-				w(int64(d.tag))
-				w(d.val)
-			} else {
-				w(int32(d.tag))
-				w(uint32(d.val))
-			}
-		}
-	}
-	return b.Bytes()
-}
-
 const ldx86 = "/lib64/ld-linux-x86-64.so.2"
 
 // glibcRoot is a merged-/usr image with a synthetic glibc: the loader, libc
@@ -324,17 +186,17 @@ func glibcRoot() *memFS {
 	m.mergedUsr()
 	lib := "/usr/lib/x86_64-linux-gnu/"
 	m.link("/usr/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
-	m.exe(lib+"ld-linux-x86-64.so.2", buildELF(elfSpec{soname: "ld-linux-x86-64.so.2"}))
-	m.file(lib+"libc.so.6", buildELF(elfSpec{soname: "libc.so.6", needed: []string{"ld-linux-x86-64.so.2"}}), 0o644)
-	m.file(lib+"libm.so.6", buildELF(elfSpec{soname: "libm.so.6", needed: []string{"libc.so.6"}}), 0o644)
-	m.file(lib+"libz.so.1.2.13", buildELF(elfSpec{soname: "libz.so.1", needed: []string{"libc.so.6"}}), 0o644)
+	m.exe(lib+"ld-linux-x86-64.so.2", elftest.Build(elftest.Spec{SOName: "ld-linux-x86-64.so.2"}))
+	m.file(lib+"libc.so.6", elftest.Build(elftest.Spec{SOName: "libc.so.6", Needed: []string{"ld-linux-x86-64.so.2"}}), 0o644)
+	m.file(lib+"libm.so.6", elftest.Build(elftest.Spec{SOName: "libm.so.6", Needed: []string{"libc.so.6"}}), 0o644)
+	m.file(lib+"libz.so.1.2.13", elftest.Build(elftest.Spec{SOName: "libz.so.1", Needed: []string{"libc.so.6"}}), 0o644)
 	m.link(lib+"libz.so.1", "libz.so.1.2.13")
 	return m
 }
 
 // prog is a dynamic x86_64 program needing libs.
 func prog(needed ...string) []byte {
-	return buildELF(elfSpec{interp: ldx86, needed: needed})
+	return elftest.Build(elftest.Spec{Interp: ldx86, Needed: needed})
 }
 
 // loaderFiles is what exec of a glibcRoot program lists after the program.

@@ -11,6 +11,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 const (
@@ -64,19 +66,19 @@ func ReadPathList(r io.Reader, fsys FS, opts ...Option) (*Profile, error) {
 		default:
 			rr, err := w.resolve(p)
 			if err != nil {
-				w.warnf("path list line %d: %s: %v", line, s, underlying(err))
+				w.warnf("path list line %d: %s: %v", line, s, imagepath.Underlying(err))
 				continue
 			}
-			if rr.info.IsDir() {
-				for _, l := range rr.links {
+			if rr.Info.IsDir() {
+				for _, l := range rr.Links {
 					w.record(l)
 				}
-				for _, m := range w.glob(path.Join(rr.real, "**")) {
+				for _, m := range w.glob(path.Join(rr.Real, "**")) {
 					w.listed(m)
 				}
 				continue
 			}
-			w.recordAll(rr.links, rr.real)
+			w.recordAll(rr.Links, rr.Real)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -98,7 +100,7 @@ func (w *walker) listed(m string) {
 	}
 	w.record(m)
 	if r, ok := w.resolveFile(m); ok {
-		w.recordAll(r.links, r.real)
+		w.recordAll(r.Links, r.Real)
 	}
 }
 
@@ -112,7 +114,7 @@ func hasMeta(p string) bool {
 // are resolved through links (and those links recorded); below that, links
 // to directories are not followed, so "**" cannot loop.
 func (w *walker) glob(pattern string) []string {
-	elems := splitPath(pattern)
+	elems := imagepath.Split(pattern)
 	k := 0
 	for k < len(elems) && !hasMeta(elems[k]) {
 		k++
@@ -122,7 +124,7 @@ func (w *walker) glob(pattern string) []string {
 	if !ok {
 		return nil
 	}
-	for _, l := range r.links {
+	for _, l := range r.Links {
 		w.record(l)
 	}
 	var out []string
@@ -185,7 +187,7 @@ func (w *walker) glob(pattern string) []string {
 			}
 		}
 	}
-	match(r.real, elems[k:])
+	match(r.Real, elems[k:])
 	sort.Strings(out)
 	uniq := out[:0]
 	for i, m := range out {

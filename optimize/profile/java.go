@@ -42,7 +42,7 @@ loop:
 				w.warnf("java: argument file %s not found in the image", a[1:])
 				continue
 			}
-			if b, ok := w.readText(r.real); ok {
+			if b, ok := w.readText(r.Real); ok {
 				args = append(argFileArgs(string(b)), args...)
 			}
 			continue
@@ -183,7 +183,7 @@ func (w *walker) classPathEntry(e string, dirJars bool) {
 	if !ok {
 		return
 	}
-	ents, err := w.fsys.ReadDir(r.real)
+	ents, err := w.fsys.ReadDir(r.Real)
 	if err != nil {
 		return
 	}

@@ -3,27 +3,28 @@ package profile
 import (
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestJava(t *testing.T) {
 	m := glibcRoot()
 	home := "/usr/lib/jvm/java-17/"
-	m.exe(home+"bin/java", buildELF(elfSpec{interp: ldx86, needed: []string{"libz.so.1", "libjli.so", "libc.so.6"}, rpath: "$ORIGIN:$ORIGIN/../lib"}))
+	m.exe(home+"bin/java", elftest.Build(elftest.Spec{Interp: ldx86, Needed: []string{"libz.so.1", "libjli.so", "libc.so.6"}, RPath: "$ORIGIN:$ORIGIN/../lib"}))
 	m.link("/etc/alternatives/java", home+"bin/java")
 	m.link("/usr/bin/java", "/etc/alternatives/java")
-	m.file(home+"lib/libjli.so", buildELF(elfSpec{needed: []string{"libz.so.1", "libc.so.6"}, rpath: "$ORIGIN"}), 0o644)
-	m.file(home+"lib/server/libjvm.so", buildELF(elfSpec{needed: []string{"libm.so.6", "libc.so.6"}}), 0o644)
+	m.file(home+"lib/libjli.so", elftest.Build(elftest.Spec{Needed: []string{"libz.so.1", "libc.so.6"}, RPath: "$ORIGIN"}), 0o644)
+	m.file(home+"lib/server/libjvm.so", elftest.Build(elftest.Spec{Needed: []string{"libm.so.6", "libc.so.6"}}), 0o644)
 	m.text(home+"lib/server/classes.jsa", "cds")
-	m.file(home+"lib/libjava.so", buildELF(elfSpec{needed: []string{"libjvm.so", "libc.so.6"}, rpath: "$ORIGIN"}), 0o644)
-	m.file(home+"lib/libjimage.so", buildELF(elfSpec{needed: []string{"libjvm.so"}, rpath: "$ORIGIN"}), 0o644)
+	m.file(home+"lib/libjava.so", elftest.Build(elftest.Spec{Needed: []string{"libjvm.so", "libc.so.6"}, RPath: "$ORIGIN"}), 0o644)
+	m.file(home+"lib/libjimage.so", elftest.Build(elftest.Spec{Needed: []string{"libjvm.so"}, RPath: "$ORIGIN"}), 0o644)
 	m.text(home+"lib/modules", "jimage")
 	m.link(home+"lib/jvm.cfg", "/etc/java-17/jvm-amd64.cfg")
 	m.text("/etc/java-17/jvm-amd64.cfg", "-server KNOWN\n")
 	m.link(home+"conf/security/java.security", "/etc/java-17/security/java.security")
 	m.text("/etc/java-17/security/java.security", "")
 	for _, l := range []string{"libnio.so", "libzip.so", "libextnet.so"} {
-		m.file(home+"lib/"+l, buildELF(elfSpec{needed: []string{"libjava.so"}, rpath: "$ORIGIN"}), 0o644)
+		m.file(home+"lib/"+l, elftest.Build(elftest.Spec{Needed: []string{"libjava.so"}, RPath: "$ORIGIN"}), 0o644)
 	}
 	m.link(home+"conf/net.properties", "/etc/java-17/net.properties")
 	m.text("/etc/java-17/net.properties", "")

@@ -8,6 +8,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elfhdr"
 )
 
 // loaderState is what the dynamic loader knows across the processes of one
@@ -62,17 +64,17 @@ const (
 // dlopen (Python extensions, libjvm.so).
 func (w *walker) loadProgram(file, real string, info *elfInfo, env map[string]string, cwd string) *process {
 	p := &process{main: info, arch: archOf(info), env: env, cwd: cwd}
-	if info.interp != "" {
-		ip := cleanAbs(cwd, info.interp)
+	if info.Interp != "" {
+		ip := cleanAbs(cwd, info.Interp)
 		if r, ok := w.use(ip); !ok {
-			w.warnf("%s: ELF interpreter %s not found in the image", file, info.interp)
-		} else if strings.HasPrefix(path.Base(r.real), "ld-musl-") || strings.HasPrefix(path.Base(info.interp), "ld-musl-") {
+			w.warnf("%s: ELF interpreter %s not found in the image", file, info.Interp)
+		} else if strings.HasPrefix(path.Base(r.Real), "ld-musl-") || strings.HasPrefix(path.Base(info.Interp), "ld-musl-") {
 			p.libc = libcMusl
-			b := path.Base(info.interp)
+			b := path.Base(info.Interp)
 			p.muslArch = strings.TrimSuffix(strings.TrimPrefix(b, "ld-musl-"), ".so.1")
 		}
 	}
-	if !info.dynamic || info.interp == "" {
+	if !info.Dynamic || info.Interp == "" {
 		// A static program maps nothing else; a dynamic object without an
 		// interpreter cannot be exec'ed.
 		return p
@@ -80,14 +82,14 @@ func (w *walker) loadProgram(file, real string, info *elfInfo, env map[string]st
 	var preload []string
 	if p.libc == libcGlibc {
 		if r, ok := w.use(ldPreloadPath); ok {
-			if b, ok := w.readText(r.real); ok {
+			if b, ok := w.readText(r.Real); ok {
 				preload = strings.FieldsFunc(string(b), func(c rune) bool {
 					return c == ' ' || c == '\t' || c == '\n' || c == ':'
 				})
 			}
 		}
 	}
-	if len(info.needed) > 0 || len(preload) > 0 {
+	if len(info.Needed) > 0 || len(preload) > 0 {
 		if p.libc == libcGlibc {
 			w.use(ldCachePath)
 		} else {
@@ -106,16 +108,16 @@ func (w *walker) loadLibrary(p *process, file string) {
 	if !ok {
 		return
 	}
-	w.recordAll(r.links, r.real)
-	info, err := w.openELF(r.real)
+	w.recordAll(r.Links, r.Real)
+	info, err := w.openELF(r.Real)
 	if err != nil {
-		w.warnf("%s: %v", r.real, err)
+		w.warnf("%s: %v", r.Real, err)
 		return
 	}
 	if p == nil {
 		p = &process{main: info, arch: archOf(info), env: map[string]string{}, cwd: "/"}
 	}
-	w.loadDeps(p, &loadedObj{opened: file, real: r.real, info: info}, nil)
+	w.loadDeps(p, &loadedObj{opened: file, real: r.Real, info: info}, nil)
 }
 
 // loadDeps loads root's dependencies breadth-first, as glibc's
@@ -129,10 +131,10 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 		p.names = map[string]bool{}
 	}
 	names := p.names
-	if root.info.soname != "" {
-		names[root.info.soname] = true
+	if root.info.SOName != "" {
+		names[root.info.SOName] = true
 	}
-	if root.parent == nil && root.info.typ == elf.ET_DYN && root.opened != "" {
+	if root.parent == nil && root.info.Type == elf.ET_DYN && root.opened != "" {
 		names[path.Base(root.opened)] = true
 	}
 	loaded := map[string]bool{root.real: true}
@@ -148,15 +150,15 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 			return
 		}
 		names[name] = true
-		if info.soname != "" {
-			names[info.soname] = true
+		if info.SOName != "" {
+			names[info.SOName] = true
 		}
-		w.recordAll(r.links, r.real)
-		if loaded[r.real] {
+		w.recordAll(r.Links, r.Real)
+		if loaded[r.Real] {
 			return
 		}
-		loaded[r.real] = true
-		queue = append(queue, &loadedObj{opened: opened, real: r.real, info: info, parent: from})
+		loaded[r.Real] = true
+		queue = append(queue, &loadedObj{opened: opened, real: r.Real, info: info, parent: from})
 	}
 	if w.ld.walked[root.real] {
 		return
@@ -173,7 +175,7 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 			continue
 		}
 		w.ld.walked[obj.real] = true
-		for _, n := range obj.info.needed {
+		for _, n := range obj.info.Needed {
 			load(n, obj)
 		}
 	}
@@ -192,10 +194,10 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 		if !ok {
 			return r, nil, false
 		}
-		info, err := w.openELF(r.real)
+		info, err := w.openELF(r.Real)
 		if err != nil {
-			if !errors.Is(err, errNotELF) {
-				w.warnf("%s: %v", r.real, err)
+			if !errors.Is(err, elfhdr.ErrNotELF) {
+				w.warnf("%s: %v", r.Real, err)
 			}
 			return r, nil, false
 		}
@@ -221,19 +223,19 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 	ldpath := p.env["LD_LIBRARY_PATH"]
 	if p.libc == libcMusl {
 		add(ldpath, from)
-		add(from.info.rpath, from)
-		add(from.info.runpath, from)
+		add(from.info.RPath, from)
+		add(from.info.RunPath, from)
 		dirs = append(dirs, w.muslDirs(p)...)
 	} else {
-		if from.info.runpath == "" {
+		if from.info.RunPath == "" {
 			for o := from; o != nil; o = o.parent {
-				if o.info.runpath == "" {
-					add(o.info.rpath, o)
+				if o.info.RunPath == "" {
+					add(o.info.RPath, o)
 				}
 			}
 		}
 		add(ldpath, from)
-		add(from.info.runpath, from)
+		add(from.info.RunPath, from)
 		if c := w.ldCache(); c != nil {
 			for _, cand := range c.lookup(name, p.arch) {
 				if r, info, ok := try(cand); ok {
@@ -304,7 +306,7 @@ func defaultLibDirs(a machineInfo) []string {
 // or colons) or falls back to musl's defaults.
 func (w *walker) muslDirs(p *process) []string {
 	if r, ok := w.resolveFile("/etc/ld-musl-" + p.muslArch + ".path"); ok {
-		if b, ok := w.readText(r.real); ok {
+		if b, ok := w.readText(r.Real); ok {
 			return strings.FieldsFunc(string(b), func(c rune) bool { return c == '\n' || c == ':' })
 		}
 	}
@@ -331,7 +333,7 @@ func (w *walker) ldConfDirs() []string {
 		if !ok {
 			return
 		}
-		b, ok := w.readText(r.real)
+		b, ok := w.readText(r.Real)
 		if !ok {
 			return
 		}
@@ -384,7 +386,7 @@ func (w *walker) globFlat(pat string) []string {
 	if !ok {
 		return nil
 	}
-	ents, err := w.fsys.ReadDir(r.real)
+	ents, err := w.fsys.ReadDir(r.Real)
 	if err != nil {
 		return nil
 	}
@@ -423,7 +425,7 @@ func (w *walker) ldCache() *ldCache {
 	if !ok {
 		return nil
 	}
-	b, err := w.readHead(r.real, maxCacheBytes)
+	b, err := w.readHead(r.Real, maxCacheBytes)
 	if err != nil {
 		return nil
 	}

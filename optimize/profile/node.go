@@ -127,10 +127,10 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 func (nr *nodeRun) module(file string, depth int) {
 	w := nr.w
 	r, ok := w.resolveFile(file)
-	if !ok || nr.visited[r.real] || w.stopped() {
+	if !ok || nr.visited[r.Real] || w.stopped() {
 		return
 	}
-	nr.visited[r.real] = true
+	nr.visited[r.Real] = true
 	if depth > maxImportDepth {
 		w.warnf("node requires nested deeper than %d levels are not followed", maxImportDepth)
 		return
@@ -143,17 +143,17 @@ func (nr *nodeRun) module(file string, depth int) {
 		return
 	}
 	w.modules++
-	w.recordAll(r.links, r.real)
-	dir := path.Dir(r.real)
+	w.recordAll(r.Links, r.Real)
+	dir := path.Dir(r.Real)
 	nr.scope(dir)
-	switch path.Ext(r.real) {
+	switch path.Ext(r.Real) {
 	case ".json":
 		return
 	case ".node":
-		w.loadLibrary(nr.p, r.real)
+		w.loadLibrary(nr.p, r.Real)
 		return
 	}
-	src, ok := w.readText(r.real)
+	src, ok := w.readText(r.Real)
 	if !ok {
 		return
 	}
@@ -299,7 +299,7 @@ func (nr *nodeRun) pkg(dir string) *nodePkg {
 	if !ok {
 		return nil
 	}
-	b, ok := nr.w.readText(r.real)
+	b, ok := nr.w.readText(r.Real)
 	if !ok {
 		return nil
 	}
@@ -308,7 +308,7 @@ func (nr *nodeRun) pkg(dir string) *nodePkg {
 		Exports json.RawMessage `json:"exports"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		nr.w.warnf("%s: %v", r.real, err)
+		nr.w.warnf("%s: %v", r.Real, err)
 		return nil
 	}
 	p := &nodePkg{exports: doc.Exports}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -43,7 +44,7 @@ obj.require('./notthis');
 	m.text("/app/lazy.js", "")
 	m.text("/app/notthis.js", "")
 	m.text("/app/config.json", "{}")
-	m.file("/app/build/Release/addon.node", buildELF(elfSpec{needed: []string{"libz.so.1"}}), 0o644)
+	m.file("/app/build/Release/addon.node", elftest.Build(elftest.Spec{Needed: []string{"libz.so.1"}}), 0o644)
 	// A workspace package linked into node_modules: its own requires are
 	// resolved from its real directory.
 	m.link("/app/node_modules/linked", "../packages/linked")

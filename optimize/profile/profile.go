@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 // Sources of a Profile.
@@ -22,7 +24,7 @@ const (
 var (
 	// ErrSymlinkLoop reports a path whose resolution followed more than 40
 	// symbolic links (ELOOP).
-	ErrSymlinkLoop = errors.New("too many levels of symbolic links")
+	ErrSymlinkLoop = imagepath.ErrSymlinkLoop
 	// ErrNotRegular reports an Open of something that is not a regular file.
 	ErrNotRegular = errors.New("not a regular file")
 	// ErrInvalidProfile reports a profile document that cannot be used.

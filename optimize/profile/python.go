@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 // maxImportDepth bounds the nesting of one import chain.
@@ -190,7 +192,7 @@ opts:
 		}
 		venv = dir
 		includeSystem = false
-		if b, ok := w.readText(r.real); ok {
+		if b, ok := w.readText(r.Real); ok {
 			for _, line := range strings.Split(string(b), "\n") {
 				k, v, ok := strings.Cut(line, "=")
 				if !ok {
@@ -292,7 +294,7 @@ opts:
 		if strings.HasSuffix(m, "__init__") {
 			mod.isPkg, mod.dirs = true, []string{path.Dir(f)}
 		}
-		if src, ok := w.readText(r.real); ok {
+		if src, ok := w.readText(r.Real); ok {
 			mod.setSource(name, src) // for the functions main may call
 		}
 		pr.visited[name] = mod
@@ -338,27 +340,27 @@ opts:
 		f := cleanAbs(cwd, target)
 		r, err := w.resolve(f)
 		if err != nil {
-			w.warnf("%s: Python script %s: %v", real, target, underlying(err))
+			w.warnf("%s: Python script %s: %v", real, target, imagepath.Underlying(err))
 			return
 		}
-		if r.info.IsDir() {
+		if r.Info.IsDir() {
 			// A directory with __main__.py runs like a script.
 			if !safePath {
-				pr.path = append([]string{r.real}, pr.path...)
+				pr.path = append([]string{r.Real}, pr.path...)
 			}
 			pr.importModule("__main__", 1)
 			return
 		}
-		if !r.info.Mode().IsRegular() {
-			w.warnf("%s: Python script %s is %s", real, target, describe(r.info.Mode()))
+		if !r.Info.Mode().IsRegular() {
+			w.warnf("%s: Python script %s is %s", real, target, describe(r.Info.Mode()))
 			return
 		}
-		w.recordAll(r.links, r.real)
+		w.recordAll(r.Links, r.Real)
 		if !safePath {
-			pr.path = append([]string{path.Dir(r.real)}, pr.path...)
+			pr.path = append([]string{path.Dir(r.Real)}, pr.path...)
 		}
-		if src, ok := w.readText(r.real); ok {
-			pr.visited["__main__"] = &pyMod{file: r.real}
+		if src, ok := w.readText(r.Real); ok {
+			pr.visited["__main__"] = &pyMod{file: r.Real}
 			pr.runMain(parsePySource(src), "")
 		}
 	case "module":
@@ -390,7 +392,7 @@ func (w *walker) findPythonVersion(lib string) string {
 	if !ok {
 		return ""
 	}
-	ents, err := w.fsys.ReadDir(r.real)
+	ents, err := w.fsys.ReadDir(r.Real)
 	if err != nil {
 		return ""
 	}
@@ -404,7 +406,7 @@ func (w *walker) findPythonVersion(lib string) string {
 		if s == "" {
 			continue
 		}
-		if _, ok := w.resolveFile(path.Join(r.real, e.Name(), "os.py")); !ok {
+		if _, ok := w.resolveFile(path.Join(r.Real, e.Name(), "os.py")); !ok {
 			continue
 		}
 		a, b, _ := strings.Cut(s, ".")
@@ -430,7 +432,7 @@ func (w *walker) findPythonVersion(lib string) string {
 func (pr *pyRun) pthFiles(site string) [][]pyStmt {
 	w := pr.w
 	r, _ := w.isDir(site)
-	ents, err := w.fsys.ReadDir(r.real)
+	ents, err := w.fsys.ReadDir(r.Real)
 	if err != nil {
 		return nil
 	}
@@ -447,7 +449,7 @@ func (pr *pyRun) pthFiles(site string) [][]pyStmt {
 		if !ok {
 			continue
 		}
-		b, ok := w.readText(fr.real)
+		b, ok := w.readText(fr.Real)
 		if !ok {
 			continue
 		}
@@ -654,7 +656,7 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 		if !ok {
 			return m
 		}
-		src, ok := w.readText(r.real)
+		src, ok := w.readText(r.Real)
 		if !ok {
 			return m
 		}
@@ -717,19 +719,19 @@ func (pr *pyRun) source(file string) {
 	pyc := path.Join(path.Dir(file), "__pycache__", strings.TrimSuffix(path.Base(file), ".py")+"."+pr.tag+pr.opt+".pyc")
 	pr2, ok := w.resolveFile(pyc)
 	if !ok {
-		w.recordAll(r.links, r.real)
+		w.recordAll(r.Links, r.Real)
 		return
 	}
-	w.recordAll(pr2.links, pr2.real)
-	head, err := w.readHead(pr2.real, 16)
-	if err == nil && pycFresh(head, r.info.ModTime().Unix(), r.info.Size()) {
+	w.recordAll(pr2.Links, pr2.Real)
+	head, err := w.readHead(pr2.Real, 16)
+	if err == nil && pycFresh(head, r.Info.ModTime().Unix(), r.Info.Size()) {
 		return
 	}
-	if !w.staleSet[r.real] {
-		w.staleSet[r.real] = true
-		w.stale = append(w.stale, r.real)
+	if !w.staleSet[r.Real] {
+		w.staleSet[r.Real] = true
+		w.stale = append(w.stale, r.Real)
 	}
-	w.recordAll(r.links, r.real)
+	w.recordAll(r.Links, r.Real)
 }
 
 // pycFresh checks a .pyc header (PEP 552): magic, flags, then for

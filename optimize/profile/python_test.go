@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -42,7 +43,7 @@ const stdlib = "/usr/lib/python3.11/"
 // and a few packages.
 func pythonRoot() *memFS {
 	m := glibcRoot()
-	m.file(x64lib+"libssl.so.3", buildELF(elfSpec{needed: []string{"libc.so.6"}}), 0o644)
+	m.file(x64lib+"libssl.so.3", elftest.Build(elftest.Spec{Needed: []string{"libc.so.6"}}), 0o644)
 	m.exe("/usr/bin/python3.11", prog("libm.so.6", "libz.so.1", "libc.so.6"))
 	m.link("/usr/bin/python3", "python3.11")
 	for _, mod := range pyStartup {
@@ -59,7 +60,7 @@ func pythonRoot() *memFS {
 	m.module(stdlib+"json/__init__.py", "from .decoder import JSONDecoder\nimport json.encoder\n", "none")
 	m.module(stdlib+"json/decoder.py", "try:\n    from _json import scanstring\nexcept ImportError:\n    scanstring = None\n", "none")
 	m.module(stdlib+"json/encoder.py", "", "fresh")
-	m.file(stdlib+"lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", buildELF(elfSpec{needed: []string{"libssl.so.3"}}), 0o644)
+	m.file(stdlib+"lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", elftest.Build(elftest.Spec{Needed: []string{"libssl.so.3"}}), 0o644)
 
 	dist := "/usr/lib/python3/dist-packages/"
 	m.text(dist+"aa.pth", "# nothing\n")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -91,9 +92,9 @@ func TestAddInterpreters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", buildELF(elfSpec{soname: "ld-linux-x86-64.so.2"}))
+	write("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", elftest.Build(elftest.Spec{SOName: "ld-linux-x86-64.so.2"}))
 	write("app/prog", prog("libc.so.6"))
-	write("app/static", buildELF(elfSpec{static: true}))
+	write("app/static", elftest.Build(elftest.Spec{Static: true}))
 	write("app/script", []byte("#!/bin/sh\n"))
 	for _, l := range [][2]string{{"lib", "usr/lib"}, {"lib64", "usr/lib64"}} {
 		if err := os.Symlink(l[1], filepath.Join(root, l[0])); err != nil {

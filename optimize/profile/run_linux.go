@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elfhdr"
 	"golang.org/x/sys/unix"
 )
 
@@ -286,15 +287,15 @@ func elfInterpreter(fsys FS, prog string) string {
 	if err != nil {
 		return ""
 	}
-	info, err := parseELF(ra, fi.Size())
-	if err != nil || info.interp == "" || !path.IsAbs(info.interp) {
+	info, err := elfhdr.Parse(ra, fi.Size())
+	if err != nil || info.Interp == "" || !path.IsAbs(info.Interp) {
 		return ""
 	}
 	d, ok := fsys.(dirFS)
 	if !ok {
 		return ""
 	}
-	hp, err := d.host("open", path.Clean(info.interp), true)
+	hp, err := d.host("open", path.Clean(info.Interp), true)
 	if err != nil {
 		return ""
 	}

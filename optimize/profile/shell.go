@@ -61,11 +61,11 @@ func (w *walker) runShellArgs(argv []string, env map[string]string, cwd string, 
 		w.warnf("%s: shell script %s not found in the image", argv[0], script)
 		return
 	}
-	src, ok := w.readText(r.real)
+	src, ok := w.readText(r.Real)
 	if !ok {
 		return
 	}
-	w.runShell(src, r.real, args[1:], copyEnv(env), cwd, fr)
+	w.runShell(src, r.Real, args[1:], copyEnv(env), cwd, fr)
 }
 
 // shellState is the little a shell script's static reading keeps track of.
@@ -339,11 +339,11 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 			w.warnf("%s: sourced file %s not found in the image", st.name, argv[1])
 			return
 		}
-		src, ok := w.readText(r.real)
+		src, ok := w.readText(r.Real)
 		if !ok {
 			return
 		}
-		sub := &shellState{name: r.real, vars: st.vars, pos: st.pos, cwd: st.cwd, funcs: st.funcs,
+		sub := &shellState{name: r.Real, vars: st.vars, pos: st.pos, cwd: st.cwd, funcs: st.funcs,
 			fr: frame{depth: st.fr.depth + 1}}
 		if len(argv) > 2 {
 			sub.pos = argv[2:]

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -13,7 +14,7 @@ import (
 func shellRoot(names ...string) *memFS {
 	m := newMemFS()
 	m.mergedUsr()
-	static := buildELF(elfSpec{typ: elf.ET_EXEC, static: true})
+	static := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})
 	m.exe("/usr/bin/dash", static)
 	m.link("/usr/bin/sh", "dash")
 	for _, n := range names {
@@ -24,7 +25,7 @@ func shellRoot(names ...string) *memFS {
 
 func TestShellScript(t *testing.T) {
 	m := shellRoot("grep", "sed", "server", "cat", "gosu", "migrate", "inner", "first", "second", "piped", "tool", "fromfn")
-	m.exe("/opt/tools/tool", buildELF(elfSpec{typ: elf.ET_EXEC, static: true}))
+	m.exe("/opt/tools/tool", elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true}))
 	m.text("/app/env.sh", "export APP_MODE=prod\nPATH=/opt/tools:$PATH\n")
 	m.script("/app/entrypoint.sh", `#!/bin/sh
 # a comment mentioning notacommand
@@ -81,7 +82,7 @@ exec gosu app "$@"
 func TestShellDashC(t *testing.T) {
 	m := shellRoot("python3", "server")
 	m.dir("/srv")
-	m.exe("/srv/run", buildELF(elfSpec{typ: elf.ET_EXEC, static: true}))
+	m.exe("/srv/run", elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true}))
 	// Docker's shell form: CMD ["/bin/sh", "-c", "..."].
 	p := mustStatic(t, m, Config{Cmd: []string{"/bin/sh", "-c", `cd /srv && exec ./run "$1"`, "sh", "arg"}})
 	want := []string{"/bin", "/usr/bin/sh", "/usr/bin/dash", "/srv/run"}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 // DefaultPath is the PATH a container gets when the image sets none.
@@ -125,36 +127,36 @@ func (w *walker) exec(file string, argv []string, env map[string]string, cwd str
 	}
 	r, err := w.resolve(file)
 	if err != nil {
-		w.warnf("%s: %v", file, underlying(err))
+		w.warnf("%s: %v", file, imagepath.Underlying(err))
 		return
 	}
-	if !r.info.Mode().IsRegular() {
-		w.warnf("%s: cannot be executed: it is %s", file, describe(r.info.Mode()))
+	if !r.Info.Mode().IsRegular() {
+		w.warnf("%s: cannot be executed: it is %s", file, describe(r.Info.Mode()))
 		return
 	}
-	w.recordAll(r.links, r.real)
+	w.recordAll(r.Links, r.Real)
 	// The same program with the same arguments reads the same files again:
 	// following it once is enough, and it stops scripts that run themselves.
-	key := strings.Join(append([]string{r.real, cwd, env["PATH"]}, argv...), "\x00")
+	key := strings.Join(append([]string{r.Real, cwd, env["PATH"]}, argv...), "\x00")
 	if w.execSeen[key] {
 		return
 	}
 	w.execSeen[key] = true
-	head, err := w.readHead(r.real, binprmBufSize)
+	head, err := w.readHead(r.Real, binprmBufSize)
 	if err != nil {
-		w.warnf("%s: %v", r.real, underlying(err))
+		w.warnf("%s: %v", r.Real, imagepath.Underlying(err))
 		return
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte("\x7fELF")):
-		info, err := w.openELF(r.real)
+		info, err := w.openELF(r.Real)
 		if err != nil {
-			w.warnf("%s: %v", r.real, err)
+			w.warnf("%s: %v", r.Real, err)
 			return
 		}
-		p := w.loadProgram(file, r.real, info, env, cwd)
+		p := w.loadProgram(file, r.Real, info, env, cwd)
 		w.startFiles(p)
-		w.program(p, file, r.real, argv, env, cwd, fr)
+		w.program(p, file, r.Real, argv, env, cwd, fr)
 	case bytes.HasPrefix(head, []byte("#!")):
 		if fr.interp >= maxShebangDepth {
 			w.warnf("%s: more than %d nested #! interpreters: the kernel would fail with ELOOP", file, maxShebangDepth)
@@ -162,7 +164,7 @@ func (w *walker) exec(file string, argv []string, env map[string]string, cwd str
 		}
 		interp, arg, ok := parseShebang(head)
 		if !ok {
-			w.warnf("%s: malformed #! line", r.real)
+			w.warnf("%s: malformed #! line", r.Real)
 			return
 		}
 		nargv := []string{interp}
@@ -179,11 +181,11 @@ func (w *walker) exec(file string, argv []string, env map[string]string, cwd str
 		w.exec(ip, nargv, env, cwd, frame{depth: fr.depth, interp: fr.interp + 1})
 	case fr.shell && !bytes.ContainsRune(head, 0):
 		// A shell runs a text file that exec refuses as a script of its own.
-		if src, ok := w.readText(r.real); ok {
-			w.runShell(src, r.real, argv[1:], copyEnv(env), cwd, frame{depth: fr.depth})
+		if src, ok := w.readText(r.Real); ok {
+			w.runShell(src, r.Real, argv[1:], copyEnv(env), cwd, frame{depth: fr.depth})
 		}
 	default:
-		w.warnf("%s: not an ELF binary or a #! script: exec would fail with ENOEXEC", r.real)
+		w.warnf("%s: not an ELF binary or a #! script: exec would fail with ENOEXEC", r.Real)
 	}
 }
 
@@ -419,10 +421,10 @@ func (w *walker) useTree(dir string, depth int) {
 	if !ok || depth <= 0 {
 		return
 	}
-	for _, l := range r.links {
+	for _, l := range r.Links {
 		w.record(l)
 	}
-	ents, err := w.fsys.ReadDir(r.real)
+	ents, err := w.fsys.ReadDir(r.Real)
 	if err != nil {
 		return
 	}
@@ -435,9 +437,9 @@ func (w *walker) useTree(dir string, depth int) {
 	sort.Strings(names)
 	for _, n := range names {
 		if isDir[n] {
-			w.useTree(path.Join(r.real, n), depth-1)
+			w.useTree(path.Join(r.Real, n), depth-1)
 		} else {
-			w.use(path.Join(r.real, n))
+			w.use(path.Join(r.Real, n))
 		}
 	}
 }
@@ -453,7 +455,7 @@ func (w *walker) homeDir(user string) string {
 	if !ok {
 		return "/"
 	}
-	b, ok := w.readText(r.real)
+	b, ok := w.readText(r.Real)
 	if !ok {
 		return "/"
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -215,7 +216,7 @@ func TestStaticHostShebang(t *testing.T) {
 
 func TestShebangChains(t *testing.T) {
 	m := newMemFS()
-	m.exe("/bin/real", buildELF(elfSpec{typ: elf.ET_EXEC, static: true}))
+	m.exe("/bin/real", elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true}))
 	m.script("/s1", "#!/s2 -x\n")
 	m.script("/s2", "#!/bin/real\n")
 	p := mustStatic(t, m, Config{Entrypoint: []string{"/s1"}})
@@ -252,8 +253,8 @@ func TestShebangChains(t *testing.T) {
 func TestEnvShebang(t *testing.T) {
 	m := glibcRoot()
 	m.exe("/usr/bin/env", prog("libc.so.6"))
-	m.exe("/usr/local/bin/tool", buildELF(elfSpec{typ: elf.ET_EXEC, static: true}))
-	m.exe("/opt/bin/tool", buildELF(elfSpec{typ: elf.ET_EXEC, static: true}))
+	m.exe("/usr/local/bin/tool", elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true}))
+	m.exe("/opt/bin/tool", elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true}))
 	m.script("/app/run", "#!/usr/bin/env -S PATH=/opt/bin tool --flag\n")
 	m.script("/app/run2", "#!/usr/bin/env tool\n")
 	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/run"}})
@@ -270,7 +271,7 @@ func TestEnvShebang(t *testing.T) {
 
 func TestWrappers(t *testing.T) {
 	m := newMemFS()
-	static := buildELF(elfSpec{typ: elf.ET_EXEC, static: true})
+	static := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})
 	for _, b := range []string{"tini", "gosu", "nice", "timeout", "dumb-init", "server"} {
 		m.exe("/usr/bin/"+b, static)
 	}
@@ -293,7 +294,7 @@ func TestWrappers(t *testing.T) {
 
 func TestPathLookup(t *testing.T) {
 	m := newMemFS()
-	static := buildELF(elfSpec{typ: elf.ET_EXEC, static: true})
+	static := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})
 	m.file("/usr/local/bin/app", static, 0o644) // not executable: skipped
 	m.exe("/usr/bin/app", static)
 	m.exe("/work/app", static)
@@ -325,7 +326,7 @@ func TestPathLookup(t *testing.T) {
 func TestSymlinks(t *testing.T) {
 	m := newMemFS()
 	m.mergedUsr()
-	static := buildELF(elfSpec{typ: elf.ET_EXEC, static: true})
+	static := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Static: true})
 	m.exe("/usr/bin/python3.11", static)
 	m.link("/usr/bin/python3", "python3.11")
 	m.link("/usr/local/bin/py", "/bin/python3")
@@ -353,7 +354,7 @@ func TestSymlinks(t *testing.T) {
 	if _, err := w.resolve("/dangling"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("resolve(/dangling) = %v", err)
 	}
-	if r, err := w.resolve("/bin/../bin/./python3"); err != nil || r.real != "/usr/bin/python3.11" {
+	if r, err := w.resolve("/bin/../bin/./python3"); err != nil || r.Real != "/usr/bin/python3.11" {
 		t.Errorf("resolve with .. = %+v, %v", r, err)
 	}
 }
@@ -451,7 +452,7 @@ func TestDirFS(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	m := glibcRoot()
-	m.file(x64lib+"liba.so", buildELF(elfSpec{needed: []string{"libc.so.6", "libz.so.1"}}), 0o644)
+	m.file(x64lib+"liba.so", elftest.Build(elftest.Spec{Needed: []string{"libc.so.6", "libz.so.1"}}), 0o644)
 	m.exe("/usr/bin/app", prog("liba.so", "libm.so.6"))
 	m.script("/entry.sh", "#!/bin/app\n")
 	cfg := Config{Entrypoint: []string{"/entry.sh"}}

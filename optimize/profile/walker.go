@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
-	"path"
 	"strings"
+
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 )
 
 // walker holds the state of one profiling run: the files recorded so far in
@@ -126,81 +126,23 @@ func (w *walker) finishWarnings() []string {
 	return out
 }
 
-// resolved is a path resolved inside the image.
-type resolved struct {
-	real  string      // the path with every link resolved
-	links []string    // the links followed, in order
-	info  fs.FileInfo // Lstat of real
-}
+// resolved is a path resolved inside the image: Real, the Links followed
+// in order, and Info, the Lstat of Real.
+type resolved = imagepath.Resolved
 
 // resolve follows name (absolute) through symbolic links inside the image
-// root, the way the kernel walks a path: absolute link targets start again at
-// the root, ".." stops at the root and more than 40 links fail with
-// ErrSymlinkLoop.
+// root, the way the kernel walks a path (see imagepath.Resolve).
 func (w *walker) resolve(name string) (resolved, error) {
-	var r resolved
 	if w.stopped() {
-		return r, w.err
+		return resolved{}, w.err
 	}
-	rest := splitPath(name)
-	cur := "/"
-	n := 0
-	for len(rest) > 0 {
-		c := rest[0]
-		rest = rest[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			cur = path.Dir(cur)
-			r.info = nil
-			continue
-		}
-		next := path.Join(cur, c)
-		fi, err := w.fsys.Lstat(next)
-		if err != nil {
-			return r, &fs.PathError{Op: "resolve", Path: name, Err: underlying(err)}
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			n++
-			if n > maxSymlinks {
-				return r, &fs.PathError{Op: "resolve", Path: name, Err: ErrSymlinkLoop}
-			}
-			target, err := w.fsys.Readlink(next)
-			if err != nil {
-				return r, &fs.PathError{Op: "resolve", Path: name, Err: underlying(err)}
-			}
-			if target == "" {
-				return r, &fs.PathError{Op: "resolve", Path: name, Err: fs.ErrNotExist}
-			}
-			r.links = append(r.links, next)
-			if path.IsAbs(target) {
-				cur = "/"
-			}
-			rest = append(splitPath(target), rest...)
-			continue
-		}
-		if len(rest) > 0 && !fi.IsDir() {
-			return r, &fs.PathError{Op: "resolve", Path: name, Err: errNotDir}
-		}
-		cur = next
-		r.info = fi
-	}
-	if r.info == nil {
-		fi, err := w.fsys.Lstat(cur)
-		if err != nil {
-			return r, &fs.PathError{Op: "resolve", Path: name, Err: underlying(err)}
-		}
-		r.info = fi
-	}
-	r.real = cur
-	return r, nil
+	return imagepath.Resolve(w.fsys, name)
 }
 
 // resolveFile resolves name and reports whether it is a regular file.
 func (w *walker) resolveFile(name string) (resolved, bool) {
 	r, err := w.resolve(name)
-	if err != nil || !r.info.Mode().IsRegular() {
+	if err != nil || !r.Info.Mode().IsRegular() {
 		return r, false
 	}
 	return r, true
@@ -211,7 +153,7 @@ func (w *walker) resolveFile(name string) (resolved, bool) {
 func (w *walker) use(name string) (resolved, bool) {
 	r, ok := w.resolveFile(name)
 	if ok {
-		w.recordAll(r.links, r.real)
+		w.recordAll(r.Links, r.Real)
 	}
 	return r, ok
 }
@@ -219,7 +161,7 @@ func (w *walker) use(name string) (resolved, bool) {
 // isDir reports whether name resolves to a directory.
 func (w *walker) isDir(name string) (resolved, bool) {
 	r, err := w.resolve(name)
-	if err != nil || !r.info.IsDir() {
+	if err != nil || !r.Info.IsDir() {
 		return r, false
 	}
 	return r, true
@@ -244,7 +186,7 @@ func (w *walker) readHead(real string, n int64) ([]byte, error) {
 func (w *walker) readText(real string) ([]byte, bool) {
 	b, err := w.readHead(real, w.o.maxRead+1)
 	if err != nil {
-		w.warnf("%s: %v", real, underlying(err))
+		w.warnf("%s: %v", real, imagepath.Underlying(err))
 		return nil, false
 	}
 	if int64(len(b)) > w.o.maxRead {
@@ -272,7 +214,7 @@ func (w *walker) lookPath(name, pathVar, cwd string) (string, bool) {
 		}
 		p := cleanAbs(cleanAbs(cwd, dir), name)
 		r, ok := w.resolveFile(p)
-		if ok && r.info.Mode().Perm()&0o111 != 0 {
+		if ok && r.Info.Mode().Perm()&0o111 != 0 {
 			return p, true
 		}
 		if w.stopped() {
