@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/imageref"
-	"github.com/coldstart-dev/coldstart/internal/rootfs"
-	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	profilerun "github.com/coldstart-dev/coldstart/optimize/profile/run"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
@@ -87,7 +86,7 @@ atomically (and then standard output stays quiet unless --format is given).`,
 	fl.StringArrayVar(&f.args, "args", nil, "replace the image's Cmd (repeatable, one argument each)")
 	fl.StringArrayVar(&f.env, "env", nil, "set an environment variable, KEY=VALUE (repeatable)")
 	fl.StringVar(&f.user, "user", "", "run as this user instead of the image's: NAME|UID[:GROUP|GID]")
-	fl.DurationVar(&f.period, "period", profile.DefaultPeriod, "run mode: stop after this long")
+	fl.DurationVar(&f.period, "period", profilerun.DefaultPeriod, "run mode: stop after this long")
 	fl.StringVar(&f.waitLine, "wait-on-line", "", "run mode: stop when a line of the process's output matches this regular expression")
 	fl.IntVar(&f.waitPort, "wait-on-port", 0, "run mode: stop when this TCP port accepts a connection inside the sandbox")
 	fl.BoolVar(&f.showOutput, "show-output", false, "run mode: copy the process's output to standard error")
@@ -140,7 +139,7 @@ func profileConfig(cmd *cobra.Command, f *profileFlags, c v1.Config, extra []str
 }
 
 // checkProfileFlags rejects what cannot work before anything is read.
-func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profile.RunOption, error) {
+func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profilerun.Option, error) {
 	if f.format != optimize.FormatText && f.format != optimize.FormatJSON {
 		return nil, errors.Join(errUsage, fmt.Errorf("unknown format %q: use text or json", f.format))
 	}
@@ -156,26 +155,26 @@ func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profile.RunOption
 	default:
 		return nil, errors.Join(errUsage, fmt.Errorf("unknown mode %q: use static or run", f.mode))
 	}
-	var opts []profile.RunOption
+	var opts []profilerun.Option
 	if f.period <= 0 {
 		return nil, errors.Join(errUsage, fmt.Errorf("--period %v: must be positive", f.period))
 	}
-	opts = append(opts, profile.WithPeriod(f.period))
+	opts = append(opts, profilerun.WithPeriod(f.period))
 	if f.waitLine != "" {
 		re, err := regexp.Compile(f.waitLine)
 		if err != nil {
 			return nil, errors.Join(errUsage, fmt.Errorf("--wait-on-line: %v", err))
 		}
-		opts = append(opts, profile.WithWaitOnLine(re))
+		opts = append(opts, profilerun.WithWaitOnLine(re))
 	}
 	if cmd.Flags().Changed("wait-on-port") {
 		if f.waitPort < 1 || f.waitPort > 65535 {
 			return nil, errors.Join(errUsage, fmt.Errorf("--wait-on-port %d: not a TCP port", f.waitPort))
 		}
-		opts = append(opts, profile.WithWaitOnPort(f.waitPort))
+		opts = append(opts, profilerun.WithWaitOnPort(f.waitPort))
 	}
 	if f.tmpDir != "" {
-		opts = append(opts, profile.WithRunTempDir(f.tmpDir))
+		opts = append(opts, profilerun.WithTempDir(f.tmpDir))
 	}
 	return opts, nil
 }
@@ -200,7 +199,7 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	opts = append(opts, optimize.WithTempDir(f.tmpDir))
 	if f.mode == modeRun {
 		// Fail early, before reading anything.
-		if err := profile.RunSupported(); err != nil {
+		if err := profilerun.Supported(); err != nil {
 			return err
 		}
 	}
@@ -228,45 +227,21 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 			return fmt.Errorf("profiling %s: %w", ref, err)
 		}
 	case modeRun:
-		if cf.OS != "" && cf.OS != "linux" || cf.Architecture != "" && cf.Architecture != runtime.GOARCH {
-			return errors.Join(errUsage, fmt.Errorf("%s is a %s/%s image and this machine runs linux/%s: it cannot be started here; use --mode static",
-				ref, cf.OS, cf.Architecture, runtime.GOARCH))
-		}
-		runOpts = append(runOpts, profile.WithRunLogger(g.logger()))
-		if f.showOutput {
-			runOpts = append(runOpts, profile.WithOutput(g.stderr))
-		}
-		fill := func(ctx context.Context, dir string) error {
-			idxs, err := optimize.IndexImage(ctx, img, opts...)
-			if err != nil {
-				return err
-			}
-			ov, err := layers.Merge(idxs...)
-			if err != nil {
-				return err
-			}
-			ls, err := img.Layers()
-			if err != nil {
-				return err
-			}
-			res, err := rootfs.Extract(ctx, dir, ls, ov, rootfs.WithLogger(g.logger()))
-			if err != nil {
-				return err
-			}
-			for _, n := range res.Notes {
-				g.logger().Debug("profile: root filesystem", "note", n)
-			}
-			return nil
-		}
-		p, err = profile.Run(ctx, fill, pc, runOpts...)
-		if err != nil {
-			return fmt.Errorf("profiling %s: %w", ref, err)
-		}
-		d, err := img.Digest()
+		idxOpts, err := g.indexOptions()
 		if err != nil {
 			return err
 		}
-		p.Image = d.String()
+		runOpts = append(runOpts, profilerun.WithConfig(pc), profilerun.WithLogger(g.logger()), profilerun.WithIndexOptions(idxOpts...))
+		if f.showOutput {
+			runOpts = append(runOpts, profilerun.WithOutput(g.stderr))
+		}
+		p, err = profilerun.Image(ctx, img, runOpts...)
+		if errors.Is(err, profilerun.ErrPlatform) {
+			return errors.Join(errUsage, fmt.Errorf("%s: %w: use --mode static", ref, err))
+		}
+		if err != nil {
+			return fmt.Errorf("profiling %s: %w", ref, err)
+		}
 	}
 	if pl := cf.Platform(); pl != nil && pl.OS != "" {
 		p.Platform = pl.String()

@@ -11,6 +11,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	profilerun "github.com/coldstart-dev/coldstart/optimize/profile/run"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -149,7 +150,7 @@ func TestProfileUsageErrors(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
 		}
 	}
-	if profile.RunSupported() == nil {
+	if profilerun.Supported() == nil {
 		_, errOut, code := run(t, "profile", "--mode", "run", arm)
 		if code != 2 || !strings.Contains(errOut, "linux/arm64 image") || !strings.Contains(errOut, "--mode static") {
 			t.Errorf("arm64 image: exit %d, stderr %q", code, errOut)
@@ -159,7 +160,7 @@ func TestProfileUsageErrors(t *testing.T) {
 
 // TestProfileRun runs a static busybox from the host as the entrypoint.
 func TestProfileRun(t *testing.T) {
-	if err := profile.RunSupported(); err != nil {
+	if err := profilerun.Supported(); err != nil {
 		registrytest.SkipOrFail(t, "run profiler unavailable: %v", err)
 	}
 	bb, err := exec.LookPath("busybox")

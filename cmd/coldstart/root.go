@@ -98,6 +98,16 @@ Image references:
 // limits returns the optimize options for --max-layer-size and
 // --max-entries.
 func (g *globals) limits() ([]optimize.Option, error) {
+	idx, err := g.indexOptions()
+	if err != nil {
+		return nil, err
+	}
+	return []optimize.Option{optimize.WithLogger(g.logger()), optimize.WithIndexOptions(idx...)}, nil
+}
+
+// indexOptions are the layer index limits of --max-layer-size and
+// --max-entries.
+func (g *globals) indexOptions() ([]layers.Option, error) {
 	n, err := units.ParseBytes(g.maxLayerSize)
 	if err != nil || n <= 0 {
 		return nil, errors.Join(errUsage, fmt.Errorf("--max-layer-size: %v", err))
@@ -105,10 +115,7 @@ func (g *globals) limits() ([]optimize.Option, error) {
 	if g.maxEntries <= 0 {
 		return nil, errors.Join(errUsage, fmt.Errorf("--max-entries must be positive"))
 	}
-	return []optimize.Option{
-		optimize.WithLogger(g.logger()),
-		optimize.WithIndexOptions(layers.WithMaxSize(n), layers.WithMaxEntries(g.maxEntries)),
-	}, nil
+	return []layers.Option{layers.WithMaxSize(n), layers.WithMaxEntries(g.maxEntries)}, nil
 }
 
 func (g *globals) logger() *slog.Logger {

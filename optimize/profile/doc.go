@@ -7,10 +7,11 @@
 // three sources:
 //
 //   - [Static] predicts it without running anything (Source "static").
-//   - [Run] records it (Source "run"): it starts the entrypoint in a sandbox
-//     (an overlay of the image's filesystem, new namespaces) and records
-//     with fanotify every file of the image the process tree opens. Linux
-//     and root only; see [RunSupported].
+//   - The subpackage [github.com/coldstart-dev/coldstart/optimize/profile/run]
+//     records it (Source "run"): it starts the entrypoint in a sandbox (an
+//     overlay of the image's filesystem, new namespaces) and records with
+//     fanotify every file of the image the process tree opens. Linux and
+//     root only.
 //   - [ReadPathList] and [ReadRecordIn] import it from a file (Source
 //     "file"): a plain path list with wildcards, or the JSON-lines record of
 //     "ctr-remote image optimize --record-out", the file that

@@ -1,7 +1,6 @@
 package profile
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -167,23 +166,4 @@ func cleanAbs(dir, p string) string {
 		dir = "/"
 	}
 	return path.Join(dir, p)
-}
-
-// describe is a short human name for a file type, used in warnings.
-func describe(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return fmt.Sprintf("a special file (%v)", m.Type())
 }

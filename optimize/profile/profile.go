@@ -8,13 +8,15 @@ import (
 	"path"
 
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Sources of a Profile.
 const (
 	// SourceStatic marks a profile predicted by Static without running anything.
 	SourceStatic = "static"
-	// SourceRun marks a profile recorded by running the entrypoint.
+	// SourceRun marks a profile recorded by running the entrypoint
+	// (package run).
 	SourceRun = "run"
 	// SourceFile marks a profile imported from a file (ReadPathList, ReadRecordIn).
 	SourceFile = "file"
@@ -44,6 +46,12 @@ type Config struct {
 	// User is "name", "uid", "name:group" or "uid:gid"; it picks the home
 	// directory (from /etc/passwd) when Env has no HOME.
 	User string
+}
+
+// ConfigOf returns the fields of an image config that decide what a
+// container runs at start.
+func ConfigOf(c v1.Config) Config {
+	return Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}
 }
 
 // Profile is the start-up working set of an image: the files a container

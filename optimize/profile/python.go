@@ -352,7 +352,7 @@ opts:
 			return
 		}
 		if !r.Info.Mode().IsRegular() {
-			w.warnf("%s: Python script %s is %s", real, target, describe(r.Info.Mode()))
+			w.warnf("%s: Python script %s is %s", real, target, imagepath.Describe(r.Info.Mode()))
 			return
 		}
 		w.recordAll(r.Links, r.Real)

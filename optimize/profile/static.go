@@ -131,7 +131,7 @@ func (w *walker) exec(file string, argv []string, env map[string]string, cwd str
 		return
 	}
 	if !r.Info.Mode().IsRegular() {
-		w.warnf("%s: cannot be executed: it is %s", file, describe(r.Info.Mode()))
+		w.warnf("%s: cannot be executed: it is %s", file, imagepath.Describe(r.Info.Mode()))
 		return
 	}
 	w.recordAll(r.Links, r.Real)

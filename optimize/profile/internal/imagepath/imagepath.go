@@ -2,6 +2,7 @@ package imagepath
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path"
 	"strings"
@@ -115,4 +116,24 @@ func Split(p string) []string {
 		}
 	}
 	return out
+}
+
+// Describe is a short human name for a file type ("a directory", "a
+// symbolic link", ...), for messages.
+func Describe(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return fmt.Sprintf("a special file (%v)", m.Type())
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile_test
+package run_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
-	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/profile/run"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -149,7 +149,7 @@ func TestRunStaticRecall(t *testing.T) {
 	type scenario struct {
 		name string
 		img  v1.Image
-		opts []profile.RunOption
+		opts []run.Option
 		// min is the recall the static profiler must reach: 0.9, except
 		// where a known limit of static analysis applies (see the case).
 		min float64
@@ -182,13 +182,13 @@ func TestRunStaticRecall(t *testing.T) {
 		appLayer := app.layer()
 		cases = append(cases, scenario{name: "python HTTP server", img: imageOf(t, v1.Config{
 			Entrypoint: []string{"python3", "server.py"}, WorkingDir: "/app", Env: []string{"PORT=8080"},
-		}, pyBase, appLayer), opts: []profile.RunOption{profile.WithWaitOnPort(8080)}, min: 0.9})
+		}, pyBase, appLayer), opts: []run.Option{run.WithWaitOnPort(8080)}, min: 0.9})
 		// argparse imports shutil (and with it bz2, lzma and their
 		// extension modules) inside HelpFormatter.__init__: the static
 		// profiler follows imports in the functions that main names.
 		cases = append(cases, scenario{name: "python CLI app (argparse)", img: imageOf(t, v1.Config{
 			Entrypoint: []string{"python3", "/app/main.py"}, WorkingDir: "/app",
-		}, pyBase, appLayer), opts: []profile.RunOption{profile.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
+		}, pyBase, appLayer), opts: []run.Option{run.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
 	} else {
 		leftOut(t, "python3.11 is not installed, or -short: the python scenarios are left out")
 	}
@@ -212,7 +212,7 @@ func TestRunStaticRecall(t *testing.T) {
 		js.file("/app/node_modules/tiny-log/README.md", "# tiny-log\n", 0o644)
 		cases = append(cases, scenario{name: "node.js HTTP server", img: imageOf(t, v1.Config{
 			Entrypoint: []string{"node", "server.js"}, WorkingDir: "/app",
-		}, js.layer()), opts: []profile.RunOption{profile.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
+		}, js.layer()), opts: []run.Option{run.WithWaitOnLine(regexp.MustCompile(`^ready$`))}, min: 0.9})
 	} else {
 		leftOut(t, "node is not installed, or -short: the node.js scenario is left out")
 	}

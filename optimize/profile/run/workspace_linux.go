@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile
+package run
 
 import (
 	"bufio"
@@ -42,7 +42,7 @@ func newWorkspace(base string) (*workspace, error) {
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(real, &sfs); err == nil && sfs.Type == unix.OVERLAYFS_SUPER_MAGIC {
-		return nil, fmt.Errorf("run workspace: %s is on overlayfs, which cannot hold the upper directory of another overlay: choose a directory on ext4, xfs or tmpfs (WithRunTempDir, --tmpdir)", real)
+		return nil, fmt.Errorf("run workspace: %s is on overlayfs, which cannot hold the upper directory of another overlay: choose a directory on ext4, xfs or tmpfs (WithTempDir, --tmpdir)", real)
 	}
 	pid := os.Getpid()
 	dir, err := os.MkdirTemp(real, fmt.Sprintf("%s%d-", workspacePrefix, pid))
@@ -53,7 +53,7 @@ func newWorkspace(base string) (*workspace, error) {
 	// overlayfs options separate paths with ',' and ':'.
 	if strings.ContainsAny(dir, ",:\\\n") {
 		w.remove()
-		return nil, fmt.Errorf("run workspace %s: the path must not contain ',', ':' or '\\' (see WithRunTempDir)", dir)
+		return nil, fmt.Errorf("run workspace %s: the path must not contain ',', ':' or '\\' (see WithTempDir)", dir)
 	}
 	st, ok := startTime(pid)
 	if !ok {

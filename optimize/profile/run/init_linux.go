@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile
+package run
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,7 +87,7 @@ func sandboxInit() int {
 	}
 	opts := "lowerdir=" + c.Lower + ",upperdir=" + c.Upper + ",workdir=" + c.Work
 	if err := unix.Mount("overlay", c.Merged, "overlay", unix.MS_NODEV, opts); err != nil {
-		return fail(msgErr, fmt.Errorf("mounting the overlay (%s): %w; the workspace must be on a filesystem that can hold an overlay upper directory, such as ext4, xfs or tmpfs (see WithRunTempDir, --tmpdir)", opts, err))
+		return fail(msgErr, fmt.Errorf("mounting the overlay (%s): %w; the workspace must be on a filesystem that can hold an overlay upper directory, such as ext4, xfs or tmpfs (see WithTempDir, --tmpdir)", opts, err))
 	}
 	say(msgMounted)
 	if line, err := ctl.ReadString('\n'); err != nil || strings.TrimSpace(line) != msgGo {
@@ -106,8 +108,7 @@ func sandboxInit() int {
 	if err := enterDir(c.Dir); err != nil {
 		return fail(msgErrUser, err)
 	}
-	env := parseEnv(c.Env)
-	prog, err := lookPathIn(c.Argv[0], env["PATH"])
+	prog, err := lookPathIn(c.Argv[0], pathOf(c.Env))
 	if err != nil {
 		return fail(msgErrUser, err)
 	}
@@ -161,7 +162,7 @@ func mountDir(p string, mode fs.FileMode) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s is %s in the image", filepath.Base(p), describe(fi.Mode()))
+		return fmt.Errorf("%s is %s in the image", filepath.Base(p), imagepath.Describe(fi.Mode()))
 	}
 	return nil
 }
@@ -258,6 +259,18 @@ func enterDir(dir string) error {
 	return nil
 }
 
+// pathOf returns the value of the last PATH in env (KEY=VALUE pairs), ""
+// when there is none.
+func pathOf(env []string) string {
+	p := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			p = v
+		}
+	}
+	return p
+}
+
 // lookPathIn finds file like execvp with the given PATH: a name with a slash
 // is used as it is; otherwise the first executable regular file in PATH. It
 // only stats, so it opens nothing the profile would record.
@@ -272,7 +285,7 @@ func lookPathIn(file, pathList string) (string, error) {
 		return file, nil
 	}
 	if pathList == "" {
-		pathList = DefaultPath
+		pathList = profile.DefaultPath
 	}
 	var firstErr error
 	for _, dir := range filepath.SplitList(pathList) {
@@ -300,7 +313,7 @@ func checkExec(p string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("not a regular file (%s)", describe(fi.Mode()))
+		return fmt.Errorf("not a regular file (%s)", imagepath.Describe(fi.Mode()))
 	}
 	if fi.Mode()&0o111 == 0 {
 		return fs.ErrPermission

@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile_test
+package run_test
 
 import (
 	"archive/tar"
@@ -24,6 +24,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/rootfs"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/profile/run"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -114,7 +115,7 @@ exec env
 	img := imageOf(t, v1.Config{Entrypoint: []string{"/app/start.sh"}, User: "app", WorkingDir: "/work/here",
 		Env: []string{"GREETING=hi", "PATH=/usr/bin:/bin"}}, h.layer())
 	var out bytes.Buffer
-	p, err := runImage(t, context.Background(), img, profile.WithOutput(&out))
+	p, err := runImage(t, context.Background(), img, run.WithOutput(&out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +159,8 @@ func TestRunWaitOnLine(t *testing.T) {
 	img := imageOf(t, v1.Config{Entrypoint: []string{"/bin/sh", "-c", "echo booting; env >/dev/null; echo 'server READY on 8080'; read x < /app/block"}}, h.layer())
 	var out bytes.Buffer
 	// Without the line the run would last the whole period.
-	p, err := runImage(t, context.Background(), img, profile.WithOutput(&out),
-		profile.WithWaitOnLine(regexp.MustCompile(`READY on \d+`)), profile.WithPeriod(5*time.Minute))
+	p, err := runImage(t, context.Background(), img, run.WithOutput(&out),
+		run.WithWaitOnLine(regexp.MustCompile(`READY on \d+`)), run.WithPeriod(5*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestRunWaitOnLine(t *testing.T) {
 	}
 
 	// A line that never comes: the period ends the run, with a warning.
-	p, err = runImage(t, context.Background(), img, profile.WithWaitOnLine(regexp.MustCompile(`never`)), profile.WithPeriod(300*time.Millisecond))
+	p, err = runImage(t, context.Background(), img, run.WithWaitOnLine(regexp.MustCompile(`never`)), run.WithPeriod(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestRunWaitOnPort(t *testing.T) {
 	// nc listens, accepts the probe and exits; the script then waits for
 	// ever: only the port can end the run before the period.
 	img := imageOf(t, v1.Config{Entrypoint: []string{"/bin/sh", "-c", "busybox nc -l -p 8080 >/dev/null; read x < /app/block"}}, h.layer())
-	p, err := runImage(t, context.Background(), img, profile.WithWaitOnPort(8080), profile.WithPeriod(5*time.Minute))
+	p, err := runImage(t, context.Background(), img, run.WithWaitOnPort(8080), run.WithPeriod(5*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestRunWaitOnPort(t *testing.T) {
 		t.Errorf("busybox not recorded: %q", p.Files)
 	}
 	// The host's loopback is not the sandbox's: nothing listens there.
-	p, err = runImage(t, context.Background(), img, profile.WithWaitOnPort(8081), profile.WithPeriod(300*time.Millisecond))
+	p, err = runImage(t, context.Background(), img, run.WithWaitOnPort(8081), run.WithPeriod(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +281,7 @@ func TestRunKillsProcessTree(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}}
-	p, err := runImage(t, context.Background(), img, profile.WithOutput(hook), profile.WithPeriod(500*time.Millisecond))
+	p, err := runImage(t, context.Background(), img, run.WithOutput(hook), run.WithPeriod(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,8 +317,8 @@ func TestRunEntrypointErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			img := imageOf(t, c.cfg, layer)
 			base := t.TempDir()
-			_, err := profile.Run(context.Background(), filler(img), configOf(t, img), profile.WithRunTempDir(base))
-			if !errors.Is(err, profile.ErrEntrypoint) {
+			_, err := run.Root(context.Background(), filler(img), configOf(t, img), run.WithTempDir(base))
+			if !errors.Is(err, run.ErrEntrypoint) {
 				t.Fatalf("err = %v, want ErrEntrypoint", err)
 			}
 			if !strings.Contains(err.Error(), c.want) {
@@ -382,7 +383,7 @@ func TestRunRefusesUnsafeLayers(t *testing.T) {
 			img := imageOf(t, v1.Config{Entrypoint: []string{"/bin/sh", "-c", "echo ran"}}, ls...)
 			base := t.TempDir()
 			var out bytes.Buffer
-			_, err := profile.Run(context.Background(), filler(img), configOf(t, img), profile.WithRunTempDir(base), profile.WithOutput(&out))
+			_, err := run.Root(context.Background(), filler(img), configOf(t, img), run.WithTempDir(base), run.WithOutput(&out))
 			if !errors.Is(err, rootfs.ErrUnsafePath) {
 				t.Fatalf("err = %v, want ErrUnsafePath", err)
 			}
@@ -415,7 +416,7 @@ func TestRunCancel(t *testing.T) {
 		during = processesWith(t, token)
 		cancel()
 	}}
-	_, err := profile.Run(ctx, filler(img), configOf(t, img), profile.WithRunTempDir(base), profile.WithOutput(hook), profile.WithPeriod(5*time.Minute))
+	_, err := run.Root(ctx, filler(img), configOf(t, img), run.WithTempDir(base), run.WithOutput(hook), run.WithPeriod(5*time.Minute))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -436,7 +437,7 @@ func TestRunCancel(t *testing.T) {
 		cancel2()
 		return ctx.Err()
 	}
-	_, err = profile.Run(ctx2, fill, configOf(t, img), profile.WithRunTempDir(base))
+	_, err = run.Root(ctx2, fill, configOf(t, img), run.WithTempDir(base))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -500,7 +501,7 @@ func TestRunCleansStaleWorkspaces(t *testing.T) {
 
 	h := baseTree(t)
 	img := imageOf(t, v1.Config{Entrypoint: []string{"/bin/sh", "-c", "true"}}, h.layer())
-	if _, err := profile.Run(context.Background(), filler(img), configOf(t, img), profile.WithRunTempDir(base)); err != nil {
+	if _, err := run.Root(context.Background(), filler(img), configOf(t, img), run.WithTempDir(base)); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{stale, reused} {
@@ -526,13 +527,13 @@ func TestRunCleansStaleWorkspaces(t *testing.T) {
 // binary runs itself again as nobody.
 func TestRunUnsupported(t *testing.T) {
 	if os.Getenv("COLDSTART_TEST_RUN_AS_NOBODY") == "1" || os.Geteuid() != 0 {
-		err := profile.RunSupported()
-		if !errors.Is(err, profile.ErrRunUnsupported) {
+		err := run.Supported()
+		if !errors.Is(err, run.ErrUnsupported) {
 			t.Fatalf("RunSupported() = %v, want ErrRunUnsupported", err)
 		}
-		_, err = profile.Run(context.Background(), func(context.Context, string) error { return nil },
+		_, err = run.Root(context.Background(), func(context.Context, string) error { return nil },
 			profile.Config{Entrypoint: []string{"/bin/sh"}})
-		if !errors.Is(err, profile.ErrRunUnsupported) || !strings.Contains(err.Error(), "static") || !strings.Contains(err.Error(), "root") {
+		if !errors.Is(err, run.ErrUnsupported) || !strings.Contains(err.Error(), "static") || !strings.Contains(err.Error(), "root") {
 			t.Fatalf("Run: %v, want ErrRunUnsupported naming root and the static profiler", err)
 		}
 		return
@@ -601,7 +602,7 @@ func TestRunWorkspaceOnOverlay(t *testing.T) {
 	defer syscall.Unmount(m, syscall.MNT_DETACH)
 	filled := false
 	fill := func(context.Context, string) error { filled = true; return nil }
-	_, err := profile.Run(context.Background(), fill, profile.Config{Entrypoint: []string{"/bin/sh"}}, profile.WithRunTempDir(m))
+	_, err := run.Root(context.Background(), fill, profile.Config{Entrypoint: []string{"/bin/sh"}}, run.WithTempDir(m))
 	if err == nil || !strings.Contains(err.Error(), "is on overlayfs") {
 		t.Fatalf("err = %v, want it to say the directory is on overlayfs", err)
 	}

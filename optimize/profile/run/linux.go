@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile
+package run
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -22,21 +21,23 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elfhdr"
+	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 	"golang.org/x/sys/unix"
 )
 
-func runSupported() error {
+func supported() error {
 	if euid := os.Geteuid(); euid != 0 {
-		return fmt.Errorf("%w: running as uid %d, not root (mounting an overlay and watching it with fanotify need root)", ErrRunUnsupported, euid)
+		return fmt.Errorf("%w: running as uid %d, not root (mounting an overlay and watching it with fanotify need root)", ErrUnsupported, euid)
 	}
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC, unix.O_RDONLY)
 	if err != nil {
-		return fmt.Errorf("%w: fanotify_init: %v", ErrRunUnsupported, err)
+		return fmt.Errorf("%w: fanotify_init: %v", ErrUnsupported, err)
 	}
 	unix.Close(fd)
 	if _, err := os.Stat("/proc/self/exe"); err != nil {
-		return fmt.Errorf("%w: /proc/self/exe: %v", ErrRunUnsupported, err)
+		return fmt.Errorf("%w: /proc/self/exe: %v", ErrUnsupported, err)
 	}
 	return nil
 }
@@ -44,7 +45,7 @@ func runSupported() error {
 // maxOutputTail is how many of the last output lines an error quotes.
 const maxOutputTail = 5
 
-func run(ctx context.Context, fill Filler, cfg Config, o *runOptions) (p *Profile, err error) {
+func record(ctx context.Context, fill Filler, cfg profile.Config, o *options) (p *profile.Profile, err error) {
 	cleanStale(o.tempDir, o.logger)
 	ws, err := newWorkspace(o.tempDir)
 	if err != nil {
@@ -70,12 +71,12 @@ func run(ctx context.Context, fill Filler, cfg Config, o *runOptions) (p *Profil
 		return nil, err
 	}
 	defer lower.Close()
-	img := DirFS(ws.path("lower"))
+	img := profile.DirFS(ws.path("lower"))
 	u, err := lookupUser(img, cfg.User)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEntrypoint, err)
 	}
-	dir := cleanAbs("/", cfg.WorkingDir)
+	dir := path.Join("/", cfg.WorkingDir)
 	ic := initConfig{
 		Lower:    ws.path("lower"),
 		Upper:    ws.path("upper"),
@@ -104,7 +105,7 @@ func run(ctx context.Context, fill Filler, cfg Config, o *runOptions) (p *Profil
 	if len(files) > o.maxFiles {
 		files = files[:o.maxFiles]
 	}
-	return &Profile{Source: SourceRun, Files: files, Warnings: append(warnings, wwarn...)}, nil
+	return &profile.Profile{Source: profile.SourceRun, Files: files, Warnings: append(warnings, wwarn...)}, nil
 }
 
 // runEnv is the process environment: env with later duplicates winning,
@@ -122,7 +123,7 @@ func runEnv(env []string, home, hostname string) []string {
 		}
 		vals[k] = v
 	}
-	for _, d := range [][2]string{{"PATH", DefaultPath}, {"HOSTNAME", hostname}, {"HOME", home}} {
+	for _, d := range [][2]string{{"PATH", profile.DefaultPath}, {"HOSTNAME", hostname}, {"HOME", home}} {
 		if _, ok := vals[d[0]]; !ok {
 			keys = append(keys, d[0])
 			vals[d[0]] = d[1]
@@ -147,7 +148,7 @@ type runUser struct {
 // /etc/group, as container runtimes do: a name must exist; a numeric uid
 // that passwd does not list gets gid 0 and home "/". Supplementary groups
 // are the groups of /etc/group that list the user.
-func lookupUser(fsys FS, spec string) (runUser, error) {
+func lookupUser(fsys profile.FS, spec string) (runUser, error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if userPart == "" {
 		userPart = "0"
@@ -233,7 +234,7 @@ func lookupUser(fsys FS, spec string) (runUser, error) {
 }
 
 // readSmall reads at most 1 MiB of the image file name; "" when it cannot.
-func readSmall(fsys FS, name string) string {
+func readSmall(fsys profile.FS, name string) string {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return ""
@@ -247,7 +248,7 @@ func readSmall(fsys FS, name string) string {
 // process executed is listed right after the program: the kernel maps it at
 // exec. fanotify normally reports it already; this covers kernels that do
 // not.
-func addInterpreters(fsys FS, files, execs []string, logger *slog.Logger) []string {
+func addInterpreters(fsys profile.FS, files, execs []string, logger *slog.Logger) []string {
 	listed := map[string]bool{}
 	for _, f := range files {
 		listed[f] = true
@@ -273,7 +274,7 @@ func addInterpreters(fsys FS, files, execs []string, logger *slog.Logger) []stri
 
 // elfInterpreter returns the real path, in the image, of prog's PT_INTERP
 // when it is a regular file; "" otherwise.
-func elfInterpreter(fsys FS, prog string) string {
+func elfInterpreter(fsys profile.FS, prog string) string {
 	f, err := fsys.Open(prog)
 	if err != nil {
 		return ""
@@ -291,28 +292,16 @@ func elfInterpreter(fsys FS, prog string) string {
 	if err != nil || info.Interp == "" || !path.IsAbs(info.Interp) {
 		return ""
 	}
-	d, ok := fsys.(dirFS)
-	if !ok {
+	r, err := imagepath.Resolve(fsys, path.Clean(info.Interp))
+	if err != nil || !r.Info.Mode().IsRegular() {
 		return ""
 	}
-	hp, err := d.host("open", path.Clean(info.Interp), true)
-	if err != nil {
-		return ""
-	}
-	st, err := os.Lstat(hp)
-	if err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
-	rel, err := filepath.Rel(d.root, hp)
-	if err != nil {
-		return ""
-	}
-	return "/" + filepath.ToSlash(rel)
+	return r.Real
 }
 
 // sandbox is one start of the entrypoint.
 type sandbox struct {
-	o   *runOptions
+	o   *options
 	cfg initConfig
 	w   *watcher
 

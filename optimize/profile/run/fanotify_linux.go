@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile
+package run
 
 import (
 	"encoding/binary"
@@ -49,7 +49,7 @@ func newWatcher(lower *os.Root, max int, prefixes ...string) (*watcher, error) {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("%w: fanotify_init: %v", ErrRunUnsupported, err)
+		return nil, fmt.Errorf("%w: fanotify_init: %v", ErrUnsupported, err)
 	}
 	return &watcher{
 		fd:       fd,
@@ -66,7 +66,7 @@ func newWatcher(lower *os.Root, max int, prefixes ...string) (*watcher, error) {
 // a mount mark, also sees the copies of the mount in other mount namespaces.
 func (w *watcher) mark(p string) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, eventMask, unix.AT_FDCWD, p); err != nil {
-		return fmt.Errorf("%w: fanotify_mark on the overlay: %v", ErrRunUnsupported, err)
+		return fmt.Errorf("%w: fanotify_mark on the overlay: %v", ErrUnsupported, err)
 	}
 	return nil
 }
@@ -234,7 +234,7 @@ func (w *watcher) result() (files, execs []string, warnings []string) {
 		warnings = append(warnings, "the kernel dropped file events: the profile may miss files")
 	}
 	if w.full {
-		warnings = append(warnings, fmt.Sprintf("file cap of %d reached: the profile is truncated (see WithRunMaxFiles)", w.max))
+		warnings = append(warnings, fmt.Sprintf("file cap of %d reached: the profile is truncated (see WithMaxFiles)", w.max))
 	}
 	return append([]string(nil), w.files...), append([]string(nil), w.execs...), warnings
 }

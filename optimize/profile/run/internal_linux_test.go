@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile
+package run
 
 import (
 	"fmt"
@@ -9,19 +9,36 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
+// imageDir writes files (image path: content) into a new directory and
+// serves it as an image root.
+func imageDir(t *testing.T, files map[string]string) profile.FS {
+	t.Helper()
+	root := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return profile.DirFS(root)
+}
+
 func TestLookupUser(t *testing.T) {
-	m := newMemFS()
-	m.text("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"+
-		"# comment\n"+
-		"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"+
-		"app:x:1000:1000:app:/home/app:/bin/sh\n"+
-		"rel:x:1001:1001::home:/bin/sh\n"+
-		"bad:x:notanumber:1::/:/bin/sh\n")
-	m.text("/etc/group", "root:x:0:\nadm:x:4:app,daemon\nstaff:x:50:app\napp:x:1000:\nweb:x:33:\n")
+	m := imageDir(t, map[string]string{"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n" +
+		"# comment\n" +
+		"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n" +
+		"app:x:1000:1000:app:/home/app:/bin/sh\n" +
+		"rel:x:1001:1001::home:/bin/sh\n" +
+		"bad:x:notanumber:1::/:/bin/sh\n",
+		"/etc/group": "root:x:0:\nadm:x:4:app,daemon\nstaff:x:50:app\napp:x:1000:\nweb:x:33:\n"})
 	for _, c := range []struct {
 		spec string
 		want runUser
@@ -57,7 +74,7 @@ func TestLookupUser(t *testing.T) {
 		}
 	}
 	// No passwd at all: only numeric users work.
-	empty := newMemFS()
+	empty := imageDir(t, nil)
 	if u, err := lookupUser(empty, "123:45"); err != nil || u.uid != 123 || u.gid != 45 {
 		t.Errorf("numeric user without passwd: %+v, %v", u, err)
 	}
@@ -73,7 +90,7 @@ func TestRunEnv(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 	got = runEnv(nil, "/root", "box")
-	want = []string{"PATH=" + DefaultPath, "HOSTNAME=box", "HOME=/root"}
+	want = []string{"PATH=" + profile.DefaultPath, "HOSTNAME=box", "HOME=/root"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
@@ -93,7 +110,7 @@ func TestAddInterpreters(t *testing.T) {
 		}
 	}
 	write("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", elftest.Build(elftest.Spec{SOName: "ld-linux-x86-64.so.2"}))
-	write("app/prog", prog("libc.so.6"))
+	write("app/prog", elftest.Build(elftest.Spec{Interp: "/lib64/ld-linux-x86-64.so.2", Needed: []string{"libc.so.6"}}))
 	write("app/static", elftest.Build(elftest.Spec{Static: true}))
 	write("app/script", []byte("#!/bin/sh\n"))
 	for _, l := range [][2]string{{"lib", "usr/lib"}, {"lib64", "usr/lib64"}} {
@@ -108,7 +125,7 @@ func TestAddInterpreters(t *testing.T) {
 	if err := os.Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", filepath.Join(root, "usr/lib64/ld-linux-x86-64.so.2")); err != nil {
 		t.Fatal(err)
 	}
-	fsys := DirFS(root)
+	fsys := profile.DirFS(root)
 	loader := "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 	log := slog.New(slog.DiscardHandler)
 	got := addInterpreters(fsys, []string{"/app/script", "/app/prog", "/etc/ld.so.cache"}, []string{"/app/script", "/app/static", "/app/prog"}, log)

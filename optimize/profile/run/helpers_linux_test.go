@@ -1,6 +1,6 @@
 //go:build linux
 
-package profile_test
+package run_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/profile/run"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ import (
 // when this machine cannot run the run profiler.
 func requireRun(t testing.TB) {
 	t.Helper()
-	if err := profile.RunSupported(); err != nil {
+	if err := run.Supported(); err != nil {
 		registrytest.SkipOrFail(t, "run profiler unavailable: %v", err)
 	}
 }
@@ -219,8 +220,8 @@ func imageOf(t testing.TB, cfg v1.Config, ls ...v1.Layer) v1.Image {
 	return img
 }
 
-// filler extracts img's merged filesystem, as the CLI does.
-func filler(img v1.Image) profile.Filler {
+// filler extracts img's merged filesystem, as Image does, for run.Root.
+func filler(img v1.Image) run.Filler {
 	return func(ctx context.Context, dir string) error {
 		idxs, err := optimize.IndexImage(ctx, img)
 		if err != nil {
@@ -246,17 +247,16 @@ func configOf(t testing.TB, img v1.Image) profile.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cf.Config
-	return profile.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}
+	return profile.ConfigOf(cf.Config)
 }
 
-// runImage runs the run profiler on img with a private workspace directory,
-// on tmpfs when /dev/shm is one (creating files there is much faster than on
-// a virtual disk), else in the test's temporary directory.
-func runImage(t testing.TB, ctx context.Context, img v1.Image, opts ...profile.RunOption) (*profile.Profile, error) {
+// runImage runs run.Image on img with a private workspace directory, on
+// tmpfs when /dev/shm is one (creating files there is much faster than on a
+// virtual disk), else in the test's temporary directory.
+func runImage(t testing.TB, ctx context.Context, img v1.Image, opts ...run.Option) (*profile.Profile, error) {
 	t.Helper()
-	opts = append([]profile.RunOption{profile.WithRunTempDir(workDir(t))}, opts...)
-	return profile.Run(ctx, filler(img), configOf(t, img), opts...)
+	opts = append([]run.Option{run.WithTempDir(workDir(t))}, opts...)
+	return run.Image(ctx, img, opts...)
 }
 
 func workDir(t testing.TB) string {
