@@ -31,7 +31,7 @@ type options struct {
 	baseLayers   map[v1.Hash]bool
 	cachedLayers map[v1.Hash]bool
 	prioritized  []string
-	profiler     Profiler
+	profiler     profile.Profiler
 	tempDir      string
 	progress     func(Progress)
 	cache        cache.Cache
@@ -79,56 +79,6 @@ func ParseBasePolicy(s string) (BasePolicy, error) {
 	return 0, fmt.Errorf("unknown base policy %q: use keep, convert or auto", s)
 }
 
-// Profiler finds the files an image reads at start-up, absolute paths in
-// first-access order. fsys is the image's merged filesystem. Name
-// identifies the profiler and everything that shapes its output: two
-// profilers with the same name give the same profile for the same image, so
-// profiles can be cached by it.
-type Profiler interface {
-	Profile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
-	Name() string
-}
-
-// ProfilerFunc turns a function into a Profiler with the given name.
-func ProfilerFunc(name string, fn func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)) Profiler {
-	return funcProfiler{name, fn}
-}
-
-type funcProfiler struct {
-	name string
-	fn   func(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error)
-}
-
-func (f funcProfiler) Profile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
-	return f.fn(ctx, img, fsys)
-}
-func (f funcProfiler) Name() string { return f.name }
-
-// staticProfilerVersion changes whenever the static profiler's rules
-// change, so cached static profiles are not reused across rule changes.
-const staticProfilerVersion = "static/3"
-
-// StaticProfiler predicts the start-up files of an image from its config
-// and filesystem without running it (see profile.Static). It works for every
-// platform.
-var StaticProfiler Profiler = ProfilerFunc(staticProfilerVersion, staticProfile)
-
-func staticProfile(ctx context.Context, img v1.Image, fsys profile.FS) (*profile.Profile, error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	c := cf.Config
-	p, err := profile.Static(ctx, fsys, profile.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User})
-	if err != nil {
-		return nil, err
-	}
-	if pl := cf.Platform(); pl != nil && pl.OS != "" {
-		p.Platform = pl.String()
-	}
-	return p, nil
-}
-
 // DefaultConcurrency is how many layers are read or converted at once by
 // default.
 const DefaultConcurrency = 3
@@ -138,7 +88,7 @@ func makeOptions(opts []Option) (*options, error) {
 		concurrency:  DefaultConcurrency,
 		logger:       slog.New(slog.DiscardHandler),
 		dedupe:       true,
-		profiler:     StaticProfiler,
+		profiler:     profile.StaticProfiler(),
 		networks:     report.DefaultNetworks(),
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
@@ -307,10 +257,12 @@ func WithPrioritizedFiles(paths []string) Option {
 	}
 }
 
-// WithProfiler sets a function that returns each image's start-up files,
-// used when WithPrioritizedFiles is not given. The default is
-// StaticProfiler; nil turns profiling off.
-func WithProfiler(p Profiler) Option {
+// WithProfiler sets the profiler that finds each image's start-up files,
+// used when WithPrioritizedFiles is not given: profile.StaticProfiler,
+// profile.ReadFile, or one of the caller's. Its Name keys the cached
+// profiles and the options fingerprint. The default is
+// profile.StaticProfiler(); nil turns profiling off.
+func WithProfiler(p profile.Profiler) Option {
 	return func(o *options) error {
 		o.profiler = p
 		return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -136,13 +137,13 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 	}
 	switch f.profile {
 	case "static":
-		opts = append(opts, optimize.WithProfiler(optimize.StaticProfiler))
+		opts = append(opts, optimize.WithProfiler(profile.StaticProfiler()))
 	case "none", "":
 		opts = append(opts, optimize.WithProfiler(nil))
 	case "run":
 		return errors.Join(errUsage, errors.New("--profile run: record a profile with 'coldstart profile --mode run IMAGE --out FILE' and pass --profile FILE"))
 	default:
-		p, err := optimize.FileProfiler(f.profile)
+		p, err := profile.ReadFile(f.profile)
 		if err != nil {
 			return errors.Join(errUsage, fmt.Errorf("--profile: %w", err))
 		}

@@ -219,10 +219,8 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	var p *profile.Profile
 	switch f.mode {
 	case modeStatic:
-		static := func(ctx context.Context, _ v1.Image, fsys profile.FS) (*profile.Profile, error) {
-			return profile.Static(ctx, fsys, pc, profile.WithLogger(g.logger()))
-		}
-		p, err = optimize.ProfileImage(ctx, img, optimize.ProfilerFunc("static/cli", static), opts...)
+		static := profile.StaticProfiler(profile.WithConfig(pc), profile.WithLogger(g.logger()))
+		p, err = optimize.ProfileImage(ctx, img, static, opts...)
 		if err != nil {
 			return fmt.Errorf("profiling %s: %w", ref, err)
 		}

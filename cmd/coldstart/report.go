@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -183,11 +183,11 @@ func reportOptions(g *globals, f *reportFlags) ([]report.Option, error) {
 	switch f.profile {
 	case "static", "":
 	default:
-		data, err := os.ReadFile(f.profile)
+		p, err := profile.ReadFile(f.profile)
 		if err != nil {
 			return nil, errors.Join(errUsage, fmt.Errorf("--profile: %w", err))
 		}
-		opts = append(opts, report.WithProfiler(report.ProfileFromFile(data)))
+		opts = append(opts, report.WithProfiler(p))
 	}
 	for _, d := range f.cached {
 		h, err := v1.NewHash(d)

@@ -2,17 +2,22 @@ package profile
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 const (
@@ -22,7 +27,9 @@ const (
 
 // ReadPathList imports a plain list of paths, one per line, in priority
 // order. Blank lines and lines starting with "#" are skipped; paths are
-// taken as absolute inside the image.
+// taken as absolute inside the image. A path list is text: a line with a
+// control character other than tab (a NUL byte, say) is an error wrapping
+// ErrInvalidProfile, and so is a line longer than 64 KiB.
 //
 // With fsys, each path is resolved through symbolic links inside the image
 // (the links and the final file are listed), a path that does not exist is
@@ -36,16 +43,67 @@ func ReadPathList(r io.Reader, fsys FS, opts ...Option) (*Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := newWalker(context.Background(), fsys, o)
+	l := scanPathList(r)
+	return l.profile(fsys, o)
+}
+
+// pathList is a path list read by scanPathList: its lines, up to the first
+// one that cannot be read.
+type pathList struct {
+	lines []pathLine
+	err   error // what stopped the reading, nil at the end of the input
+}
+
+// pathLine is one path of a path list.
+type pathLine struct {
+	n    int    // line number
+	text string // as written, trimmed
+}
+
+// scanPathList reads the path lines of r, skipping blank lines and
+// comments, up to the end or the first line that is too long or not text.
+func scanPathList(r io.Reader) pathList {
+	var l pathList
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxListLine)
 	line := 0
 	for sc.Scan() {
 		line++
+		if err := checkText(sc.Bytes()); err != nil {
+			l.err = fmt.Errorf("reading path list: line %d: %w", line, err)
+			return l
+		}
 		s := strings.TrimSpace(sc.Text())
 		if s == "" || strings.HasPrefix(s, "#") {
 			continue
 		}
+		l.lines = append(l.lines, pathLine{line, s})
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("%w: %w: a line is longer than %d bytes", ErrInvalidProfile, err, maxListLine)
+		}
+		l.err = fmt.Errorf("reading path list: line %d: %w", line+1, err)
+	}
+	return l
+}
+
+// checkText rejects a line of a path list that holds a control character
+// other than tab: binary data, not a list of paths.
+func checkText(b []byte) error {
+	for i, c := range b {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return fmt.Errorf("%w: byte %#02x at column %d is not text", ErrInvalidProfile, c, i+1)
+		}
+	}
+	return nil
+}
+
+// profile resolves the lines against fsys (see ReadPathList).
+func (l pathList) profile(fsys FS, o *options) (*Profile, error) {
+	w := newWalker(context.Background(), fsys, o)
+	for _, pl := range l.lines {
+		line, s := pl.n, pl.text
 		p := path.Clean("/" + s)
 		if p == "/" && !hasMeta(s) {
 			continue
@@ -81,8 +139,8 @@ func ReadPathList(r io.Reader, fsys FS, opts ...Option) (*Profile, error) {
 			w.recordAll(rr.Links, rr.Real)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading path list: line %d: %w", line+1, err)
+	if l.err != nil {
+		return nil, l.err
 	}
 	return w.profile(SourceFile), nil
 }
@@ -239,4 +297,57 @@ func ReadRecordIn(r io.Reader) (*Profile, error) {
 		p.Files = append(p.Files, f)
 	}
 	return p, nil
+}
+
+// ReadFile reads a profile file of any of the formats this package reads and
+// returns it as a Profiler (see Parse). Errors name the file.
+func ReadFile(name string) (Profiler, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading profile: %w", err)
+	}
+	return Parse(name, data)
+}
+
+// Parse recognises a profile file by its contents and returns it as a
+// Profiler named "file/" and the SHA-256 of data:
+//
+//   - a JSON object with "files", as WriteJSON writes it (see ReadJSON);
+//   - other JSON, the record of "ctr-remote image optimize --record-out"
+//     (see ReadRecordIn);
+//   - anything else, a path list (see ReadPathList), whose paths and
+//     wildcards the Profiler resolves against each image's filesystem.
+//
+// Data that is none of these (binary data, say) is an error wrapping
+// ErrInvalidProfile that says what was expected; so is a profile or record
+// document that its reader rejects. name names the data in errors.
+func Parse(name string, data []byte) (Profiler, error) {
+	sum := sha256.Sum256(data)
+	id := "file/" + hex.EncodeToString(sum[:])
+	trimmed := bytes.TrimSpace(data)
+	var probe map[string]json.RawMessage
+	var p *Profile
+	var err error
+	switch {
+	case json.Unmarshal(trimmed, &probe) == nil && probe["files"] != nil:
+		p, err = ReadJSON(bytes.NewReader(data))
+	case bytes.HasPrefix(trimmed, []byte("{")):
+		p, err = ReadRecordIn(bytes.NewReader(data))
+	default:
+		l := scanPathList(bytes.NewReader(data))
+		if l.err != nil {
+			return nil, fmt.Errorf("profile %s: not a profile: want profile JSON ({\"files\": [...]}), JSON lines of {\"path\": ...} (ctr-remote --record-out) or a path list (text, one path per line): %w", name, l.err)
+		}
+		return ProfilerFunc(id, func(_ context.Context, _ v1.Image, fsys FS) (*Profile, error) {
+			p, err := l.profile(fsys, defaultOptions())
+			if err != nil {
+				return nil, fmt.Errorf("profile %s: %w", name, err)
+			}
+			return p, nil
+		}), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", name, err)
+	}
+	return ProfilerFunc(id, func(context.Context, v1.Image, FS) (*Profile, error) { return p.clone(), nil }), nil
 }

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 )
 
-// Option configures Static and ReadPathList.
+// Option configures Static, StaticProfiler and ReadPathList.
 type Option func(*options) error
 
 type options struct {
@@ -15,6 +15,7 @@ type options struct {
 	maxDepth   int
 	maxRead    int64
 	maxModules int
+	config     *Config
 }
 
 // Defaults, documented on each option.
@@ -26,14 +27,19 @@ const (
 	maxWarnings       = 100
 )
 
-func makeOptions(opts []Option) (*options, error) {
-	o := &options{
+// defaultOptions are the options with every default.
+func defaultOptions() *options {
+	return &options{
 		logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		maxFiles:   defaultMaxFiles,
 		maxDepth:   defaultMaxDepth,
 		maxRead:    defaultMaxRead,
 		maxModules: defaultMaxModules,
 	}
+}
+
+func makeOptions(opts []Option) (*options, error) {
+	o := defaultOptions()
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -104,6 +110,18 @@ func WithMaxModules(n int) Option {
 			return fmt.Errorf("profile: WithMaxModules(%d): must be positive", n)
 		}
 		o.maxModules = n
+		return nil
+	}
+}
+
+// WithConfig makes StaticProfiler profile cfg's command (Entrypoint
+// followed by Cmd, with its Env, WorkingDir and User) instead of the image
+// config's, as "docker run --entrypoint ... IMAGE ARGS" does. Static takes
+// its Config as an argument and rejects this option. Default: the image's
+// config.
+func WithConfig(cfg Config) Option {
+	return func(o *options) error {
+		o.config = &cfg
 		return nil
 	}
 }

@@ -70,6 +70,18 @@ type Profile struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// clone returns a copy of p that shares nothing with it.
+func (p *Profile) clone() *Profile {
+	c := *p
+	if p.Files != nil {
+		c.Files = append(make([]string, 0, len(p.Files)), p.Files...)
+	}
+	if p.Warnings != nil {
+		c.Warnings = append(make([]string, 0, len(p.Warnings)), p.Warnings...)
+	}
+	return &c
+}
+
 // maxProfileBytes bounds a profile document read by ReadJSON.
 const maxProfileBytes = 64 << 20
 

@@ -40,6 +40,16 @@ func Static(ctx context.Context, fsys FS, cfg Config, opts ...Option) (*Profile,
 	if err != nil {
 		return nil, err
 	}
+	if o.config != nil {
+		return nil, errors.New("profile: Static: WithConfig is for StaticProfiler; Static takes its Config as an argument")
+	}
+	return static(ctx, fsys, cfg, o)
+}
+
+func static(ctx context.Context, fsys FS, cfg Config, o *options) (*Profile, error) {
+	if fsys == nil {
+		return nil, errors.New("profile: Static: nil FS")
+	}
 	w := newWalker(ctx, fsys, o)
 	env := parseEnv(cfg.Env)
 	if _, ok := env["PATH"]; !ok {

@@ -13,25 +13,19 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// findProfile returns the start-up files: the profiler's over the image's
-// merged filesystem (profile.Static by default).
-func (o *options) findProfile(ctx context.Context, ov *layers.Overlay, ls []*layerInfo, cfg *v1.ConfigFile, tmp string) (*profile.Profile, error) {
+// findProfile returns the start-up files: the profiler's over img's merged
+// filesystem (profile.StaticProfiler by default).
+func (o *options) findProfile(ctx context.Context, img v1.Image, ov *layers.Overlay, ls []*layerInfo, tmp string) (*profile.Profile, error) {
 	if o.profile != nil {
 		return o.profile, nil
 	}
 	fsys := newImageFS(ov, ls, tmp)
 	defer fsys.close()
-	pc := profile.Config{
-		Entrypoint: cfg.Config.Entrypoint, Cmd: cfg.Config.Cmd, Env: cfg.Config.Env,
-		WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+	pr := o.profiler
+	if pr == nil {
+		pr = profile.StaticProfiler(profile.WithLogger(o.logger))
 	}
-	fn := o.profiler
-	if fn == nil {
-		fn = func(ctx context.Context, fsys profile.FS, cfg profile.Config) (*profile.Profile, error) {
-			return profile.Static(ctx, fsys, cfg, profile.WithLogger(o.logger))
-		}
-	}
-	p, err := fn(ctx, fsys, pc)
+	p, err := pr.Profile(ctx, img, fsys)
 	if err != nil {
 		return nil, fmt.Errorf("profiling start-up files: %w", err)
 	}

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,16 +11,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Profiler returns the start-up files of an image, given its merged
-// filesystem and its config. [profile.Static] is one (the default).
-type Profiler func(ctx context.Context, fsys profile.FS, cfg profile.Config) (*profile.Profile, error)
-
 // Option configures Estimate, Compare and Calibrate.
 type Option func(*options) error
 
 type options struct {
 	profile     *profile.Profile
-	profiler    Profiler
+	profiler    profile.Profiler
 	held        map[v1.Hash]bool
 	baseImages  []v1.Image
 	networks    []Network
@@ -83,14 +78,16 @@ func WithProfile(p *profile.Profile) Option {
 	}
 }
 
-// WithProfiler sets how the start-up files are found, from the image's
-// merged filesystem and config. The default is profile.Static.
-func WithProfiler(fn Profiler) Option {
+// WithProfiler sets how the start-up files are found, from the image and
+// its merged filesystem: profile.StaticProfiler, profile.ReadFile, or one of
+// the caller's. The default is profile.StaticProfiler, with WithLogger's
+// logger.
+func WithProfiler(p profile.Profiler) Option {
 	return func(o *options) error {
-		if fn == nil {
+		if p == nil {
 			return errors.New("report: nil profiler")
 		}
-		o.profiler = fn
+		o.profiler = p
 		return nil
 	}
 }

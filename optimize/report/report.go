@@ -305,7 +305,7 @@ func (o *options) estimateWith(ctx context.Context, img v1.Image, given *profile
 
 	prof := given
 	if prof == nil {
-		prof, err = o.findProfile(ctx, ov, m.layers, cfg, tmp)
+		prof, err = o.findProfile(ctx, img, ov, m.layers, tmp)
 		if err != nil {
 			return nil, err
 		}

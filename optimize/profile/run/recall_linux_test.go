@@ -14,6 +14,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/profile/run"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -221,7 +222,7 @@ func TestRunStaticRecall(t *testing.T) {
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "image\trun files\tstatic files\tboth\trecall\tprecision")
 	for _, c := range cases {
-		static, err := optimize.ProfileImage(context.Background(), c.img, optimize.StaticProfiler)
+		static, err := optimize.ProfileImage(context.Background(), c.img, profile.StaticProfiler())
 		if err != nil {
 			t.Fatal(err)
 		}
