@@ -13,18 +13,46 @@ import (
 // headers are never read, and every read is bounded.
 type elfInfo = elfhdr.Info
 
-// openELF opens real and parses it, caching the result by path.
-func (w *walker) openELF(real string) (*elfInfo, error) {
-	if c, ok := w.elfCache[real]; ok {
-		return c.info, c.err
+// elfLoader follows what the kernel and the dynamic loader map when a
+// program is executed (the ELF interpreter, ld.so.preload, ld.so.cache, the
+// DT_NEEDED libraries) and what a program loads later with dlopen (Python
+// extension modules, Node.js addons, libjvm.so). Its state spans the
+// processes of one profile: the parsed objects, /etc/ld.so.cache and
+// ld.so.conf, and the objects whose dependencies are already walked.
+type elfLoader struct {
+	c *core
+
+	parsed    map[string]parsedELF // by real path
+	startDone bool                 // the libc start-up files are listed
+	cacheRead bool
+	cache     *ldCache
+	confRead  bool
+	confDirs  []string
+	walked    map[string]bool // real paths whose dependencies were walked
+}
+
+// parsedELF is the outcome of reading one ELF object.
+type parsedELF struct {
+	info *elfInfo
+	err  error
+}
+
+func newELFLoader(c *core) *elfLoader {
+	return &elfLoader{c: c, parsed: map[string]parsedELF{}, walked: map[string]bool{}}
+}
+
+// open parses the ELF object at real, caching the result by path.
+func (l *elfLoader) open(real string) (*elfInfo, error) {
+	if r, ok := l.parsed[real]; ok {
+		return r.info, r.err
 	}
-	info, err := w.openELFUncached(real)
-	w.elfCache[real] = elfResult{info, err}
+	info, err := l.openUncached(real)
+	l.parsed[real] = parsedELF{info, err}
 	return info, err
 }
 
-func (w *walker) openELFUncached(real string) (*elfInfo, error) {
-	f, err := w.fsys.Open(real)
+func (l *elfLoader) openUncached(real string) (*elfInfo, error) {
+	f, err := l.c.fsys.Open(real)
 	if err != nil {
 		return nil, imagepath.Underlying(err)
 	}
@@ -107,4 +135,43 @@ func archOf(info *elfInfo) machineInfo {
 // byte order and machine, and b must be a shared object or PIE.
 func compatible(a, b *elfInfo) bool {
 	return a.Class == b.Class && a.Order == b.Order && a.Machine == b.Machine && b.Type == elf.ET_DYN
+}
+
+// startFiles records, once per profile, the files libc and common runtimes
+// read at start: name service and resolver configuration, the time zone, the
+// locale (setlocale reads locale.alias, the locale archive or the C.utf8
+// files, and iconv's module cache) and the CA bundle.
+func (l *elfLoader) startFiles(p *process) {
+	if l.startDone {
+		return
+	}
+	l.startDone = true
+	for _, f := range []string{
+		"/etc/nsswitch.conf",
+		"/etc/passwd",
+		"/etc/group",
+		"/etc/hosts",
+		"/etc/resolv.conf",
+		"/etc/localtime",
+		"/usr/share/locale/locale.alias",
+	} {
+		l.c.use(f)
+	}
+	if _, ok := l.c.use("/usr/lib/locale/locale-archive"); !ok {
+		l.c.useTree("/usr/lib/locale/C.utf8", 2)
+	}
+	if p != nil && p.arch.triplet != "" {
+		l.c.use("/usr/lib/" + p.arch.triplet + "/gconv/gconv-modules.cache")
+	}
+	for _, ca := range []string{
+		"/etc/ssl/certs/ca-certificates.crt",
+		"/etc/pki/tls/certs/ca-bundle.crt",
+		"/etc/ssl/ca-bundle.pem",
+		"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+		"/etc/ssl/cert.pem",
+	} {
+		if _, ok := l.c.use(ca); ok {
+			break
+		}
+	}
 }

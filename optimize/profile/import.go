@@ -101,7 +101,7 @@ func checkText(b []byte) error {
 
 // profile resolves the lines against fsys (see ReadPathList).
 func (l pathList) profile(fsys FS, o *options) (*Profile, error) {
-	w := newWalker(context.Background(), fsys, o)
+	c := newCore(context.Background(), fsys, o)
 	for _, pl := range l.lines {
 		line, s := pl.n, pl.text
 		p := path.Clean("/" + s)
@@ -112,53 +112,53 @@ func (l pathList) profile(fsys FS, o *options) (*Profile, error) {
 		case fsys == nil && hasMeta(p):
 			return nil, fmt.Errorf("reading path list: line %d: %q has wildcards, which need the image filesystem", line, s)
 		case fsys == nil:
-			w.record(p)
+			c.record(p)
 		case hasMeta(p):
-			matches := w.glob(p)
+			matches := c.glob(p)
 			if len(matches) == 0 {
-				w.warnf("path list line %d: %s matches nothing in the image", line, s)
+				c.warnf("path list line %d: %s matches nothing in the image", line, s)
 			}
 			for _, m := range matches {
-				w.listed(m)
+				c.listed(m)
 			}
 		default:
-			rr, err := w.resolve(p)
+			rr, err := c.resolve(p)
 			if err != nil {
-				w.warnf("path list line %d: %s: %v", line, s, imagepath.Underlying(err))
+				c.warnf("path list line %d: %s: %v", line, s, imagepath.Underlying(err))
 				continue
 			}
 			if rr.Info.IsDir() {
 				for _, l := range rr.Links {
-					w.record(l)
+					c.record(l)
 				}
-				for _, m := range w.glob(path.Join(rr.Real, "**")) {
-					w.listed(m)
+				for _, m := range c.glob(path.Join(rr.Real, "**")) {
+					c.listed(m)
 				}
 				continue
 			}
-			w.recordAll(rr.Links, rr.Real)
+			c.recordAll(rr.Links, rr.Real)
 		}
 	}
 	if l.err != nil {
 		return nil, l.err
 	}
-	return w.profile(SourceFile), nil
+	return c.profile(SourceFile), nil
 }
 
 // listed records a glob match: a symbolic link and what it resolves to, or a
 // file.
-func (w *walker) listed(m string) {
-	fi, err := w.fsys.Lstat(m)
+func (c *core) listed(m string) {
+	fi, err := c.fsys.Lstat(m)
 	if err != nil {
 		return
 	}
 	if fi.Mode()&fs.ModeSymlink == 0 {
-		w.record(m)
+		c.record(m)
 		return
 	}
-	w.record(m)
-	if r, ok := w.resolveFile(m); ok {
-		w.recordAll(r.Links, r.Real)
+	c.record(m)
+	if r, ok := c.resolveFile(m); ok {
+		c.recordAll(r.Links, r.Real)
 	}
 }
 
@@ -171,29 +171,29 @@ func hasMeta(p string) bool {
 // entries it matches, sorted. The literal elements before the first wildcard
 // are resolved through links (and those links recorded); below that, links
 // to directories are not followed, so "**" cannot loop.
-func (w *walker) glob(pattern string) []string {
+func (c *core) glob(pattern string) []string {
 	elems := imagepath.Split(pattern)
 	k := 0
 	for k < len(elems) && !hasMeta(elems[k]) {
 		k++
 	}
 	base := "/" + strings.Join(elems[:k], "/")
-	r, ok := w.isDir(base)
+	r, ok := c.isDir(base)
 	if !ok {
 		return nil
 	}
 	for _, l := range r.Links {
-		w.record(l)
+		c.record(l)
 	}
 	var out []string
-	budget := 4 * w.o.maxFiles
+	budget := 4 * c.o.maxFiles
 	var match func(dir string, rest []string)
 	match = func(dir string, rest []string) {
-		if budget <= 0 || w.stopped() {
+		if budget <= 0 || c.stopped() {
 			return
 		}
 		if len(rest) == 0 {
-			if fi, err := w.fsys.Lstat(dir); err == nil && !fi.IsDir() {
+			if fi, err := c.fsys.Lstat(dir); err == nil && !fi.IsDir() {
 				out = append(out, dir)
 			}
 			return
@@ -204,12 +204,12 @@ func (w *walker) glob(pattern string) []string {
 		if !hasMeta(rest[0]) {
 			next := path.Join(dir, rest[0])
 			budget--
-			if fi, err := w.fsys.Lstat(next); err == nil && (len(rest) == 1 || fi.IsDir()) {
+			if fi, err := c.fsys.Lstat(next); err == nil && (len(rest) == 1 || fi.IsDir()) {
 				match(next, rest[1:])
 			}
 			return
 		}
-		ents, err := w.fsys.ReadDir(dir)
+		ents, err := c.fsys.ReadDir(dir)
 		if err != nil {
 			return
 		}
@@ -223,7 +223,7 @@ func (w *walker) glob(pattern string) []string {
 		for _, n := range names {
 			budget--
 			if budget <= 0 {
-				w.warnf("%s: the expansion was cut after %d entries", pattern, 4*w.o.maxFiles)
+				c.warnf("%s: the expansion was cut after %d entries", pattern, 4*c.o.maxFiles)
 				return
 			}
 			next := path.Join(dir, n)

@@ -9,13 +9,23 @@ import (
 // maxArgFiles bounds the @argfiles one java command line may read.
 const maxArgFiles = 16
 
-// runJava follows a JVM start: @argfiles, the -jar file (the launcher reads
+// javaAnalyzer follows Java programs (java): the JVM's runtime under
+// JAVA_HOME, @argfiles, -jar, agents and the class and module paths. It
+// keeps no state across processes.
+type javaAnalyzer struct {
+	c *core
+}
+
+func (ja *javaAnalyzer) finish() {}
+
+// start follows a JVM start: @argfiles, the -jar file (the launcher reads
 // its manifest), jvm.cfg, libjvm.so and its libraries, libjimage, the
 // runtime image lib/modules (or rt.jar), libjava, the class data sharing
 // archive, the native libraries and configuration files the class library
 // loads at start, then agent jars and the class path.
 // JAVA_HOME is the real java binary's ../ (JDK 8's jre/ layout works too).
-func (w *walker) runJava(p *process, real string, argv []string, env map[string]string, cwd string, fr frame) {
+func (ja *javaAnalyzer) start(x *execution) {
+	c, p, real, argv, env, cwd := ja.c, x.proc, x.real, x.argv, x.env, x.cwd
 	home := path.Dir(path.Dir(real))
 	var jar, cp string
 	var agents, modpath []string
@@ -37,12 +47,12 @@ loop:
 			if argFiles > maxArgFiles {
 				continue
 			}
-			r, ok := w.use(cleanAbs(cwd, a[1:]))
+			r, ok := c.use(cleanAbs(cwd, a[1:]))
 			if !ok {
-				w.warnf("java: argument file %s not found in the image", a[1:])
+				c.warnf("java: argument file %s not found in the image", a[1:])
 				continue
 			}
-			if b, ok := w.readText(r.Real); ok {
+			if b, ok := c.readText(r.Real); ok {
 				args = append(argFileArgs(string(b)), args...)
 			}
 			continue
@@ -89,101 +99,102 @@ loop:
 	}
 
 	if jar != "" {
-		if _, ok := w.use(cleanAbs(cwd, jar)); !ok {
-			w.warnf("java: jar %s not found in the image", jar)
+		if _, ok := c.use(cleanAbs(cwd, jar)); !ok {
+			c.warnf("java: jar %s not found in the image", jar)
 		}
 	}
 	lib := path.Join(home, "lib")
-	if _, ok := w.isDir(path.Join(home, "jre", "lib")); ok {
-		if _, ok := w.resolveFile(path.Join(lib, "modules")); !ok {
+	if _, ok := c.isDir(path.Join(home, "jre", "lib")); ok {
+		if _, ok := c.resolveFile(path.Join(lib, "modules")); !ok {
 			lib = path.Join(home, "jre", "lib") // JDK 8
 		}
 	}
-	w.use(path.Join(lib, "jvm.cfg"))
+	c.use(path.Join(lib, "jvm.cfg"))
 	var vmDir string
 	for _, d := range []string{"server", javaArch(p.arch) + "/server", "client", javaArch(p.arch) + "/client"} {
-		if _, ok := w.resolveFile(path.Join(lib, d, "libjvm.so")); ok {
+		if _, ok := c.resolveFile(path.Join(lib, d, "libjvm.so")); ok {
 			vmDir = path.Join(lib, d)
 			break
 		}
 	}
 	libDir := ""
 	if vmDir == "" {
-		w.warnf("java: libjvm.so not found under %s", lib)
+		c.warnf("java: libjvm.so not found under %s", lib)
 	} else {
 		// The order HotSpot opens them in: libjvm, libjimage and the runtime
 		// image, libjava, then the class data sharing archive.
 		libDir = path.Dir(vmDir)
-		w.loadLibrary(p, path.Join(vmDir, "libjvm.so"))
-		w.loadLibrary(p, path.Join(libDir, "libjimage.so"))
-		if _, ok := w.use(path.Join(lib, "modules")); !ok {
-			w.use(path.Join(lib, "rt.jar"))
+		c.elf.loadLibrary(p, path.Join(vmDir, "libjvm.so"))
+		c.elf.loadLibrary(p, path.Join(libDir, "libjimage.so"))
+		if _, ok := c.use(path.Join(lib, "modules")); !ok {
+			c.use(path.Join(lib, "rt.jar"))
 		}
-		w.loadLibrary(p, path.Join(libDir, "libjava.so"))
-		w.use(path.Join(vmDir, "classes.jsa"))
+		c.elf.loadLibrary(p, path.Join(libDir, "libjava.so"))
+		c.use(path.Join(vmDir, "classes.jsa"))
 		// Then, as a JDK 17 observed under fanotify loads them for a jar
 		// that serves on the network: the vector math library (x86-64,
 		// JDK 16+), the file system and network libraries the class
 		// loaders use, and zip for jars. Small files, listed when present.
 		for _, l := range []string{"libjsvml.so", "libnio.so", "libnet.so", "libzip.so"} {
-			if _, ok := w.resolveFile(path.Join(libDir, l)); ok {
-				w.loadLibrary(p, path.Join(libDir, l))
+			if _, ok := c.resolveFile(path.Join(libDir, l)); ok {
+				c.elf.loadLibrary(p, path.Join(libDir, l))
 			}
 		}
 	}
-	if _, ok := w.use(path.Join(home, "conf", "security", "java.security")); !ok {
-		w.use(path.Join(lib, "security", "java.security"))
+	if _, ok := c.use(path.Join(home, "conf", "security", "java.security")); !ok {
+		c.use(path.Join(lib, "security", "java.security"))
 	}
 	// java.util.logging's and java.net's configuration, and the extended
 	// socket options library, read when the program logs or opens a
 	// socket, as services do at start.
-	if _, ok := w.use(path.Join(home, "conf", "logging.properties")); !ok {
-		w.use(path.Join(lib, "logging.properties"))
+	if _, ok := c.use(path.Join(home, "conf", "logging.properties")); !ok {
+		c.use(path.Join(lib, "logging.properties"))
 	}
 	if libDir != "" {
-		if _, ok := w.resolveFile(path.Join(libDir, "libextnet.so")); ok {
-			w.loadLibrary(p, path.Join(libDir, "libextnet.so"))
+		if _, ok := c.resolveFile(path.Join(libDir, "libextnet.so")); ok {
+			c.elf.loadLibrary(p, path.Join(libDir, "libextnet.so"))
 		}
 	}
-	if _, ok := w.use(path.Join(home, "conf", "net.properties")); !ok {
-		w.use(path.Join(lib, "net.properties"))
+	if _, ok := c.use(path.Join(home, "conf", "net.properties")); !ok {
+		c.use(path.Join(lib, "net.properties"))
 	}
 	for _, a := range agents {
-		w.use(cleanAbs(cwd, a))
+		c.use(cleanAbs(cwd, a))
 	}
 	for _, e := range modpath {
-		w.classPathEntry(cleanAbs(cwd, e), true)
+		ja.classPathEntry(cleanAbs(cwd, e), true)
 	}
 	for _, e := range strings.Split(cp, ":") {
 		if e == "" {
 			continue
 		}
-		w.classPathEntry(cleanAbs(cwd, e), false)
+		ja.classPathEntry(cleanAbs(cwd, e), false)
 	}
 }
 
 // classPathEntry records a class path element: a jar, every jar of "dir/*"
 // (sorted), or on a module path every jar of a directory. Plain class
 // directories are read lazily, class by class, and are left out.
-func (w *walker) classPathEntry(e string, dirJars bool) {
+func (ja *javaAnalyzer) classPathEntry(e string, dirJars bool) {
+	c := ja.c
 	dir := ""
 	if strings.HasSuffix(e, "/*") {
 		dir = strings.TrimSuffix(e, "/*")
-	} else if _, ok := w.isDir(e); ok {
+	} else if _, ok := c.isDir(e); ok {
 		if !dirJars {
 			return
 		}
 		dir = e
 	}
 	if dir == "" {
-		w.use(e)
+		c.use(e)
 		return
 	}
-	r, ok := w.isDir(dir)
+	r, ok := c.isDir(dir)
 	if !ok {
 		return
 	}
-	ents, err := w.fsys.ReadDir(r.Real)
+	ents, err := c.fsys.ReadDir(r.Real)
 	if err != nil {
 		return
 	}
@@ -195,7 +206,7 @@ func (w *walker) classPathEntry(e string, dirJars bool) {
 	}
 	sort.Strings(jars)
 	for _, j := range jars {
-		w.use(path.Join(dir, j))
+		c.use(path.Join(dir, j))
 	}
 }
 

@@ -12,17 +12,6 @@ import (
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elfhdr"
 )
 
-// loaderState is what the dynamic loader knows across the processes of one
-// profile: the parsed /etc/ld.so.cache and ld.so.conf, and the objects whose
-// dependencies are already walked.
-type loaderState struct {
-	cacheRead bool
-	cache     *ldCache
-	confRead  bool
-	confDirs  []string
-	walked    map[string]bool // real paths whose dependencies were walked
-}
-
 // libcKind tells which dynamic loader runs a program.
 type libcKind int
 
@@ -62,12 +51,12 @@ const (
 // loader's own files, and its DT_NEEDED libraries breadth-first in load
 // order. It returns the process context for libraries loaded later with
 // dlopen (Python extensions, libjvm.so).
-func (w *walker) loadProgram(file, real string, info *elfInfo, env map[string]string, cwd string) *process {
+func (l *elfLoader) loadProgram(file, real string, info *elfInfo, env map[string]string, cwd string) *process {
 	p := &process{main: info, arch: archOf(info), env: env, cwd: cwd}
 	if info.Interp != "" {
 		ip := cleanAbs(cwd, info.Interp)
-		if r, ok := w.use(ip); !ok {
-			w.warnf("%s: ELF interpreter %s not found in the image", file, info.Interp)
+		if r, ok := l.c.use(ip); !ok {
+			l.c.warnf("%s: ELF interpreter %s not found in the image", file, info.Interp)
 		} else if strings.HasPrefix(path.Base(r.Real), "ld-musl-") || strings.HasPrefix(path.Base(info.Interp), "ld-musl-") {
 			p.libc = libcMusl
 			b := path.Base(info.Interp)
@@ -81,8 +70,8 @@ func (w *walker) loadProgram(file, real string, info *elfInfo, env map[string]st
 	}
 	var preload []string
 	if p.libc == libcGlibc {
-		if r, ok := w.use(ldPreloadPath); ok {
-			if b, ok := w.readText(r.Real); ok {
+		if r, ok := l.c.use(ldPreloadPath); ok {
+			if b, ok := l.c.readText(r.Real); ok {
 				preload = strings.FieldsFunc(string(b), func(c rune) bool {
 					return c == ' ' || c == '\t' || c == '\n' || c == ':'
 				})
@@ -91,42 +80,39 @@ func (w *walker) loadProgram(file, real string, info *elfInfo, env map[string]st
 	}
 	if len(info.Needed) > 0 || len(preload) > 0 {
 		if p.libc == libcGlibc {
-			w.use(ldCachePath)
+			l.c.use(ldCachePath)
 		} else {
-			w.use("/etc/ld-musl-" + p.muslArch + ".path")
+			l.c.use("/etc/ld-musl-" + p.muslArch + ".path")
 		}
 	}
 	main := &loadedObj{opened: file, real: real, info: info}
-	w.loadDeps(p, main, preload)
+	l.loadDeps(p, main, preload)
 	return p
 }
 
 // loadLibrary walks a library opened at run time (dlopen): the library and
 // its dependencies.
-func (w *walker) loadLibrary(p *process, file string) {
-	r, ok := w.resolveFile(file)
+func (l *elfLoader) loadLibrary(p *process, file string) {
+	r, ok := l.c.resolveFile(file)
 	if !ok {
 		return
 	}
-	w.recordAll(r.Links, r.Real)
-	info, err := w.openELF(r.Real)
+	l.c.recordAll(r.Links, r.Real)
+	info, err := l.open(r.Real)
 	if err != nil {
-		w.warnf("%s: %v", r.Real, err)
+		l.c.warnf("%s: %v", r.Real, err)
 		return
 	}
 	if p == nil {
 		p = &process{main: info, arch: archOf(info), env: map[string]string{}, cwd: "/"}
 	}
-	w.loadDeps(p, &loadedObj{opened: file, real: r.Real, info: info}, nil)
+	l.loadDeps(p, &loadedObj{opened: file, real: r.Real, info: info}, nil)
 }
 
 // loadDeps loads root's dependencies breadth-first, as glibc's
 // _dl_map_object_deps does: first every DT_NEEDED of root in order, then
 // theirs, skipping objects already loaded.
-func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
-	if w.ld == nil {
-		w.ld = &loaderState{walked: make(map[string]bool)}
-	}
+func (l *elfLoader) loadDeps(p *process, root *loadedObj, preload []string) {
 	if p.names == nil {
 		p.names = map[string]bool{}
 	}
@@ -143,9 +129,9 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 		if names[name] {
 			return
 		}
-		opened, r, info, ok := w.findLib(p, name, from)
+		opened, r, info, ok := l.findLib(p, name, from)
 		if !ok {
-			w.warnf("%s: library %s not found in the image", from.real, name)
+			l.c.warnf("%s: library %s not found in the image", from.real, name)
 			names[name] = true
 			return
 		}
@@ -153,14 +139,14 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 		if info.SOName != "" {
 			names[info.SOName] = true
 		}
-		w.recordAll(r.Links, r.Real)
+		l.c.recordAll(r.Links, r.Real)
 		if loaded[r.Real] {
 			return
 		}
 		loaded[r.Real] = true
 		queue = append(queue, &loadedObj{opened: opened, real: r.Real, info: info, parent: from})
 	}
-	if w.ld.walked[root.real] {
+	if l.walked[root.real] {
 		return
 	}
 	// Preloaded objects are opened first but searched after the program.
@@ -168,13 +154,13 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 	for _, name := range preload {
 		load(name, root)
 	}
-	for len(queue) > 0 && !w.stopped() {
+	for len(queue) > 0 && !l.c.stopped() {
 		obj := queue[0]
 		queue = queue[1:]
-		if w.ld.walked[obj.real] && obj != root {
+		if l.walked[obj.real] && obj != root {
 			continue
 		}
-		w.ld.walked[obj.real] = true
+		l.walked[obj.real] = true
 		for _, n := range obj.info.Needed {
 			load(n, obj)
 		}
@@ -188,16 +174,16 @@ func (w *walker) loadDeps(p *process, root *loadedObj, preload []string) {
 // LD_LIBRARY_PATH, DT_RPATH/DT_RUNPATH, then /etc/ld-musl-ARCH.path or its
 // defaults. A candidate of another machine or class is skipped, as the
 // loader does.
-func (w *walker) findLib(p *process, name string, from *loadedObj) (string, resolved, *elfInfo, bool) {
+func (l *elfLoader) findLib(p *process, name string, from *loadedObj) (string, resolved, *elfInfo, bool) {
 	try := func(cand string) (resolved, *elfInfo, bool) {
-		r, ok := w.resolveFile(cand)
+		r, ok := l.c.resolveFile(cand)
 		if !ok {
 			return r, nil, false
 		}
-		info, err := w.openELF(r.Real)
+		info, err := l.open(r.Real)
 		if err != nil {
 			if !errors.Is(err, elfhdr.ErrNotELF) {
-				w.warnf("%s: %v", r.Real, err)
+				l.c.warnf("%s: %v", r.Real, err)
 			}
 			return r, nil, false
 		}
@@ -217,7 +203,7 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 			if d == "" {
 				continue
 			}
-			dirs = append(dirs, w.expandDST(d, obj, p))
+			dirs = append(dirs, l.expandDST(d, obj, p))
 		}
 	}
 	ldpath := p.env["LD_LIBRARY_PATH"]
@@ -225,7 +211,7 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 		add(ldpath, from)
 		add(from.info.RPath, from)
 		add(from.info.RunPath, from)
-		dirs = append(dirs, w.muslDirs(p)...)
+		dirs = append(dirs, l.muslDirs(p)...)
 	} else {
 		if from.info.RunPath == "" {
 			for o := from; o != nil; o = o.parent {
@@ -236,14 +222,14 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 		}
 		add(ldpath, from)
 		add(from.info.RunPath, from)
-		if c := w.ldCache(); c != nil {
+		if c := l.ldCache(); c != nil {
 			for _, cand := range c.lookup(name, p.arch) {
 				if r, info, ok := try(cand); ok {
 					return cand, r, info, true
 				}
 			}
 		} else {
-			dirs = append(dirs, w.ldConfDirs()...)
+			dirs = append(dirs, l.ldConfDirs()...)
 		}
 		dirs = append(dirs, defaultLibDirs(p.arch)...)
 	}
@@ -257,7 +243,7 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 		if r, info, ok := try(cand); ok {
 			return cand, r, info, true
 		}
-		if w.stopped() {
+		if l.c.stopped() {
 			break
 		}
 	}
@@ -266,7 +252,7 @@ func (w *walker) findLib(p *process, name string, from *loadedObj) (string, reso
 
 // expandDST expands the dynamic string tokens $ORIGIN, $LIB and $PLATFORM
 // (also in ${...} form) in an RPATH or RUNPATH element.
-func (w *walker) expandDST(s string, obj *loadedObj, p *process) string {
+func (l *elfLoader) expandDST(s string, obj *loadedObj, p *process) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -304,9 +290,9 @@ func defaultLibDirs(a machineInfo) []string {
 
 // muslDirs reads /etc/ld-musl-ARCH.path (directories separated by newlines
 // or colons) or falls back to musl's defaults.
-func (w *walker) muslDirs(p *process) []string {
-	if r, ok := w.resolveFile("/etc/ld-musl-" + p.muslArch + ".path"); ok {
-		if b, ok := w.readText(r.Real); ok {
+func (l *elfLoader) muslDirs(p *process) []string {
+	if r, ok := l.c.resolveFile("/etc/ld-musl-" + p.muslArch + ".path"); ok {
+		if b, ok := l.c.readText(r.Real); ok {
 			return strings.FieldsFunc(string(b), func(c rune) bool { return c == '\n' || c == ':' })
 		}
 	}
@@ -316,11 +302,11 @@ func (w *walker) muslDirs(p *process) []string {
 // ldConfDirs parses /etc/ld.so.conf and its includes into the directory list
 // ldconfig would have put in the cache. ld.so never reads these files itself,
 // so they are not part of the profile.
-func (w *walker) ldConfDirs() []string {
-	if w.ld.confRead {
-		return w.ld.confDirs
+func (l *elfLoader) ldConfDirs() []string {
+	if l.confRead {
+		return l.confDirs
 	}
-	w.ld.confRead = true
+	l.confRead = true
 	seenFile := map[string]bool{}
 	var dirs []string
 	var parse func(file string, depth int)
@@ -329,11 +315,11 @@ func (w *walker) ldConfDirs() []string {
 			return
 		}
 		seenFile[file] = true
-		r, ok := w.resolveFile(file)
+		r, ok := l.c.resolveFile(file)
 		if !ok {
 			return
 		}
-		b, ok := w.readText(r.Real)
+		b, ok := l.c.readText(r.Real)
 		if !ok {
 			return
 		}
@@ -349,7 +335,7 @@ func (w *walker) ldConfDirs() []string {
 			case "include":
 				for _, pat := range fields[1:] {
 					pat = cleanAbs(path.Dir(file), pat)
-					for _, m := range w.globFlat(pat) {
+					for _, m := range l.globFlat(pat) {
 						parse(m, depth+1)
 					}
 				}
@@ -370,23 +356,23 @@ func (w *walker) ldConfDirs() []string {
 		}
 	}
 	parse(ldConfPath, 0)
-	w.ld.confDirs = dirs
+	l.confDirs = dirs
 	return dirs
 }
 
 // globFlat expands a pattern whose wildcards are in its last element only
 // (ld.so.conf's "include /etc/ld.so.conf.d/*.conf"), sorted by name.
-func (w *walker) globFlat(pat string) []string {
+func (l *elfLoader) globFlat(pat string) []string {
 	dir, base := path.Split(pat)
 	dir = path.Clean(dir)
 	if !hasMeta(base) {
 		return []string{pat}
 	}
-	r, ok := w.isDir(dir)
+	r, ok := l.c.isDir(dir)
 	if !ok {
 		return nil
 	}
-	ents, err := w.fsys.ReadDir(r.Real)
+	ents, err := l.c.fsys.ReadDir(r.Real)
 	if err != nil {
 		return nil
 	}
@@ -416,25 +402,25 @@ const (
 	ldCacheMagicOld = "ld.so-1.7.0"
 )
 
-func (w *walker) ldCache() *ldCache {
-	if w.ld.cacheRead {
-		return w.ld.cache
+func (l *elfLoader) ldCache() *ldCache {
+	if l.cacheRead {
+		return l.cache
 	}
-	w.ld.cacheRead = true
-	r, ok := w.resolveFile(ldCachePath)
+	l.cacheRead = true
+	r, ok := l.c.resolveFile(ldCachePath)
 	if !ok {
 		return nil
 	}
-	b, err := w.readHead(r.Real, maxCacheBytes)
+	b, err := l.c.readHead(r.Real, maxCacheBytes)
 	if err != nil {
 		return nil
 	}
 	c, err := parseLDCache(b)
 	if err != nil {
-		w.warnf("%s: %v; searching the ld.so.conf directories instead", ldCachePath, err)
+		l.c.warnf("%s: %v; searching the ld.so.conf directories instead", ldCachePath, err)
 		return nil
 	}
-	w.ld.cache = c
+	l.cache = c
 	return c
 }
 

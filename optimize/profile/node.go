@@ -23,9 +23,19 @@ var nodeBuiltins = map[string]bool{
 // runs; the first one listed by a package wins.
 var nodeConditions = map[string]bool{"node": true, "require": true, "import": true, "default": true, "node-addons": true, "module-sync": true}
 
+// nodeAnalyzer follows Node.js programs (node, nodejs): OpenSSL's
+// configuration, preloaded modules, then the graph of the entry script's
+// require() and import statements, resolved as Node.js resolves them. It
+// keeps no state across processes: each has its own nodeRun.
+type nodeAnalyzer struct {
+	c *core
+}
+
+func (na *nodeAnalyzer) finish() {}
+
 // nodeRun is one Node.js process being profiled.
 type nodeRun struct {
-	w       *walker
+	c       *core
 	p       *process
 	visited map[string]bool // real paths of loaded modules
 	scopes  map[string]bool // directories whose package scope was looked up
@@ -38,11 +48,12 @@ type nodePkg struct {
 	exports json.RawMessage
 }
 
-// runNode follows a Node.js start: preloaded modules (-r, --import,
+// start follows a Node.js start: preloaded modules (-r, --import,
 // NODE_OPTIONS), the entry script and the graph of its require() and import
 // statements, resolved as Node.js resolves them.
-func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd string, fr frame) {
-	nr := &nodeRun{w: w, p: p, visited: map[string]bool{}, scopes: map[string]bool{}, pkgs: map[string]*nodePkg{}}
+func (na *nodeAnalyzer) start(x *execution) {
+	c, p, argv, env, cwd := na.c, x.proc, x.argv, x.env, x.cwd
+	nr := &nodeRun{c: c, p: p, visited: map[string]bool{}, scopes: map[string]bool{}, pkgs: map[string]*nodePkg{}}
 	for _, d := range strings.Split(env["NODE_PATH"], ":") {
 		if d != "" {
 			nr.global = append(nr.global, cleanAbs(cwd, d))
@@ -94,10 +105,10 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 		sslConf = env["OPENSSL_CONF"]
 	}
 	if sslConf != "" {
-		w.use(cleanAbs(cwd, sslConf))
+		c.use(cleanAbs(cwd, sslConf))
 	} else {
-		for _, c := range []string{"/usr/lib/ssl/openssl.cnf", "/usr/local/ssl/openssl.cnf", "/etc/ssl/openssl.cnf", "/etc/pki/tls/openssl.cnf"} {
-			if _, ok := w.use(c); ok {
+		for _, conf := range []string{"/usr/lib/ssl/openssl.cnf", "/usr/local/ssl/openssl.cnf", "/etc/ssl/openssl.cnf", "/etc/pki/tls/openssl.cnf"} {
+			if _, ok := c.use(conf); ok {
 				break
 			}
 		}
@@ -116,7 +127,7 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 		f, ok = nr.loadAsDir(entry)
 	}
 	if !ok {
-		w.warnf("node: entry script %s not found in the image", args[0])
+		c.warnf("node: entry script %s not found in the image", args[0])
 		return
 	}
 	nr.module(f, 1)
@@ -125,35 +136,30 @@ func (w *walker) runNode(p *process, argv []string, env map[string]string, cwd s
 // module loads one module file and, depth-first in source order, what it
 // requires or imports.
 func (nr *nodeRun) module(file string, depth int) {
-	w := nr.w
-	r, ok := w.resolveFile(file)
-	if !ok || nr.visited[r.Real] || w.stopped() {
+	c := nr.c
+	r, ok := c.resolveFile(file)
+	if !ok || nr.visited[r.Real] || c.stopped() {
 		return
 	}
 	nr.visited[r.Real] = true
 	if depth > maxImportDepth {
-		w.warnf("node requires nested deeper than %d levels are not followed", maxImportDepth)
+		c.warnf("node requires nested deeper than %d levels are not followed", maxImportDepth)
 		return
 	}
-	if w.modules >= w.o.maxModules {
-		if !w.modFull {
-			w.modFull = true
-			w.warnf("module cap of %d reached: further imports are not followed (see WithMaxModules)", w.o.maxModules)
-		}
+	if !c.takeModule() {
 		return
 	}
-	w.modules++
-	w.recordAll(r.Links, r.Real)
+	c.recordAll(r.Links, r.Real)
 	dir := path.Dir(r.Real)
 	nr.scope(dir)
 	switch path.Ext(r.Real) {
 	case ".json":
 		return
 	case ".node":
-		w.loadLibrary(nr.p, r.Real)
+		c.elf.loadLibrary(nr.p, r.Real)
 		return
 	}
-	src, ok := w.readText(r.Real)
+	src, ok := c.readText(r.Real)
 	if !ok {
 		return
 	}
@@ -173,7 +179,7 @@ func (nr *nodeRun) scope(dir string) {
 			return
 		}
 		nr.scopes[dir] = true
-		if _, ok := nr.w.use(path.Join(dir, "package.json")); ok {
+		if _, ok := nr.c.use(path.Join(dir, "package.json")); ok {
 			return
 		}
 		if dir == "/" || path.Base(dir) == "node_modules" {
@@ -225,7 +231,7 @@ func (nr *nodeRun) resolve(spec, dir string) (string, bool) {
 	dirs = append(dirs, nr.global...)
 	for _, nm := range dirs {
 		pkgDir := path.Join(nm, name)
-		if _, ok := nr.w.isDir(pkgDir); !ok {
+		if _, ok := nr.c.isDir(pkgDir); !ok {
 			continue
 		}
 		if pkg := nr.pkg(pkgDir); pkg != nil && len(pkg.exports) > 0 {
@@ -235,7 +241,7 @@ func (nr *nodeRun) resolve(spec, dir string) (string, bool) {
 			}
 			if t, ok := exportsTarget(pkg.exports, sp); ok {
 				f := cleanAbs(pkgDir, t)
-				if _, ok := nr.w.resolveFile(f); ok {
+				if _, ok := nr.c.resolveFile(f); ok {
 					return f, true
 				}
 			}
@@ -255,7 +261,7 @@ func (nr *nodeRun) resolve(spec, dir string) (string, bool) {
 // loadAsFile tries x itself and x with Node.js's extensions.
 func (nr *nodeRun) loadAsFile(x string) (string, bool) {
 	for _, ext := range []string{"", ".js", ".json", ".node", ".mjs", ".cjs"} {
-		if _, ok := nr.w.resolveFile(x + ext); ok {
+		if _, ok := nr.c.resolveFile(x + ext); ok {
 			return x + ext, true
 		}
 	}
@@ -264,7 +270,7 @@ func (nr *nodeRun) loadAsFile(x string) (string, bool) {
 
 // loadAsDir tries the "main" of x/package.json, then x/index.*.
 func (nr *nodeRun) loadAsDir(x string) (string, bool) {
-	if _, ok := nr.w.isDir(x); !ok {
+	if _, ok := nr.c.isDir(x); !ok {
 		return "", false
 	}
 	if pkg := nr.pkg(x); pkg != nil && pkg.main != "" {
@@ -282,7 +288,7 @@ func (nr *nodeRun) loadAsDir(x string) (string, bool) {
 func (nr *nodeRun) loadIndex(x string) (string, bool) {
 	for _, ext := range []string{".js", ".json", ".node"} {
 		f := path.Join(x, "index"+ext)
-		if _, ok := nr.w.resolveFile(f); ok {
+		if _, ok := nr.c.resolveFile(f); ok {
 			return f, true
 		}
 	}
@@ -295,11 +301,11 @@ func (nr *nodeRun) pkg(dir string) *nodePkg {
 		return p
 	}
 	nr.pkgs[dir] = nil
-	r, ok := nr.w.use(path.Join(dir, "package.json"))
+	r, ok := nr.c.use(path.Join(dir, "package.json"))
 	if !ok {
 		return nil
 	}
-	b, ok := nr.w.readText(r.Real)
+	b, ok := nr.c.readText(r.Real)
 	if !ok {
 		return nil
 	}
@@ -308,7 +314,7 @@ func (nr *nodeRun) pkg(dir string) *nodePkg {
 		Exports json.RawMessage `json:"exports"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		nr.w.warnf("%s: %v", r.Real, err)
+		nr.c.warnf("%s: %v", r.Real, err)
 		return nil
 	}
 	p := &nodePkg{exports: doc.Exports}

@@ -52,9 +52,32 @@ var pyStartup = []string{
 	"site", "os", "stat", "_collections_abc", "posixpath", "genericpath", "_sitebuiltins",
 }
 
+// pythonAnalyzer follows CPython programs (python, python3, pythonX.Y):
+// the standard library the interpreter reads at start, the site directories'
+// .pth files, then the import graph of the main script or module. Its own
+// state across the interpreters of a profile is the list of modules whose
+// bytecode is stale, reported once at the end.
+type pythonAnalyzer struct {
+	c        *core
+	stale    []string // Python sources whose bytecode is stale
+	staleSet map[string]bool
+}
+
+func newPythonAnalyzer(c *core) *pythonAnalyzer {
+	return &pythonAnalyzer{c: c, staleSet: map[string]bool{}}
+}
+
+// finish warns about the stale bytecode found.
+func (py *pythonAnalyzer) finish() {
+	if len(py.stale) > 0 {
+		py.c.warnf("python bytecode is stale for %d modules (e.g. %s): python will recompile at every start", len(py.stale), py.stale[0])
+	}
+}
+
 // pyRun is one Python interpreter being profiled.
 type pyRun struct {
-	w       *walker
+	py      *pythonAnalyzer
+	c       *core
 	p       *process
 	tag     string // "cpython-311"
 	opt     string // "", ".opt-1", ".opt-2"
@@ -89,10 +112,11 @@ func (m *pyMod) setSource(name string, src []byte) {
 	}
 }
 
-// runPython follows CPython's start: the standard library it reads during
+// start follows CPython's start: the standard library it reads during
 // initialisation, site-packages' .pth files and sitecustomize, then the main
 // script or module and everything it imports.
-func (w *walker) runPython(p *process, file, real string, argv []string, env map[string]string, cwd string, fr frame) {
+func (py *pythonAnalyzer) start(x *execution) {
+	c, p, file, real, argv, env, cwd := py.c, x.proc, x.file, x.real, x.argv, x.env, x.cwd
 	var (
 		isolated, ignoreEnv, noSite, noUserSite, safePath bool
 		frozenOff                                         bool
@@ -186,13 +210,13 @@ opts:
 	var venv string
 	includeSystem := true
 	for _, dir := range []string{path.Dir(file), path.Dir(path.Dir(file))} {
-		r, ok := w.use(path.Join(dir, "pyvenv.cfg"))
+		r, ok := c.use(path.Join(dir, "pyvenv.cfg"))
 		if !ok {
 			continue
 		}
 		venv = dir
 		includeSystem = false
-		if b, ok := w.readText(r.Real); ok {
+		if b, ok := c.readText(r.Real); ok {
 			for _, line := range strings.Split(string(b), "\n") {
 				k, v, ok := strings.Cut(line, "=")
 				if !ok {
@@ -228,27 +252,28 @@ opts:
 	prefix, stdlib := "", ""
 	for _, h := range homes {
 		if ver == "" {
-			ver = w.findPythonVersion(path.Join(h, "lib"))
+			ver = py.findPythonVersion(path.Join(h, "lib"))
 		}
 		if ver == "" {
 			continue
 		}
 		cand := path.Join(h, "lib", "python"+ver)
-		if _, ok := w.resolveFile(path.Join(cand, "os.py")); ok {
+		if _, ok := c.resolveFile(path.Join(cand, "os.py")); ok {
 			prefix, stdlib = h, cand
 			break
 		}
-		if _, ok := w.resolveFile(path.Join(cand, "__pycache__", "os.cpython-"+strings.ReplaceAll(ver, ".", "")+".pyc")); ok {
+		if _, ok := c.resolveFile(path.Join(cand, "__pycache__", "os.cpython-"+strings.ReplaceAll(ver, ".", "")+".pyc")); ok {
 			prefix, stdlib = h, cand
 			break
 		}
 	}
 	if stdlib == "" {
-		w.warnf("%s: the Python standard library was not found in the image", real)
+		c.warnf("%s: the Python standard library was not found in the image", real)
 		return
 	}
 	pr := &pyRun{
-		w:       w,
+		py:      py,
+		c:       c,
 		p:       p,
 		tag:     "cpython-" + strings.ReplaceAll(ver, ".", ""),
 		triplet: p.arch.triplet,
@@ -265,7 +290,7 @@ opts:
 		mn, _ := strconv.Atoi(minor)
 		pr.frozen = mj > 3 || (mj == 3 && mn >= 11)
 	}
-	w.o.logger.Debug("profile: python", "stdlib", stdlib, "venv", venv)
+	c.o.logger.Debug("profile: python", "stdlib", stdlib, "venv", venv)
 
 	// sys.path before the main module's directory is known.
 	if pp := env["PYTHONPATH"]; pp != "" && !ignoreEnv {
@@ -283,7 +308,7 @@ opts:
 		}
 		name := strings.TrimSuffix(strings.ReplaceAll(m, "/", "."), ".__init__")
 		f := path.Join(stdlib, m+".py")
-		r, ok := w.resolveFile(f)
+		r, ok := c.resolveFile(f)
 		if !ok {
 			continue
 		}
@@ -294,7 +319,7 @@ opts:
 		if strings.HasSuffix(m, "__init__") {
 			mod.isPkg, mod.dirs = true, []string{path.Dir(f)}
 		}
-		if src, ok := w.readText(r.Real); ok {
+		if src, ok := c.readText(r.Real); ok {
 			mod.setSource(name, src) // for the functions main may call
 		}
 		pr.visited[name] = mod
@@ -309,7 +334,7 @@ opts:
 			sites = append(sites, path.Join(venv, "lib/python"+ver, "site-packages"))
 		}
 		if venv == "" || includeSystem {
-			if _, debian := w.isDir("/usr/lib/python3/dist-packages"); debian && prefix == "/usr" {
+			if _, debian := c.isDir("/usr/lib/python3/dist-packages"); debian && prefix == "/usr" {
 				sites = append(sites,
 					"/usr/local/lib/python"+ver+"/dist-packages",
 					"/usr/lib/python3/dist-packages",
@@ -320,7 +345,7 @@ opts:
 		}
 		var pthImports [][]pyStmt
 		for _, s := range sites {
-			if _, ok := w.isDir(s); !ok {
+			if _, ok := c.isDir(s); !ok {
 				continue
 			}
 			pr.path = append(pr.path, s)
@@ -338,9 +363,9 @@ opts:
 	switch mode {
 	case "script":
 		f := cleanAbs(cwd, target)
-		r, err := w.resolve(f)
+		r, err := c.resolve(f)
 		if err != nil {
-			w.warnf("%s: Python script %s: %v", real, target, imagepath.Underlying(err))
+			c.warnf("%s: Python script %s: %v", real, target, imagepath.Underlying(err))
 			return
 		}
 		if r.Info.IsDir() {
@@ -352,14 +377,14 @@ opts:
 			return
 		}
 		if !r.Info.Mode().IsRegular() {
-			w.warnf("%s: Python script %s is %s", real, target, imagepath.Describe(r.Info.Mode()))
+			c.warnf("%s: Python script %s is %s", real, target, imagepath.Describe(r.Info.Mode()))
 			return
 		}
-		w.recordAll(r.Links, r.Real)
+		c.recordAll(r.Links, r.Real)
 		if !safePath {
 			pr.path = append([]string{path.Dir(r.Real)}, pr.path...)
 		}
-		if src, ok := w.readText(r.Real); ok {
+		if src, ok := c.readText(r.Real); ok {
 			pr.visited["__main__"] = &pyMod{file: r.Real}
 			pr.runMain(parsePySource(src), "")
 		}
@@ -372,7 +397,7 @@ opts:
 		if m != nil && m.isPkg {
 			m = pr.importModule(target+".__main__", 1)
 		} else if m == nil {
-			w.warnf("%s: Python module %s not found on sys.path", real, target)
+			c.warnf("%s: Python module %s not found on sys.path", real, target)
 		}
 		if m != nil && m.parsed != nil {
 			pr.callMain(*m.parsed, m.pkg)
@@ -387,12 +412,13 @@ opts:
 
 // findPythonVersion picks the highest pythonX.Y directory under lib that
 // holds os.py.
-func (w *walker) findPythonVersion(lib string) string {
-	r, ok := w.isDir(lib)
+func (py *pythonAnalyzer) findPythonVersion(lib string) string {
+	c := py.c
+	r, ok := c.isDir(lib)
 	if !ok {
 		return ""
 	}
-	ents, err := w.fsys.ReadDir(r.Real)
+	ents, err := c.fsys.ReadDir(r.Real)
 	if err != nil {
 		return ""
 	}
@@ -406,7 +432,7 @@ func (w *walker) findPythonVersion(lib string) string {
 		if s == "" {
 			continue
 		}
-		if _, ok := w.resolveFile(path.Join(r.Real, e.Name(), "os.py")); !ok {
+		if _, ok := c.resolveFile(path.Join(r.Real, e.Name(), "os.py")); !ok {
 			continue
 		}
 		a, b, _ := strings.Cut(s, ".")
@@ -430,9 +456,9 @@ func (w *walker) findPythonVersion(lib string) string {
 // reads them (sorted by name), adds their directories to sys.path and
 // returns their "import" lines.
 func (pr *pyRun) pthFiles(site string) [][]pyStmt {
-	w := pr.w
-	r, _ := w.isDir(site)
-	ents, err := w.fsys.ReadDir(r.Real)
+	c := pr.c
+	r, _ := c.isDir(site)
+	ents, err := c.fsys.ReadDir(r.Real)
 	if err != nil {
 		return nil
 	}
@@ -445,11 +471,11 @@ func (pr *pyRun) pthFiles(site string) [][]pyStmt {
 	sort.Strings(names)
 	var out [][]pyStmt
 	for _, n := range names {
-		fr, ok := w.use(path.Join(site, n))
+		fr, ok := c.use(path.Join(site, n))
 		if !ok {
 			continue
 		}
-		b, ok := w.readText(fr.Real)
+		b, ok := c.readText(fr.Real)
 		if !ok {
 			continue
 		}
@@ -461,7 +487,7 @@ func (pr *pyRun) pthFiles(site string) [][]pyStmt {
 				out = append(out, parsePyImports([]byte(line)))
 			default:
 				d := cleanAbs(site, line)
-				if _, ok := w.isDir(d); ok {
+				if _, ok := c.isDir(d); ok {
 					pr.path = append(pr.path, d)
 				}
 			}
@@ -594,7 +620,7 @@ func (pr *pyRun) callMain(main pySource, pkg string) {
 		}
 	}
 	for _, name := range direct {
-		if pr.w.stopped() {
+		if pr.c.stopped() {
 			return
 		}
 		m := pr.visited[name]
@@ -606,15 +632,15 @@ func (pr *pyRun) callMain(main pySource, pkg string) {
 // importModule imports a dotted module name, parents first, and follows its
 // imports depth-first in source order, as the interpreter executes them.
 func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
-	w := pr.w
+	c := pr.c
 	if m, ok := pr.visited[fullname]; ok {
 		return m
 	}
-	if w.stopped() {
+	if c.stopped() {
 		return nil
 	}
 	if depth > maxImportDepth {
-		w.warnf("python imports nested deeper than %d levels are not followed", maxImportDepth)
+		c.warnf("python imports nested deeper than %d levels are not followed", maxImportDepth)
 		return nil
 	}
 	search := pr.path
@@ -632,31 +658,26 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 	if m == nil || m.file == "" {
 		return m
 	}
-	if w.modules >= w.o.maxModules {
-		if !w.modFull {
-			w.modFull = true
-			w.warnf("module cap of %d reached: further imports are not followed (see WithMaxModules)", w.o.maxModules)
-		}
+	if !c.takeModule() {
 		return m
 	}
-	w.modules++
 	switch {
 	case strings.HasSuffix(m.file, ".so"):
-		w.loadLibrary(pr.p, m.file)
+		c.elf.loadLibrary(pr.p, m.file)
 	case strings.HasSuffix(m.file, ".pyc"):
 		if !pr.frozen || !pyFrozen[fullname] {
-			w.use(m.file)
+			c.use(m.file)
 		}
 	default:
 		// A frozen module is not read, but what it imports is.
 		if !pr.frozen || !pyFrozen[fullname] {
 			pr.source(m.file)
 		}
-		r, ok := w.resolveFile(m.file)
+		r, ok := c.resolveFile(m.file)
 		if !ok {
 			return m
 		}
-		src, ok := w.readText(r.Real)
+		src, ok := c.readText(r.Real)
 		if !ok {
 			return m
 		}
@@ -671,7 +692,7 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 // extension module, source, bytecode; a directory without __init__ is a
 // namespace package portion if nothing else matches.
 func (pr *pyRun) find(name string, search []string) *pyMod {
-	w := pr.w
+	c := pr.c
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return nil
 	}
@@ -683,21 +704,21 @@ func (pr *pyRun) find(name string, search []string) *pyMod {
 	var ns []string
 	for _, dir := range search {
 		base := path.Join(dir, name)
-		if _, ok := w.isDir(base); ok {
+		if _, ok := c.isDir(base); ok {
 			for _, s := range suffixes {
 				init := path.Join(base, "__init__"+s)
-				if _, ok := w.resolveFile(init); ok {
+				if _, ok := c.resolveFile(init); ok {
 					return &pyMod{file: init, isPkg: true, dirs: []string{base}}
 				}
 			}
 			ns = append(ns, base)
 		}
 		for _, s := range suffixes {
-			if _, ok := w.resolveFile(base + s); ok {
+			if _, ok := c.resolveFile(base + s); ok {
 				return &pyMod{file: base + s}
 			}
 		}
-		if w.stopped() {
+		if c.stopped() {
 			return nil
 		}
 	}
@@ -711,27 +732,27 @@ func (pr *pyRun) find(name string, search []string) *pyMod {
 // the cached bytecode in __pycache__ when its header matches the source's
 // mtime and size, otherwise (stale or missing bytecode) the source itself.
 func (pr *pyRun) source(file string) {
-	w := pr.w
-	r, ok := w.resolveFile(file)
+	c := pr.c
+	r, ok := c.resolveFile(file)
 	if !ok {
 		return
 	}
 	pyc := path.Join(path.Dir(file), "__pycache__", strings.TrimSuffix(path.Base(file), ".py")+"."+pr.tag+pr.opt+".pyc")
-	pr2, ok := w.resolveFile(pyc)
+	pr2, ok := c.resolveFile(pyc)
 	if !ok {
-		w.recordAll(r.Links, r.Real)
+		c.recordAll(r.Links, r.Real)
 		return
 	}
-	w.recordAll(pr2.Links, pr2.Real)
-	head, err := w.readHead(pr2.Real, 16)
+	c.recordAll(pr2.Links, pr2.Real)
+	head, err := c.readHead(pr2.Real, 16)
 	if err == nil && pycFresh(head, r.Info.ModTime().Unix(), r.Info.Size()) {
 		return
 	}
-	if !w.staleSet[r.Real] {
-		w.staleSet[r.Real] = true
-		w.stale = append(w.stale, r.Real)
+	if !pr.py.staleSet[r.Real] {
+		pr.py.staleSet[r.Real] = true
+		pr.py.stale = append(pr.py.stale, r.Real)
 	}
-	w.recordAll(r.Links, r.Real)
+	c.recordAll(r.Links, r.Real)
 }
 
 // pycFresh checks a .pyc header (PEP 552): magic, flags, then for
@@ -751,12 +772,6 @@ func pycFresh(h []byte, mtime, size int64) bool {
 		return true
 	}
 	return false
-}
-
-func (w *walker) finishPython() {
-	if len(w.stale) > 0 {
-		w.warnf("python bytecode is stale for %d modules (e.g. %s): python will recompile at every start", len(w.stale), w.stale[0])
-	}
 }
 
 // pyStmt is one import statement.

@@ -12,9 +12,22 @@ const (
 	maxShellTotal    = 20000
 )
 
-// runShellArgs follows a shell started as "sh [options] script [args]" or
+// shellAnalyzer follows shells (sh, bash, dash, ash, busybox sh, ...): the
+// script or "-c" text they run, read by a small tokenizer, and every
+// command in it, which it hands back to the core. Its own state is the
+// count of commands followed in the whole profile.
+type shellAnalyzer struct {
+	c        *core
+	commands int // shell commands followed in the whole profile
+}
+
+func (sh *shellAnalyzer) start(x *execution) { sh.runArgs(x.argv, x.env, x.cwd, x.fr) }
+
+func (sh *shellAnalyzer) finish() {}
+
+// runArgs follows a shell started as "sh [options] script [args]" or
 // "sh [options] -c 'commands' [$0 [args]]".
-func (w *walker) runShellArgs(argv []string, env map[string]string, cwd string, fr frame) {
+func (sh *shellAnalyzer) runArgs(argv []string, env map[string]string, cwd string, fr frame) {
 	args := argv[1:]
 	cmdMode := false
 	for len(args) > 0 {
@@ -45,27 +58,27 @@ func (w *walker) runShellArgs(argv []string, env map[string]string, cwd string, 
 		if len(args) > 2 {
 			pos = args[2:]
 		}
-		w.runShell([]byte(args[0]), "sh -c", pos, copyEnv(env), cwd, fr)
+		sh.script([]byte(args[0]), "sh -c", pos, copyEnv(env), cwd, fr)
 		return
 	}
 	script := args[0]
 	file := cleanAbs(cwd, script)
-	if _, ok := w.resolveFile(file); !ok && !strings.Contains(script, "/") {
+	if _, ok := sh.c.resolveFile(file); !ok && !strings.Contains(script, "/") {
 		// bash looks a script name up in PATH when it is not in cwd.
-		if p, ok := w.lookPath(script, env["PATH"], cwd); ok {
+		if p, ok := sh.c.lookPath(script, env["PATH"], cwd); ok {
 			file = p
 		}
 	}
-	r, ok := w.use(file)
+	r, ok := sh.c.use(file)
 	if !ok {
-		w.warnf("%s: shell script %s not found in the image", argv[0], script)
+		sh.c.warnf("%s: shell script %s not found in the image", argv[0], script)
 		return
 	}
-	src, ok := w.readText(r.Real)
+	src, ok := sh.c.readText(r.Real)
 	if !ok {
 		return
 	}
-	w.runShell(src, r.Real, args[1:], copyEnv(env), cwd, fr)
+	sh.script(src, r.Real, args[1:], copyEnv(env), cwd, fr)
 }
 
 // shellState is the little a shell script's static reading keeps track of.
@@ -81,17 +94,17 @@ type shellState struct {
 	subDepth int
 }
 
-// runShell reads the shell script src and follows every simple command it
+// script reads the shell script src and follows every simple command it
 // can name statically, in text order: programs by absolute path or PATH,
 // scripts sourced with "." or "source", and "exec" targets. Words that need
 // command substitution are skipped; $VAR, ${VAR:-default}, $1 and "$@" are
 // expanded from the environment, earlier assignments and the arguments.
-func (w *walker) runShell(src []byte, name string, args []string, vars map[string]string, cwd string, fr frame) {
+func (sh *shellAnalyzer) script(src []byte, name string, args []string, vars map[string]string, cwd string, fr frame) {
 	st := &shellState{name: name, vars: vars, pos: args, cwd: cwd, funcs: map[string]bool{}, fr: fr}
-	w.shellTokens(st, lexShell(src))
+	sh.tokens(st, lexShell(src))
 }
 
-func (w *walker) shellTokens(st *shellState, toks []shTok) {
+func (sh *shellAnalyzer) tokens(st *shellState, toks []shTok) {
 	// Functions may be called before the text that defines them.
 	for i, t := range toks {
 		if t.isWord() {
@@ -106,7 +119,7 @@ func (w *walker) shellTokens(st *shellState, toks []shTok) {
 	expect := true   // the next word starts a simple command
 	pattern := false // inside a case, before the ")" of a pattern
 	caseDepth := 0
-	for i := 0; i < len(toks) && !w.stopped(); i++ {
+	for i := 0; i < len(toks) && !sh.c.stopped(); i++ {
 		t := toks[i]
 		if !t.isWord() {
 			switch t.op {
@@ -224,7 +237,7 @@ func (w *walker) shellTokens(st *shellState, toks []shTok) {
 				for _, p := range wd.parts {
 					if p.sub != "" {
 						st.subDepth++
-						w.shellTokens(st, lexShell([]byte(p.sub)))
+						sh.tokens(st, lexShell([]byte(p.sub)))
 						st.subDepth--
 					}
 				}
@@ -234,7 +247,7 @@ func (w *walker) shellTokens(st *shellState, toks []shTok) {
 		if !ok || len(argv) == 0 {
 			continue
 		}
-		w.shellCommand(st, argv)
+		sh.command(st, argv)
 	}
 }
 
@@ -276,18 +289,18 @@ var shellBuiltins = map[string]bool{
 	"popd": true, "pushd": true, "readarray": true, "suspend": true, "newgrp": true,
 }
 
-// shellCommand follows one expanded simple command.
-func (w *walker) shellCommand(st *shellState, argv []string) {
+// command follows one expanded simple command.
+func (sh *shellAnalyzer) command(st *shellState, argv []string) {
 	st.count++
-	w.commands++
+	sh.commands++
 	if st.count > maxShellCommands {
 		if st.count == maxShellCommands+1 {
-			w.warnf("%s: only the first %d commands were followed", st.name, maxShellCommands)
+			sh.c.warnf("%s: only the first %d commands were followed", st.name, maxShellCommands)
 		}
 		return
 	}
-	if w.commands > maxShellTotal {
-		w.warnf("only the first %d shell commands of the profile were followed", maxShellTotal)
+	if sh.commands > maxShellTotal {
+		sh.c.warnf("only the first %d shell commands of the profile were followed", maxShellTotal)
 		return
 	}
 	cmd := argv[0]
@@ -305,7 +318,7 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 			rest = rest[1:]
 		}
 		if len(rest) > 0 {
-			w.shellCommand(st, rest)
+			sh.command(st, rest)
 		}
 		return
 	case "command":
@@ -317,7 +330,7 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 			rest = rest[1:]
 		}
 		if len(rest) > 0 {
-			w.shellCommand(st, rest)
+			sh.command(st, rest)
 		}
 		return
 	case ".", "source":
@@ -326,20 +339,20 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 		}
 		file := cleanAbs(st.cwd, argv[1])
 		if !strings.Contains(argv[1], "/") {
-			if p, ok := w.findSourced(argv[1], st); ok {
+			if p, ok := sh.findSourced(argv[1], st); ok {
 				file = p
 			}
 		}
-		if st.fr.depth+1 > w.o.maxDepth {
-			w.warnf("%s: sourced scripts nested deeper than %d levels are not followed", file, w.o.maxDepth)
+		if st.fr.depth+1 > sh.c.o.maxDepth {
+			sh.c.warnf("%s: sourced scripts nested deeper than %d levels are not followed", file, sh.c.o.maxDepth)
 			return
 		}
-		r, ok := w.use(file)
+		r, ok := sh.c.use(file)
 		if !ok {
-			w.warnf("%s: sourced file %s not found in the image", st.name, argv[1])
+			sh.c.warnf("%s: sourced file %s not found in the image", st.name, argv[1])
 			return
 		}
-		src, ok := w.readText(r.Real)
+		src, ok := sh.c.readText(r.Real)
 		if !ok {
 			return
 		}
@@ -348,7 +361,7 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 		if len(argv) > 2 {
 			sub.pos = argv[2:]
 		}
-		w.shellTokens(sub, lexShell(src))
+		sh.tokens(sub, lexShell(src))
 		st.cwd = sub.cwd
 		return
 	case "set":
@@ -373,7 +386,7 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 	case "cd":
 		if len(argv) > 1 && argv[1] != "-" {
 			dir := cleanAbs(st.cwd, argv[1])
-			if _, ok := w.isDir(dir); ok {
+			if _, ok := sh.c.isDir(dir); ok {
 				st.cwd = dir
 			}
 		} else if len(argv) == 1 {
@@ -396,23 +409,23 @@ func (w *walker) shellCommand(st *shellState, argv []string) {
 	if shellBuiltins[cmd] || st.funcs[cmd] {
 		return
 	}
-	w.run(argv, copyEnv(st.vars), st.cwd, frame{depth: st.fr.depth + 1, shell: true})
+	sh.c.run(argv, copyEnv(st.vars), st.cwd, frame{depth: st.fr.depth + 1, shell: true})
 }
 
 // findSourced finds the file of ". name": PATH first, then the working
 // directory, as bash does.
-func (w *walker) findSourced(name string, st *shellState) (string, bool) {
+func (sh *shellAnalyzer) findSourced(name string, st *shellState) (string, bool) {
 	for _, dir := range strings.Split(st.vars["PATH"], ":") {
 		if dir == "" {
 			dir = "."
 		}
 		p := cleanAbs(cleanAbs(st.cwd, dir), name)
-		if _, ok := w.resolveFile(p); ok {
+		if _, ok := sh.c.resolveFile(p); ok {
 			return p, true
 		}
 	}
 	p := cleanAbs(st.cwd, name)
-	_, ok := w.resolveFile(p)
+	_, ok := sh.c.resolveFile(p)
 	return p, ok
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -50,7 +49,7 @@ func static(ctx context.Context, fsys FS, cfg Config, o *options) (*Profile, err
 	if fsys == nil {
 		return nil, errors.New("profile: Static: nil FS")
 	}
-	w := newWalker(ctx, fsys, o)
+	c := newCore(ctx, fsys, o)
 	env := parseEnv(cfg.Env)
 	if _, ok := env["PATH"]; !ok {
 		env["PATH"] = DefaultPath
@@ -61,20 +60,20 @@ func static(ctx context.Context, fsys FS, cfg Config, o *options) (*Profile, err
 	}
 	cwd = path.Clean(cwd)
 	if _, ok := env["HOME"]; !ok {
-		env["HOME"] = w.homeDir(cfg.User)
+		env["HOME"] = c.homeDir(cfg.User)
 	}
 	argv := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	o.logger.Debug("profile: static", "argv", argv, "cwd", cwd)
 	if len(argv) == 0 || argv[0] == "" {
-		w.warnf("the image config has no Entrypoint or Cmd: nothing to profile")
+		c.warnf("the image config has no Entrypoint or Cmd: nothing to profile")
 	} else {
-		w.run(argv, env, cwd, frame{})
+		c.run(argv, env, cwd, frame{})
 	}
-	if w.err != nil {
-		return nil, fmt.Errorf("profiling: %w", w.err)
+	if c.err != nil {
+		return nil, fmt.Errorf("profiling: %w", c.err)
 	}
-	w.finishPython()
-	return w.profile(SourceStatic), nil
+	c.finish()
+	return c.profile(SourceStatic), nil
 }
 
 // parseEnv turns KEY=VALUE pairs into a map; a later pair wins.
@@ -108,73 +107,73 @@ type frame struct {
 
 // run starts the command argv the way a runtime or a shell does: argv[0] is
 // looked up in PATH when it has no slash.
-func (w *walker) run(argv []string, env map[string]string, cwd string, fr frame) {
-	if w.stopped() {
+func (c *core) run(argv []string, env map[string]string, cwd string, fr frame) {
+	if c.stopped() {
 		return
 	}
-	if fr.depth > w.o.maxDepth {
-		w.warnf("%s: processes nested deeper than %d levels are not followed (see WithMaxDepth)", argv[0], w.o.maxDepth)
+	if fr.depth > c.o.maxDepth {
+		c.warnf("%s: processes nested deeper than %d levels are not followed (see WithMaxDepth)", argv[0], c.o.maxDepth)
 		return
 	}
 	if strings.Contains(argv[0], "/") {
-		w.exec(cleanAbs(cwd, argv[0]), argv, env, cwd, fr)
+		c.exec(cleanAbs(cwd, argv[0]), argv, env, cwd, fr)
 		return
 	}
-	file, ok := w.lookPath(argv[0], env["PATH"], cwd)
+	file, ok := c.lookPath(argv[0], env["PATH"], cwd)
 	if !ok {
-		w.warnf("%s: command not found in PATH %s", argv[0], env["PATH"])
+		c.warnf("%s: command not found in PATH %s", argv[0], env["PATH"])
 		return
 	}
-	w.exec(file, argv, env, cwd, fr)
+	c.exec(file, argv, env, cwd, fr)
 }
 
 // exec emulates execve(file, argv): it records the file and the links to it,
 // then follows what the kernel does with it (ELF: map the interpreter;
 // "#!": run the interpreter) and what the started program reads.
-func (w *walker) exec(file string, argv []string, env map[string]string, cwd string, fr frame) {
-	if w.stopped() {
+func (c *core) exec(file string, argv []string, env map[string]string, cwd string, fr frame) {
+	if c.stopped() {
 		return
 	}
-	r, err := w.resolve(file)
+	r, err := c.resolve(file)
 	if err != nil {
-		w.warnf("%s: %v", file, imagepath.Underlying(err))
+		c.warnf("%s: %v", file, imagepath.Underlying(err))
 		return
 	}
 	if !r.Info.Mode().IsRegular() {
-		w.warnf("%s: cannot be executed: it is %s", file, imagepath.Describe(r.Info.Mode()))
+		c.warnf("%s: cannot be executed: it is %s", file, imagepath.Describe(r.Info.Mode()))
 		return
 	}
-	w.recordAll(r.Links, r.Real)
+	c.recordAll(r.Links, r.Real)
 	// The same program with the same arguments reads the same files again:
 	// following it once is enough, and it stops scripts that run themselves.
 	key := strings.Join(append([]string{r.Real, cwd, env["PATH"]}, argv...), "\x00")
-	if w.execSeen[key] {
+	if c.execSeen[key] {
 		return
 	}
-	w.execSeen[key] = true
-	head, err := w.readHead(r.Real, binprmBufSize)
+	c.execSeen[key] = true
+	head, err := c.readHead(r.Real, binprmBufSize)
 	if err != nil {
-		w.warnf("%s: %v", r.Real, imagepath.Underlying(err))
+		c.warnf("%s: %v", r.Real, imagepath.Underlying(err))
 		return
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte("\x7fELF")):
-		info, err := w.openELF(r.Real)
+		info, err := c.elf.open(r.Real)
 		if err != nil {
-			w.warnf("%s: %v", r.Real, err)
+			c.warnf("%s: %v", r.Real, err)
 			return
 		}
-		p := w.loadProgram(file, r.Real, info, env, cwd)
-		w.startFiles(p)
-		w.program(p, file, r.Real, argv, env, cwd, fr)
+		p := c.elf.loadProgram(file, r.Real, info, env, cwd)
+		c.elf.startFiles(p)
+		c.program(&execution{proc: p, file: file, real: r.Real, argv: argv, env: env, cwd: cwd, fr: fr})
 	case bytes.HasPrefix(head, []byte("#!")):
 		if fr.interp >= maxShebangDepth {
-			w.warnf("%s: more than %d nested #! interpreters: the kernel would fail with ELOOP", file, maxShebangDepth)
+			c.warnf("%s: more than %d nested #! interpreters: the kernel would fail with ELOOP", file, maxShebangDepth)
 			return
 		}
 		interp, arg, ok := parseShebang(head)
 		if !ok {
-			w.warnf("%s: malformed #! line", r.Real)
+			c.warnf("%s: malformed #! line", r.Real)
 			return
 		}
 		nargv := []string{interp}
@@ -184,18 +183,18 @@ func (w *walker) exec(file string, argv []string, env map[string]string, cwd str
 		nargv = append(nargv, file)
 		nargv = append(nargv, argv[1:]...)
 		ip := cleanAbs(cwd, interp)
-		if _, ok := w.resolveFile(ip); !ok {
-			w.warnf("%s: interpreter %s not found in the image", file, interp)
+		if _, ok := c.resolveFile(ip); !ok {
+			c.warnf("%s: interpreter %s not found in the image", file, interp)
 			return
 		}
-		w.exec(ip, nargv, env, cwd, frame{depth: fr.depth, interp: fr.interp + 1})
+		c.exec(ip, nargv, env, cwd, frame{depth: fr.depth, interp: fr.interp + 1})
 	case fr.shell && !bytes.ContainsRune(head, 0):
 		// A shell runs a text file that exec refuses as a script of its own.
-		if src, ok := w.readText(r.Real); ok {
-			w.runShell(src, r.Real, argv[1:], copyEnv(env), cwd, frame{depth: fr.depth})
+		if src, ok := c.readText(r.Real); ok {
+			c.shell.script(src, r.Real, argv[1:], copyEnv(env), cwd, frame{depth: fr.depth})
 		}
 	default:
-		w.warnf("%s: not an ELF binary or a #! script: exec would fail with ENOEXEC", r.Real)
+		c.warnf("%s: not an ELF binary or a #! script: exec would fail with ENOEXEC", r.Real)
 	}
 }
 
@@ -216,36 +215,32 @@ func parseShebang(head []byte) (interp, arg string, ok bool) {
 	return s, "", true
 }
 
-// program follows what a started program reads, chosen by its name: shells
-// run their script, Python, Node.js and Java load their code, and wrappers
-// (env, tini, gosu, ...) start another command.
-func (w *walker) program(p *process, file, real string, argv []string, env map[string]string, cwd string, fr frame) {
-	name := path.Base(argv[0])
-	base := path.Base(real)
+// program hands a started program to the analyzer of its kind, chosen by
+// its name: shells run their script, Python, Node.js and Java load their
+// code; wrappers (env, tini, gosu, ...) start another command, which the
+// core follows itself.
+func (c *core) program(x *execution) {
+	name := path.Base(x.argv[0])
+	base := path.Base(x.real)
 	if name == "busybox" || (base == "busybox" && name == base) {
-		if len(argv) < 2 {
+		if len(x.argv) < 2 {
 			return
 		}
-		argv = argv[1:]
-		name = path.Base(argv[0])
+		x.argv = x.argv[1:]
+		name = path.Base(x.argv[0])
 	}
-	kind := programKind(name)
-	if kind == kindOther {
-		kind = programKind(base)
+	k := programKind(name)
+	if k == kindOther {
+		k = programKind(base)
 	}
-	switch kind {
-	case kindShell:
-		w.runShellArgs(argv, env, cwd, fr)
-	case kindPython:
-		w.runPython(p, file, real, argv, env, cwd, fr)
-	case kindNode:
-		w.runNode(p, argv, env, cwd, fr)
-	case kindJava:
-		w.runJava(p, real, argv, env, cwd, fr)
+	switch k {
+	case kindOther:
 	case kindWrapper:
-		if inner, nenv, ncwd := unwrap(name, argv, env, cwd); len(inner) > 0 {
-			w.run(inner, nenv, ncwd, frame{depth: fr.depth + 1})
+		if inner, nenv, ncwd := unwrap(name, x.argv, x.env, x.cwd); len(inner) > 0 {
+			c.run(inner, nenv, ncwd, frame{depth: x.fr.depth + 1})
 		}
+	default:
+		c.analyzers[k].start(x)
 	}
 }
 
@@ -385,87 +380,18 @@ func unwrap(name string, argv []string, env map[string]string, cwd string) ([]st
 	return args, env, cwd
 }
 
-// startFiles records, once per profile, the files libc and common runtimes
-// read at start: name service and resolver configuration, the time zone, the
-// locale (setlocale reads locale.alias, the locale archive or the C.utf8
-// files, and iconv's module cache) and the CA bundle.
-func (w *walker) startFiles(p *process) {
-	if w.startDone {
-		return
-	}
-	w.startDone = true
-	for _, f := range []string{
-		"/etc/nsswitch.conf",
-		"/etc/passwd",
-		"/etc/group",
-		"/etc/hosts",
-		"/etc/resolv.conf",
-		"/etc/localtime",
-		"/usr/share/locale/locale.alias",
-	} {
-		w.use(f)
-	}
-	if _, ok := w.use("/usr/lib/locale/locale-archive"); !ok {
-		w.useTree("/usr/lib/locale/C.utf8", 2)
-	}
-	if p != nil && p.arch.triplet != "" {
-		w.use("/usr/lib/" + p.arch.triplet + "/gconv/gconv-modules.cache")
-	}
-	for _, ca := range []string{
-		"/etc/ssl/certs/ca-certificates.crt",
-		"/etc/pki/tls/certs/ca-bundle.crt",
-		"/etc/ssl/ca-bundle.pem",
-		"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-		"/etc/ssl/cert.pem",
-	} {
-		if _, ok := w.use(ca); ok {
-			break
-		}
-	}
-}
-
-// useTree records the regular files of a directory in name order, descending
-// depth levels.
-func (w *walker) useTree(dir string, depth int) {
-	r, ok := w.isDir(dir)
-	if !ok || depth <= 0 {
-		return
-	}
-	for _, l := range r.Links {
-		w.record(l)
-	}
-	ents, err := w.fsys.ReadDir(r.Real)
-	if err != nil {
-		return
-	}
-	names := make([]string, 0, len(ents))
-	isDir := map[string]bool{}
-	for _, e := range ents {
-		names = append(names, e.Name())
-		isDir[e.Name()] = e.IsDir()
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if isDir[n] {
-			w.useTree(path.Join(r.Real, n), depth-1)
-		} else {
-			w.use(path.Join(r.Real, n))
-		}
-	}
-}
-
 // homeDir finds the home directory of the config's user in /etc/passwd;
 // "/root" for root or when the user is not listed, like runc.
-func (w *walker) homeDir(user string) string {
+func (c *core) homeDir(user string) string {
 	u, _, _ := strings.Cut(user, ":")
 	if u == "" || u == "0" || u == "root" {
 		return "/root"
 	}
-	r, ok := w.resolveFile("/etc/passwd")
+	r, ok := c.resolveFile("/etc/passwd")
 	if !ok {
 		return "/"
 	}
-	b, ok := w.readText(r.Real)
+	b, ok := c.readText(r.Real)
 	if !ok {
 		return "/"
 	}

@@ -347,7 +347,7 @@ func TestSymlinks(t *testing.T) {
 	if len(p.Files) != 0 || !hasWarning(p, "/loop1: too many levels of symbolic links") {
 		t.Errorf("loop: files %q warnings %q", p.Files, p.Warnings)
 	}
-	w := newWalker(t.Context(), m, &options{maxFiles: 10})
+	w := newCore(t.Context(), m, &options{maxFiles: 10})
 	if _, err := w.resolve("/loop1"); !errors.Is(err, ErrSymlinkLoop) {
 		t.Errorf("resolve(/loop1) = %v, want ErrSymlinkLoop", err)
 	}
