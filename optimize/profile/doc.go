@@ -12,12 +12,34 @@
 //     overlay of the image's filesystem, new namespaces) and records with
 //     fanotify every file of the image the process tree opens. Linux and
 //     root only.
-//   - [ReadPathList] and [ReadRecordIn] import it from a file (Source
-//     "file"): a plain path list with wildcards, or the JSON-lines record of
-//     "ctr-remote image optimize --record-out", the file that
-//     "nerdctl image convert --estargz-record-in" reads.
+//   - [ReadFile] and [Parse] import it from a file (see below).
 //
 // [Profile.WriteJSON] and [ReadJSON] store a profile.
+//
+// A [Profiler] finds the profile of a v1.Image over its merged filesystem,
+// under a name that keys cached profiles: [StaticProfiler] is Static as a
+// Profiler, [ReadFile] and [Parse] return one, [ProfilerFunc] makes one of a
+// function. The optimize and report packages take any Profiler.
+//
+// # Profile files
+//
+// [Parse] (and [ReadFile]) recognise a profile file by its content:
+//
+//   - the JSON that WriteJSON writes, an object with "files" ([ReadJSON]);
+//   - the JSON-lines record of "ctr-remote image optimize --record-out", the
+//     file that "nerdctl image convert --estargz-record-in" reads: one
+//     {"path": "..."} object per line ([ReadRecordIn]);
+//   - a path list ([ReadPathList]): text, one path per line in priority
+//     order, "#" comments, and the wildcards "*", "?" and "[...]" within a
+//     path element and "**" across elements, expanded against each image's
+//     filesystem in sorted order. Paths are resolved through symbolic links
+//     inside the image; the links and the entry reached are listed.
+//
+// A directory in a path list means that directory alone: traces name the
+// directories a program lists, not everything below them. "DIR/**" means
+// every file below DIR. Data in none of the three formats, such as binary
+// data (a control character other than tab in a path list), is an error
+// that names the file and the formats, wrapping [ErrInvalidProfile].
 //
 // # The filesystem
 //

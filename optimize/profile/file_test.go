@@ -25,19 +25,20 @@ func TestParse(t *testing.T) {
 		name, data string
 		want       []string
 		source     string
+		kind       string // the name's prefix: the format and its rules
 	}{
-		{"profile JSON", `{"source": "run", "files": ["/app/run.sh", "/etc/hosts"]}`, []string{"/app/run.sh", "/etc/hosts"}, SourceRun},
-		{"profile JSON without files", `{"source": "static", "files": []}`, []string{}, SourceStatic},
-		{"record-in", "{\"path\": \"app/run.sh\"}\n{\"path\": \"/etc/hosts\", \"layerIndex\": 0}\n", []string{"/app/run.sh", "/etc/hosts"}, SourceFile},
-		{"path list", "# start-up\r\n/app/run.sh\r\n\t/etc/host*\r\n", []string{"/app/run.sh", "/etc/hostname", "/etc/hosts"}, SourceFile},
-		{"empty path list", "", []string{}, SourceFile},
+		{"profile JSON", `{"source": "run", "files": ["/app/run.sh", "/etc/hosts"]}`, []string{"/app/run.sh", "/etc/hosts"}, SourceRun, "file/"},
+		{"profile JSON without files", `{"source": "static", "files": []}`, []string{}, SourceStatic, "file/"},
+		{"record-in", "{\"path\": \"app/run.sh\"}\n{\"path\": \"/etc/hosts\", \"layerIndex\": 0}\n", []string{"/app/run.sh", "/etc/hosts"}, SourceFile, "file/"},
+		{"path list", "# start-up\r\n/app/run.sh\r\n\t/etc/host*\r\n", []string{"/app/run.sh", "/etc/hostname", "/etc/hosts"}, SourceFile, "paths/2/"},
+		{"empty path list", "", []string{}, SourceFile, "paths/2/"},
 	} {
 		pr, err := Parse(tc.name, []byte(tc.data))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		sum := sha256.Sum256([]byte(tc.data))
-		if want := "file/" + hex.EncodeToString(sum[:]); pr.Name() != want {
+		if want := tc.kind + hex.EncodeToString(sum[:]); pr.Name() != want {
 			t.Errorf("%s: name %q, want %q", tc.name, pr.Name(), want)
 		}
 		p, err := pr.Profile(context.Background(), nil, m)

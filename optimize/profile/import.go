@@ -25,6 +25,12 @@ const (
 	maxRecordLines = 1 << 20  // entries of a record-in file
 )
 
+// pathListVersion names the path list rules in the name of the Profiler
+// that Parse returns for a path list. It changes whenever a rule changes
+// what a path list lists. Version 2: a directory line means the directory
+// alone (it meant every file below it).
+const pathListVersion = "paths/2"
+
 // ReadPathList imports a plain list of paths, one per line, in priority
 // order. Blank lines and lines starting with "#" are skipped; paths are
 // taken as absolute inside the image. A path list is text: a line with a
@@ -32,12 +38,14 @@ const (
 // ErrInvalidProfile, and so is a line longer than 64 KiB.
 //
 // With fsys, each path is resolved through symbolic links inside the image
-// (the links and the final file are listed), a path that does not exist is
-// dropped with a warning, a directory stands for every file below it, and the
-// wildcards "*" and "?" and "[...]" (within one path element) and "**" (any
-// number of elements) are expanded; the matches of one line are sorted by
-// path. Without fsys, paths are kept as written and wildcards are an error.
-// The options bound the work as for Static.
+// (the links and the final entry are listed) and a path that does not exist
+// is dropped with a warning. A directory means that directory alone, as in a
+// trace, which names the directories a program lists; "DIR/**" means every
+// file below DIR. The wildcards "*", "?" and "[...]" (within one path
+// element) and "**" (any number of elements) are expanded to the files and
+// symbolic links they match, not to directories; the matches of one line
+// are sorted by path. Without fsys, paths are kept as written and wildcards
+// are an error. The options bound the work as for Static.
 func ReadPathList(r io.Reader, fsys FS, opts ...Option) (*Profile, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -122,18 +130,12 @@ func (l pathList) profile(fsys FS, o *options) (*Profile, error) {
 				c.listed(m)
 			}
 		default:
+			// A file, or a directory alone: a trace names the
+			// directories a program lists, not everything below them
+			// ("DIR/**" says that).
 			rr, err := c.resolve(p)
 			if err != nil {
 				c.warnf("path list line %d: %s: %v", line, s, imagepath.Underlying(err))
-				continue
-			}
-			if rr.Info.IsDir() {
-				for _, l := range rr.Links {
-					c.record(l)
-				}
-				for _, m := range c.glob(path.Join(rr.Real, "**")) {
-					c.listed(m)
-				}
 				continue
 			}
 			c.recordAll(rr.Links, rr.Real)
@@ -310,7 +312,7 @@ func ReadFile(name string) (Profiler, error) {
 }
 
 // Parse recognises a profile file by its contents and returns it as a
-// Profiler named "file/" and the SHA-256 of data:
+// Profiler:
 //
 //   - a JSON object with "files", as WriteJSON writes it (see ReadJSON);
 //   - other JSON, the record of "ctr-remote image optimize --record-out"
@@ -318,12 +320,18 @@ func ReadFile(name string) (Profiler, error) {
 //   - anything else, a path list (see ReadPathList), whose paths and
 //     wildcards the Profiler resolves against each image's filesystem.
 //
+// The Profiler's name is "file/" and the hex SHA-256 of data for the JSON
+// formats, and "paths/2/" and the SHA-256 for a path list: 2 is the version
+// of the path list rules (version 2: a directory means that directory
+// alone), so that a profile cached under older rules is not reused.
+//
 // Data that is none of these (binary data, say) is an error wrapping
 // ErrInvalidProfile that says what was expected; so is a profile or record
 // document that its reader rejects. name names the data in errors.
 func Parse(name string, data []byte) (Profiler, error) {
 	sum := sha256.Sum256(data)
 	id := "file/" + hex.EncodeToString(sum[:])
+	pathsID := pathListVersion + "/" + hex.EncodeToString(sum[:])
 	trimmed := bytes.TrimSpace(data)
 	var probe map[string]json.RawMessage
 	var p *Profile
@@ -338,7 +346,7 @@ func Parse(name string, data []byte) (Profiler, error) {
 		if l.err != nil {
 			return nil, fmt.Errorf("profile %s: not a profile: want profile JSON ({\"files\": [...]}), JSON lines of {\"path\": ...} (ctr-remote --record-out) or a path list (text, one path per line): %w", name, l.err)
 		}
-		return ProfilerFunc(id, func(_ context.Context, _ v1.Image, fsys FS) (*Profile, error) {
+		return ProfilerFunc(pathsID, func(_ context.Context, _ v1.Image, fsys FS) (*Profile, error) {
 			p, err := l.profile(fsys, defaultOptions())
 			if err != nil {
 				return nil, fmt.Errorf("profile %s: %w", name, err)

@@ -3,6 +3,7 @@ package profile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ app/static/**/*.js
 		"/lib", x64lib + "libc.so.6",
 		"/app/static/.hidden.js", "/app/static/js/b.js", "/app/static/js/link.js", "/app/static/js/vendor/c.js",
 		x64lib + "libz.so.1", x64lib + "libz.so.1.2.13",
-		"/app/static/css/a.css",
+		"/app/static/css", // a directory alone, not what is below it
 		"/app/static/x.txt",
 	}
 	if diff := cmp.Diff(want, p.Files); diff != "" {
@@ -58,6 +59,56 @@ app/static/**/*.js
 	}
 	if _, err := ReadPathList(strings.NewReader(strings.Repeat("x", 70<<10)), nil); err == nil {
 		t.Errorf("an over-long line was accepted")
+	}
+}
+
+// TestPathListDirectories checks the rule of issue #14: a directory in a
+// path list, as a trace names the directories a program lists, means that
+// directory alone; "DIR/**" means every file below it. (A trace of 137
+// paths that named directories became a profile of 1216 files, a 22 MB
+// prefetch instead of 9.5 MB.)
+func TestPathListDirectories(t *testing.T) {
+	m := glibcRoot()
+	const lib = "/usr/lib/python3.11"
+	m.text(lib+"/os.py", "")
+	m.text(lib+"/json/__init__.py", "")
+	m.text(lib+"/json/decoder.py", "")
+	m.link(lib+"/json/latest.py", "decoder.py")
+	for i := range 100 {
+		m.text(fmt.Sprintf("%s/unused/mod%03d.py", lib, i), "")
+	}
+	read := func(list string) []string {
+		t.Helper()
+		p, err := ReadPathList(strings.NewReader(list), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Files
+	}
+	// A trace: the program listed the directories and read two files.
+	trace := lib + "\n" + lib + "/json\n" + lib + "/os.py\n" + lib + "/json/decoder.py\n"
+	want := []string{lib, lib + "/json", lib + "/os.py", lib + "/json/decoder.py"}
+	if d := cmp.Diff(want, read(trace)); d != "" {
+		t.Errorf("trace (-want +got):\n%s", d)
+	}
+	// A directory reached through a link: the link, then the directory.
+	if d := cmp.Diff([]string{"/lib", "/usr/lib/x86_64-linux-gnu"}, read("/lib/x86_64-linux-gnu/\n")); d != "" {
+		t.Errorf("linked directory (-want +got):\n%s", d)
+	}
+	// DIR/** is the subtree: its files and links (and what the links
+	// resolve to), sorted, never the directories themselves.
+	got := read(lib + "/json/**\n")
+	want = []string{lib + "/json/__init__.py", lib + "/json/decoder.py", lib + "/json/latest.py"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("json/** (-want +got):\n%s", d)
+	}
+	if n := len(read(lib + "/**\n")); n != 104 {
+		t.Errorf("%s/** lists %d entries, want the 104 files and links below it", lib, n)
+	}
+	// Without a filesystem a directory is kept as written, like any path.
+	p, err := ReadPathList(strings.NewReader(lib+"/\n"), nil)
+	if err != nil || !cmp.Equal(p.Files, []string{lib}) {
+		t.Errorf("without FS: %v, %v", p, err)
 	}
 }
 

@@ -18,7 +18,8 @@ const (
 	// SourceRun marks a profile recorded by running the entrypoint
 	// (package run).
 	SourceRun = "run"
-	// SourceFile marks a profile imported from a file (ReadPathList, ReadRecordIn).
+	// SourceFile marks a profile imported from a file (ReadPathList,
+	// ReadRecordIn).
 	SourceFile = "file"
 )
 
@@ -64,6 +65,7 @@ type Profile struct {
 	// Files are absolute, clean paths inside the image, each at most once, in
 	// the order they are first accessed. They name regular files and the
 	// symbolic links met on the way to them; parent directories are implied.
+	// A path list may also name a directory, which stands for itself alone.
 	Files []string `json:"files"`
 	// Warnings say what the profiler could not follow; the profile is still
 	// usable.
