@@ -2,13 +2,12 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,52 +93,9 @@ atomically (and then standard output stays quiet unless --format is given).`,
 	return c
 }
 
-// profileConfig applies the overrides of the command line to the image's
-// config.
-func profileConfig(cmd *cobra.Command, f *profileFlags, c v1.Config, extra []string) (profile.Config, error) {
-	pc := profile.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}
-	if cmd.Flags().Changed("entrypoint") {
-		switch {
-		case strings.HasPrefix(strings.TrimSpace(f.entrypoint), "["):
-			var ep []string
-			if err := json.Unmarshal([]byte(f.entrypoint), &ep); err != nil {
-				return pc, errors.Join(errUsage, fmt.Errorf("--entrypoint: not a JSON array of strings: %v", err))
-			}
-			pc.Entrypoint = ep
-		case f.entrypoint == "":
-			pc.Entrypoint = nil
-		default:
-			pc.Entrypoint = []string{f.entrypoint}
-		}
-		pc.Cmd = nil
-	}
-	if cmd.Flags().Changed("args") && len(extra) > 0 {
-		return pc, errors.Join(errUsage, errors.New("give the arguments either after IMAGE or with --args, not both"))
-	}
-	if cmd.Flags().Changed("args") {
-		pc.Cmd = f.args
-	}
-	if len(extra) > 0 {
-		pc.Cmd = extra
-	}
-	for _, kv := range f.env {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return pc, errors.Join(errUsage, fmt.Errorf("--env %q: want KEY=VALUE", kv))
-		}
-		pc.Env = append(append([]string{}, pc.Env...), kv)
-	}
-	if cmd.Flags().Changed("user") {
-		pc.User = f.user
-	}
-	if len(pc.Entrypoint)+len(pc.Cmd) == 0 {
-		return pc, errors.Join(errUsage, errors.New("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE"))
-	}
-	return pc, nil
-}
-
-// checkProfileFlags rejects what cannot work before anything is read.
-func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profilerun.Option, error) {
+// runOptions checks the flags before anything is read and returns the run
+// mode's options.
+func (f *profileFlags) runOptions(cmd *cobra.Command, g *globals) ([]profilerun.Option, error) {
 	if f.format != optimize.FormatText && f.format != optimize.FormatJSON {
 		return nil, errors.Join(errUsage, fmt.Errorf("unknown format %q: use text or json", f.format))
 	}
@@ -155,11 +111,10 @@ func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profilerun.Option
 	default:
 		return nil, errors.Join(errUsage, fmt.Errorf("unknown mode %q: use static or run", f.mode))
 	}
-	var opts []profilerun.Option
 	if f.period <= 0 {
 		return nil, errors.Join(errUsage, fmt.Errorf("--period %v: must be positive", f.period))
 	}
-	opts = append(opts, profilerun.WithPeriod(f.period))
+	opts := []profilerun.Option{profilerun.WithPeriod(f.period), profilerun.WithLogger(g.logger())}
 	if f.waitLine != "" {
 		re, err := regexp.Compile(f.waitLine)
 		if err != nil {
@@ -176,11 +131,52 @@ func checkProfileFlags(cmd *cobra.Command, f *profileFlags) ([]profilerun.Option
 	if f.tmpDir != "" {
 		opts = append(opts, profilerun.WithTempDir(f.tmpDir))
 	}
+	if f.showOutput {
+		opts = append(opts, profilerun.WithOutput(g.stderr))
+	}
 	return opts, nil
 }
 
+// config applies the overrides of the command line to the image's config,
+// as "docker run" does.
+func (f *profileFlags) config(cmd *cobra.Command, c v1.Config, extra []string) (profile.Config, error) {
+	pc := profile.ConfigOf(c)
+	if cmd.Flags().Changed("entrypoint") {
+		pc.Entrypoint, pc.Cmd = nil, nil
+		if strings.HasPrefix(strings.TrimSpace(f.entrypoint), "[") {
+			if err := json.Unmarshal([]byte(f.entrypoint), &pc.Entrypoint); err != nil {
+				return pc, errors.Join(errUsage, fmt.Errorf("--entrypoint: not a JSON array of strings: %v", err))
+			}
+		} else if f.entrypoint != "" {
+			pc.Entrypoint = []string{f.entrypoint}
+		}
+	}
+	if cmd.Flags().Changed("args") && len(extra) > 0 {
+		return pc, errors.Join(errUsage, errors.New("give the arguments either after IMAGE or with --args, not both"))
+	}
+	if cmd.Flags().Changed("args") {
+		pc.Cmd = f.args
+	}
+	if len(extra) > 0 {
+		pc.Cmd = extra
+	}
+	for _, kv := range f.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return pc, errors.Join(errUsage, fmt.Errorf("--env %q: want KEY=VALUE", kv))
+		}
+		pc.Env = append(slices.Clip(pc.Env), kv)
+	}
+	if cmd.Flags().Changed("user") {
+		pc.User = f.user
+	}
+	if len(pc.Entrypoint)+len(pc.Cmd) == 0 {
+		return pc, errors.Join(errUsage, errors.New("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE"))
+	}
+	return pc, nil
+}
+
 func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string, extra []string) error {
-	runOpts, err := checkProfileFlags(cmd, f)
+	runOpts, err := f.runOptions(cmd, g)
 	if err != nil {
 		return err
 	}
@@ -196,7 +192,6 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	if err != nil {
 		return err
 	}
-	opts = append(opts, optimize.WithTempDir(f.tmpDir))
 	if f.mode == modeRun {
 		// Fail early, before reading anything.
 		if err := profilerun.Supported(); err != nil {
@@ -204,7 +199,7 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 		}
 	}
 	ctx := cmd.Context()
-	img, err := readProfileImage(ctx, ref, f.platform, ropts)
+	img, err := readImageFor(ctx, ref, f.platform, ropts)
 	if err != nil {
 		return err
 	}
@@ -212,37 +207,24 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	if err != nil {
 		return fmt.Errorf("%s: reading config: %w", ref, err)
 	}
-	pc, err := profileConfig(cmd, f, cf.Config, extra)
+	pc, err := f.config(cmd, cf.Config, extra)
 	if err != nil {
 		return err
 	}
 	var p *profile.Profile
-	switch f.mode {
-	case modeStatic:
+	if f.mode == modeStatic {
 		static := profile.StaticProfiler(profile.WithConfig(pc), profile.WithLogger(g.logger()))
-		p, err = optimize.ProfileImage(ctx, img, static, opts...)
-		if err != nil {
-			return fmt.Errorf("profiling %s: %w", ref, err)
-		}
-	case modeRun:
-		idxOpts, err := g.indexOptions()
-		if err != nil {
-			return err
-		}
-		runOpts = append(runOpts, profilerun.WithConfig(pc), profilerun.WithLogger(g.logger()), profilerun.WithIndexOptions(idxOpts...))
-		if f.showOutput {
-			runOpts = append(runOpts, profilerun.WithOutput(g.stderr))
-		}
-		p, err = profilerun.Image(ctx, img, runOpts...)
+		p, err = optimize.ProfileImage(ctx, img, static, append(opts, optimize.WithTempDir(f.tmpDir))...)
+	} else {
+		idx, _ := g.indexOptions() // checked by g.limits
+		p, err = profilerun.Image(ctx, img, append(runOpts, profilerun.WithConfig(pc), profilerun.WithIndexOptions(idx...))...)
 		if errors.Is(err, profilerun.ErrPlatform) {
-			return errors.Join(errUsage, fmt.Errorf("%s: %w: use --mode static", ref, err))
-		}
-		if err != nil {
-			return fmt.Errorf("profiling %s: %w", ref, err)
+			return errors.Join(errUsage, fmt.Errorf("%s is a %s/%s image and this machine runs linux/%s: it cannot be started here; use --mode static",
+				ref, cf.OS, cf.Architecture, runtime.GOARCH))
 		}
 	}
-	if pl := cf.Platform(); pl != nil && pl.OS != "" {
-		p.Platform = pl.String()
+	if err != nil {
+		return fmt.Errorf("profiling %s: %w", ref, err)
 	}
 	if f.out != "" {
 		if err := writeFileAtomic(f.out, func(w *bufio.Writer) error { return p.WriteJSON(w) }); err != nil {
@@ -255,65 +237,8 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 			return nil
 		}
 	}
-	return writeProfile(g.stdout, p, f.format)
-}
-
-// readProfileImage reads the one image to profile: an index is narrowed to
-// --platform, by default linux on this machine's architecture.
-func readProfileImage(ctx context.Context, ref imageref.Ref, platform string, ropts []imageref.Option) (v1.Image, error) {
-	art, err := imageref.Read(ctx, ref, ropts...)
-	if err != nil {
-		return nil, err
+	if f.format == optimize.FormatJSON {
+		return p.WriteJSON(g.stdout)
 	}
-	if art.Index == nil {
-		if platform != "" {
-			spec, err := imageref.ParsePlatforms(platform)
-			if err != nil {
-				return nil, errors.Join(errUsage, fmt.Errorf("--platform: %w", err))
-			}
-			if _, err := imageref.SelectPlatforms(ctx, art, spec); err != nil {
-				return nil, err
-			}
-		}
-		return art.Image, nil
-	}
-	if platform == "" {
-		platform = "linux/" + runtime.GOARCH
-	}
-	spec, err := imageref.ParsePlatforms(platform)
-	if err != nil {
-		return nil, errors.Join(errUsage, fmt.Errorf("--platform: %w", err))
-	}
-	sel, err := imageref.SelectPlatforms(ctx, art, spec)
-	if err != nil {
-		return nil, err
-	}
-	if sel.Image == nil {
-		return nil, errors.Join(errUsage, fmt.Errorf("%s: --platform %s selects several images: name one platform", ref, platform))
-	}
-	return sel.Image, nil
-}
-
-// writeProfile writes p as JSON, or as text: "#" lines with the source and
-// the warnings, then one path per line (a path list that --profile reads).
-func writeProfile(w io.Writer, p *profile.Profile, format string) error {
-	if format == optimize.FormatJSON {
-		return p.WriteJSON(w)
-	}
-	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "# coldstart profile (%s)", p.Source)
-	if p.Platform != "" {
-		fmt.Fprintf(bw, " %s", p.Platform)
-	}
-	if p.Image != "" {
-		fmt.Fprintf(bw, " %s", p.Image)
-	}
-	fmt.Fprintf(bw, ": %d files\n", len(p.Files))
-	for _, warn := range p.Warnings {
-		fmt.Fprintf(bw, "# warning: %s\n", strings.ReplaceAll(warn, "\n", " "))
-	}
-	for _, file := range p.Files {
-		fmt.Fprintln(bw, file)
-	}
-	return bw.Flush()
+	return p.WriteText(g.stdout)
 }

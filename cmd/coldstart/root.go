@@ -1,17 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/imageref"
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -136,4 +139,30 @@ func (g *globals) refOptions(platform string) ([]imageref.Option, error) {
 		opts = append(opts, imageref.WithPlatforms(spec))
 	}
 	return opts, nil
+}
+
+// readImageFor reads the one image of ref for platform: an index is
+// narrowed to platform, by default linux on this machine's architecture; a
+// single image must match platform when one is given.
+func readImageFor(ctx context.Context, ref imageref.Ref, platform string, ropts []imageref.Option) (v1.Image, error) {
+	art, err := imageref.Read(ctx, ref, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	if art.Index != nil && platform == "" {
+		platform = "linux/" + runtime.GOARCH
+	}
+	if platform != "" {
+		spec, err := imageref.ParsePlatforms(platform)
+		if err != nil {
+			return nil, errors.Join(errUsage, fmt.Errorf("--platform: %w", err))
+		}
+		if art, err = imageref.SelectPlatforms(ctx, art, spec); err != nil {
+			return nil, err
+		}
+	}
+	if art.Image == nil {
+		return nil, errors.Join(errUsage, fmt.Errorf("%s: --platform %s selects several images: name one platform", ref, platform))
+	}
+	return art.Image, nil
 }

@@ -194,3 +194,31 @@ func TestProfileJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileText(t *testing.T) {
+	p := &Profile{Image: "sha256:abcd", Platform: "linux/amd64", Source: SourceStatic,
+		Files: []string{"/bin", "/usr/bin/sh", "/etc/a b"}, Warnings: []string{"two\nlines", "other"}}
+	var b bytes.Buffer
+	if err := p.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden := `# coldstart profile (static) linux/amd64 sha256:abcd: 3 files
+# warning: two lines
+# warning: other
+/bin
+/usr/bin/sh
+/etc/a b
+`
+	if d := cmp.Diff(golden, b.String()); d != "" {
+		t.Errorf("WriteText (-want +got):\n%s", d)
+	}
+	// The text is a path list of the same files.
+	back, err := ReadPathList(&b, nil)
+	if err != nil || !cmp.Equal(back.Files, p.Files) {
+		t.Errorf("read back: %v, %v", back, err)
+	}
+	b.Reset()
+	if err := (&Profile{Source: SourceRun}).WriteText(&b); err != nil || b.String() != "# coldstart profile (run): 0 files\n" {
+		t.Errorf("empty profile: %q, %v", b.String(), err)
+	}
+}

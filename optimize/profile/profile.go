@@ -1,11 +1,13 @@
 package profile
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/optimize/profile/internal/imagepath"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -98,6 +100,31 @@ func (p *Profile) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(&out); err != nil {
+		return fmt.Errorf("writing profile: %w", err)
+	}
+	return nil
+}
+
+// WriteText writes p as a path list that ReadPathList reads back: a "#"
+// line with the source, platform, image and number of files, a "# warning:"
+// line per warning, then one path per line.
+func (p *Profile) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "# coldstart profile (%s)", p.Source)
+	if p.Platform != "" {
+		fmt.Fprintf(bw, " %s", p.Platform)
+	}
+	if p.Image != "" {
+		fmt.Fprintf(bw, " %s", p.Image)
+	}
+	fmt.Fprintf(bw, ": %d files\n", len(p.Files))
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(bw, "# warning: %s\n", strings.ReplaceAll(warn, "\n", " "))
+	}
+	for _, file := range p.Files {
+		fmt.Fprintln(bw, file)
+	}
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing profile: %w", err)
 	}
 	return nil
