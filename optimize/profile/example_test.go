@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -95,4 +96,45 @@ func ExampleReadRecordIn() {
 	//     "/usr/lib/x86_64-linux-gnu/libc.so.6"
 	//   ]
 	// }
+}
+
+// A path list names files, directories and wildcards. A directory means that
+// directory alone, as a trace names the directories a program lists;
+// "DIR/**" means every file below DIR.
+func ExampleParse() {
+	root, err := os.MkdirTemp("", "image")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(root)
+	for _, f := range []string{"app/run.sh", "app/static/site.css", "app/static/js/app.js", "app/static/js/lib/util.js"} {
+		p := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+	list := "# start-up files\n/app/run.sh\n/app/static\n/app/static/js/**\n"
+	pr, err := profile.Parse("startup.txt", []byte(list))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A path list is resolved against each image; the image itself is not
+	// needed here, its filesystem is.
+	p, err := pr.Profile(context.Background(), nil, profile.DirFS(root))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("profiler", path.Dir(pr.Name()), "(then the file's SHA-256)")
+	for _, f := range p.Files {
+		fmt.Println(f)
+	}
+	// Output:
+	// profiler paths/2 (then the file's SHA-256)
+	// /app/run.sh
+	// /app/static
+	// /app/static/js/app.js
+	// /app/static/js/lib/util.js
 }

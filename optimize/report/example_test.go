@@ -1,25 +1,51 @@
 package report_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log"
+	"sort"
+	"strings"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// estargzLayer encodes a layer as eStargz with the given files first.
-func estargzLayer(l testimage.Layer, first ...string) mutate.Addendum {
-	tarBytes := l.Tar()
+// estargzLayer writes files (name: content) as a tar and encodes it as an
+// eStargz layer with the files first listed first.
+func estargzLayer(files map[string]string, first ...string) mutate.Addendum {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	for _, n := range names {
+		mode := int64(0o644)
+		if strings.Contains(n, "bin/") {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n]))}); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(files[n])); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		log.Fatal(err)
+	}
+	tarBytes := raw.Bytes()
 	var out bytes.Buffer
 	enc, err := layers.Encode(context.Background(), io.NewSectionReader(bytes.NewReader(tarBytes), 0, int64(len(tarBytes))), &out,
 		layers.EncodeOptions{Prioritized: first})
@@ -40,13 +66,17 @@ func estargzLayer(l testimage.Layer, first ...string) mutate.Addendum {
 // lazy start six to mount (manifest, config, footer and TOC of each layer)
 // and one more for the file outside the prefetch range.
 func ExampleEstimate() {
-	base := estargzLayer(testimage.Layer{
-		testimage.File("etc/hosts", "127.0.0.1 localhost\n"),
-		testimage.File("usr/bin/server", "#!/bin/sh\nexec sleep 1\n", testimage.Mode(0o755)),
+	base := estargzLayer(map[string]string{
+		"etc/hosts":      "127.0.0.1 localhost\n",
+		"usr/bin/server": "#!/bin/sh\nexec sleep 1\n",
 	}, "usr/bin/server")
-	app := estargzLayer(testimage.Layer{testimage.File("app/config.json", "{}\n")})
-	img, err := testimage.ImageFrom(v1.ConfigFile{Config: v1.Config{Entrypoint: []string{"/usr/bin/server"}}}, base, app)
+	app := estargzLayer(map[string]string{"app/config.json": "{}\n"})
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: "amd64",
+		Config: v1.Config{Entrypoint: []string{"/usr/bin/server"}}})
 	if err != nil {
+		log.Fatal(err)
+	}
+	if img, err = mutate.Append(img, base, app); err != nil {
 		log.Fatal(err)
 	}
 	fast := report.Rates{GzipDecompress: 1e12, ZstdDecompress: 1e12, Verify: 1e12, Unpack: 1e12}
