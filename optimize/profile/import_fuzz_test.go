@@ -2,11 +2,12 @@ package profile
 
 import (
 	"bytes"
+	"context"
 	"testing"
 )
 
-// FuzzImport: the profile importers never panic, and what they accept is
-// a list of clean absolute paths.
+// FuzzImport: the profile importers and the sniffer never panic, and what
+// they accept is a list of absolute paths.
 func FuzzImport(f *testing.F) {
 	f.Add([]byte(`{"path":"usr/bin/python3"}` + "\n" + `{"path":"etc/passwd","layerIndex":0}`))
 	f.Add([]byte(`{"source":"static","files":["/bin/sh","/etc/passwd"]}`))
@@ -27,6 +28,13 @@ func FuzzImport(f *testing.F) {
 		}
 		if p, err := ReadPathList(bytes.NewReader(data), nil); err == nil {
 			check(p)
+		}
+		// The sniffer picks one of the readers; what it accepts gives
+		// clean absolute paths, or an error for wildcards without an FS.
+		if pr, err := Parse("fuzz", data); err == nil {
+			if p, err := pr.Profile(context.Background(), nil, nil); err == nil {
+				check(p)
+			}
 		}
 	})
 }
