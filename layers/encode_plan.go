@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 )
 
 // Planning a lazy layer: index the input tar (headers and offsets only),
-// order its entries (prioritized first, then a landmark, then the rest), and
+// order its entries (prioritized first, then a landmark in eStargz, then the
+// rest), and
 // cut the uncompressed output stream into segments. Every segment becomes one
 // gzip member or zstd frame; a segment starts wherever a regular file's data
 // chunk must be addressable on its own. Segments are independent, so they can
@@ -270,6 +272,11 @@ type encPlan struct {
 	// (zstd:chunked; eStargz ends with the TOC entry instead).
 	trailer []byte
 	missing []string
+	// prioritized says whether prioritized entries lead the layer, and
+	// restSeg is the segment where the data of the others starts, -1 if
+	// none has data (zstd:chunked, which has no landmark to say so).
+	prioritized bool
+	restSeg     int
 }
 
 // encTypeName maps a tar type to the TOC's type names.
@@ -308,6 +315,17 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}}
 	p.entries, p.missing = encOrder(entries, opt.Prioritized)
 	zstdChunked := opt.Format == FormatZstdChunked
+	rest := len(p.entries) // the first entry that is not prioritized
+	p.restSeg = -1
+	if zstdChunked {
+		// containers/storage leaves landmarks out of eStargz layers only: in
+		// zstd:chunked one would be a file in every container. The landmark
+		// (the only literal entry) goes; where it was, the prioritized
+		// entries end.
+		rest = slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.lit != nil })
+		p.entries = slices.Delete(p.entries, rest, rest+1)
+		p.prioritized = rest > 0
+	}
 	chunk := int64(opt.ChunkSize)
 
 	var cur encSeg
@@ -351,7 +369,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		return name
 	}
 	afterLandmark := false
-	for _, e := range p.entries {
+	for i, e := range p.entries {
 		h := e.hdr
 		if cur.size >= encMaxHeaderRun {
 			cut()
@@ -406,6 +424,9 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 				cut()
 			}
 			afterLandmark = false
+			if i >= rest && p.restSeg < 0 {
+				p.restSeg = len(p.segs)
+			}
 			ce := te
 			if off > 0 {
 				ce = &encTOCEntry{Name: h.Name, Type: "chunk"}
