@@ -77,7 +77,7 @@ func hashJSON(v any) string {
 func (o *options) encodeFingerprint() map[string]any {
 	return map[string]any{
 		"format": o.encode.Format.String(), "level": o.encode.Level, "chunk": o.encode.ChunkSize,
-		"encoder": layers.EncoderVersion, "libs": libraryVersions(),
+		"encoder": o.encode.Format.EncoderVersion(), "libs": libraryVersions(),
 		"gzipDefault": layers.DefaultGzipLevel, "zstdDefault": layers.DefaultZstdLevel, "chunkDefault": layers.DefaultChunkSize,
 	}
 }
