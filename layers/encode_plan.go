@@ -235,8 +235,15 @@ func encLiteral(e *encEntry, h *tar.Header, dataOff, size int64) (*encEntry, err
 		h.Format = tar.FormatPAX
 	}
 	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	if err := tw.WriteHeader(h); err != nil {
+	if err := tar.NewWriter(&b).WriteHeader(h); err != nil && h.Format != tar.FormatPAX {
+		// The fields do not fit the header's format (a longer link name).
+		b.Reset()
+		h.Format = tar.FormatPAX
+		err = tar.NewWriter(&b).WriteHeader(h)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rewriting the header of %q: %v", ErrNotTar, h.Name, err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: rewriting the header of %q: %v", ErrNotTar, h.Name, err)
 	}
 	// WriteHeader wrote the header blocks only; the data follows from src.

@@ -227,11 +227,20 @@ func dirHeader(d *Entry) *tar.Header {
 	return h
 }
 
+// writeHeader writes a header made anew, in its format when the fields fit
+// it and as PAX when they do not (a longer link name, say).
 func writeHeader(tw *tar.Writer, h *tar.Header) error {
 	if len(h.PAXRecords) > 0 {
 		h.Format = tar.FormatPAX
 	}
-	if err := tw.WriteHeader(h); err != nil {
+	err := tw.WriteHeader(h)
+	if err != nil && h.Format != tar.FormatPAX {
+		// A header that does not fit its format is a non-fatal error of
+		// the writer; a fatal one fails again.
+		h.Format = tar.FormatPAX
+		err = tw.WriteHeader(h)
+	}
+	if err != nil {
 		return fmt.Errorf("writing header of %q: %w", h.Name, err)
 	}
 	return nil
