@@ -140,7 +140,9 @@ func verifyArchive(t *testing.T, src, archive string) {
 	if code != 1 {
 		t.Fatalf("verify of an archive of eStargz layers: exit %d, want 1 (the annotations are gone): %s %s", code, out, stderr)
 	}
-	var v struct{ Images []struct{ Differences []string } }
+	var v struct {
+		Images []struct{ Differences []string }
+	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("verify output: %v\n%s", err, out)
 	}
