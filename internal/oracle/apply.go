@@ -141,6 +141,10 @@ type applier struct {
 	// path below them, each with the first entry index, to note
 	// same-layer whiteouts.
 	written, under map[string]int
+	// victimDirs and opaque hold, while a layer applies, the paths its
+	// whiteouts removed a directory from and the directories it made
+	// opaque.
+	victimDirs, opaque map[string]bool
 }
 
 func (a *applier) note(e *Entry, path string, kind NoteKind, format string, args ...any) {
@@ -163,6 +167,7 @@ func (a *applier) layer(li int, l *Layer) error {
 	a.touched = map[*inode]struct{}{}
 	a.graves = nil
 	a.written, a.under = map[string]int{}, map[string]int{}
+	a.victimDirs, a.opaque = map[string]bool{}, map[string]bool{}
 	hasLinks := false
 	for i := range l.Entries {
 		if l.Entries[i].Type == TypeHardlink {
@@ -241,7 +246,7 @@ func (a *applier) layer(li int, l *Layer) error {
 		}
 		n.ino.mtime, n.ino.mtimeKnown = boundTime(e.ModTime), true
 	}
-	a.graves, a.written, a.under, a.touched = nil, nil, nil, nil
+	a.graves, a.written, a.under, a.touched, a.victimDirs, a.opaque = nil, nil, nil, nil, nil, nil
 	return nil
 }
 
@@ -254,24 +259,54 @@ func markerDir(e *Entry) string {
 }
 
 // sameLayer notes a whiteout of a path the same layer writes (at or under
-// it). OCI says the whiteout hides the layers below only, and [Apply]
-// does that; containerd's appliers do not agree with it or each other.
+// it) where containerd's appliers do not do what OCI says and [Apply]
+// does (the whiteout hides the layers below only).
 func (a *applier) sameLayer(e *Entry) {
 	first, ok := a.written[e.Path]
-	if u, uok := a.under[e.Path]; uok && (!ok || u < first) {
-		first, ok = u, true
+	under, uok := a.under[e.Path]
+	if uok && (!ok || under < first) {
+		first, ok = under, true
 	}
-	if !ok {
-		return
-	}
-	if first < e.Index {
+	switch {
+	case !ok:
+	case first < e.Index:
 		a.note(e, e.Path, NoteSameLayerWhiteout, "the layer writes at or under /%s before the whiteout (entry %d): "+
 			"containerd's merged-view applier deletes that too, its overlayfs applier fails (mknod: file exists)", e.Path, first)
-		return
+	case uok && (!a.hasWritten(e.Path) || under < a.written[e.Path]):
+		a.note(e, e.Path, NoteSameLayerWhiteout, "the layer writes under /%s (entry %d) without a directory entry for it first: "+
+			"containerd's overlayfs applier fails there (the whiteout device is not a directory)", e.Path, under)
+	case a.victimDirs[e.Path] && !a.opaque[e.Path]:
+		if n := a.lookup(e.Path); n != nil && n.isDir() {
+			a.note(e, e.Path, NoteSameLayerWhiteout, "the layer deletes the directory /%s and makes it again without an opaque marker: "+
+				"containerd's overlayfs applier shows the lower directory's children in it", e.Path)
+		}
 	}
-	a.note(e, e.Path, NoteSameLayerWhiteout, "the layer writes at or under /%s after the whiteout (entry %d): "+
-		"containerd's overlayfs applier replaces the whiteout device, so a directory there shows the lower one's children "+
-		"(and a path under it without a directory entry fails)", e.Path, first)
+}
+
+func (a *applier) hasWritten(p string) bool {
+	_, ok := a.written[p]
+	return ok
+}
+
+// lookup returns the node at a clean path, without following symlinks.
+func (a *applier) lookup(p string) *dnode {
+	n := a.fs.root
+	for i := 0; i < len(p); {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p)
+		} else {
+			j += i
+		}
+		if !n.isDir() {
+			return nil
+		}
+		if n = n.children[p[i:j]]; n == nil {
+			return nil
+		}
+		i = j + 1
+	}
+	return n
 }
 
 // whiteout applies a whiteout, opaque or reserved marker against the layers
@@ -300,11 +335,15 @@ func (a *applier) whiteout(e *Entry) (bool, error) {
 	case TypeWhiteout:
 		base := baseOf(e.Path)
 		if victim := pn.children[base]; victim != nil {
+			if victim.isDir() {
+				a.victimDirs[e.Path] = true
+			}
 			delete(pn.children, base)
 			a.touch(pn)
 			a.bury(e, joinPath(rdir, base), victim)
 		}
 	case TypeOpaque:
+		a.opaque[e.Path] = true
 		for name, c := range pn.children {
 			delete(pn.children, name)
 			a.touch(pn)

@@ -136,7 +136,7 @@ func (fs *FS) Get(p string) (Node, bool) {
 // String lists the filesystem one path per line in tree order:
 // "PATH TYPE MODE UID:GID", then for a file its size and short digest, for a
 // device its numbers, for a symlink "-> TARGET", the xattrs, "mtime=RFC3339"
-// when known, and "inode=N" for paths that share an inode.
+// ("mtime=?" when unknown), and "inode=N" for paths that share an inode.
 func (fs *FS) String() string {
 	var b strings.Builder
 	for _, n := range fs.Nodes() {
@@ -154,6 +154,8 @@ func (fs *FS) String() string {
 		}
 		if n.ModTimeKnown {
 			fmt.Fprintf(&b, " mtime=%s", n.ModTime.Format(time.RFC3339Nano))
+		} else {
+			b.WriteString(" mtime=?")
 		}
 		if n.Links > 1 {
 			fmt.Fprintf(&b, " inode=%d", n.Inode)

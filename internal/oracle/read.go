@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
@@ -43,12 +45,96 @@ func readBlob(ctx context.Context, r io.Reader) (*Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := readLayer(ctx, dr)
-	if cerr := dr.Close(); err == nil && cerr != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadLayer, cerr)
+	if _, plain := dr.(nopCloser); plain {
+		return readLayer(ctx, dr)
 	}
-	return l, err
+	// Decompress in a goroutine of its own, a few buffers ahead of the
+	// tar parsing and hashing: they cost about the same.
+	ra := newReadAhead(dr, 4, 256<<10)
+	defer ra.Close()
+	return readLayer(ctx, ra)
 }
+
+// readAhead reads its source in a goroutine, up to n buffers ahead. The
+// goroutine closes the source when it stops: at the source's end or
+// error, or at the first read after Close (a read in progress is not
+// interrupted, so Close does not wait for it).
+type readAhead struct {
+	full  chan chunk
+	free  chan []byte
+	done  chan struct{}
+	cur   []byte
+	buf   []byte
+	err   error
+	close sync.Once
+}
+
+type chunk struct {
+	b   []byte
+	err error
+}
+
+func newReadAhead(src io.ReadCloser, n, size int) *readAhead {
+	ra := &readAhead{full: make(chan chunk, n), free: make(chan []byte, n), done: make(chan struct{})}
+	for range n {
+		ra.free <- make([]byte, size)
+	}
+	go func() {
+		defer src.Close()
+		for {
+			var buf []byte
+			select {
+			case buf = <-ra.free:
+			case <-ra.done:
+				return
+			}
+			m, err := fill(src, buf)
+			select {
+			case ra.full <- chunk{buf[:m], err}:
+			case <-ra.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+// fill reads into buf until it is full or the source fails; the error is
+// the source's, io.EOF included.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		if ra.buf != nil {
+			ra.free <- ra.buf[:cap(ra.buf)]
+			ra.buf = nil
+		}
+		c := <-ra.full
+		ra.cur, ra.buf, ra.err = c.b, c.b, c.err
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// Close stops the goroutine (after the read it may be in).
+func (ra *readAhead) Close() { ra.close.Do(func() { close(ra.done) }) }
 
 // Compression names what [Sniff] found.
 type Compression string
@@ -98,8 +184,12 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 		}
 		return zstdCloser{zr}, nil
 	}
-	return io.NopCloser(br), nil
+	return nopCloser{br}, nil
 }
+
+type nopCloser struct{ io.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 type zstdCloser struct{ *zstd.Decoder }
 
@@ -240,4 +330,19 @@ func ReadImage(ctx context.Context, layers []Opener, parallelism int) ([]*Layer,
 		return nil, err
 	}
 	return out, nil
+}
+
+// ReadV1Image reads the layers of img, bottom first, from their
+// compressed blobs (the compression is sniffed, not taken from the media
+// type), at most parallelism at a time.
+func ReadV1Image(ctx context.Context, img v1.Image, parallelism int) ([]*Layer, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("listing layers: %w", err)
+	}
+	openers := make([]Opener, len(ls))
+	for i, l := range ls {
+		openers[i] = l.Compressed
+	}
+	return ReadImage(ctx, openers, parallelism)
 }

@@ -18,6 +18,7 @@ import (
 	ti "github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 const testdata = "../../testdata"
@@ -232,5 +233,28 @@ func TestReadImage(t *testing.T) {
 	slow := []oracle.Opener{func() (io.ReadCloser, error) { return io.NopCloser(bigLayer(1 << 30)), nil }}
 	if _, err := oracle.ReadImage(ctx, slow, 1); !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestReadV1Image(t *testing.T) {
+	ls := ti.Random(newRand(8), ti.RandomOptions{Layers: 3})
+	var v1ls []v1.Layer
+	for _, l := range ls {
+		x, err := l.Compressed(compression.ZStd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1ls = append(v1ls, x)
+	}
+	img, err := ti.Image(v1.Config{}, v1ls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := oracle.ReadV1Image(context.Background(), img, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(readLayers(t, ls...), got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

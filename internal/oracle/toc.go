@@ -1,7 +1,9 @@
 package oracle
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
@@ -86,28 +88,14 @@ var LazyOnlyNames = []string{TOCName, PrefetchLandmark, NoPrefetchLandmark}
 // is verified against its TOC chunk digest and each file against its TOC
 // digest. Errors (a bad footer or TOC, the reader panicking on a hostile
 // one, a digest mismatch, a hard link to a directory) wrap [ErrTOC].
-func ReadTOC(ra io.ReaderAt, size int64, opts ...TOCOption) (l *Layer, err error) {
+func ReadTOC(ra io.ReaderAt, size int64, opts ...TOCOption) (*Layer, error) {
 	o := &tocOptions{parallelism: 1}
 	for _, opt := range opts {
 		opt(o)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			l, err = nil, fmt.Errorf("%w: the estargz reader panicked: %v", ErrTOC, p)
-		}
-	}()
-	r, err := estargz.Open(io.NewSectionReader(ra, 0, size), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
+	r, v, err := openTOC(ra, size, o.tocDigest)
 	if err != nil {
-		return nil, fmt.Errorf("%w: opening: %w", ErrTOC, err)
-	}
-	var v estargz.TOCEntryVerifier
-	if o.tocDigest != "" {
-		v, err = r.VerifyTOC(o.tocDigest)
-	} else {
-		v, err = r.Verifiers()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTOC, err)
+		return nil, err
 	}
 	root, ok := r.Lookup("")
 	if !ok {
@@ -121,6 +109,58 @@ func ReadTOC(ra io.ReaderAt, size int64, opts ...TOCOption) (l *Layer, err error
 		return nil, err
 	}
 	return t.l, nil
+}
+
+// openTOC opens the layer and its verifier. estargz v0.19.1 trusts the
+// footer: a TOC offset past the end of an eStargz blob makes it slice
+// with a negative length (a panic, an error here), and the TOC length of
+// a zstd:chunked footer is allocated as given (terabytes, or a fatal out
+// of memory that no recover catches), so that footer is checked first.
+func openTOC(ra io.ReaderAt, size int64, tocDigest digest.Digest) (r *estargz.Reader, v estargz.TOCEntryVerifier, err error) {
+	if err := checkZstdChunkedFooter(ra, size); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r, v, err = nil, nil, fmt.Errorf("%w: the estargz reader panicked: %v", ErrTOC, p)
+		}
+	}()
+	r, err = estargz.Open(io.NewSectionReader(ra, 0, size), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: opening: %w", ErrTOC, err)
+	}
+	if tocDigest != "" {
+		v, err = r.VerifyTOC(tocDigest)
+	} else {
+		v, err = r.Verifiers()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrTOC, err)
+	}
+	return r, v, nil
+}
+
+// zstdChunkedMagic ends the footer of a zstd:chunked blob (the 8 bytes at
+// offset 32 of its 40-byte footer, after the TOC offset and lengths).
+var zstdChunkedMagic = []byte{0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78}
+
+func checkZstdChunkedFooter(ra io.ReaderAt, size int64) error {
+	const footerSize = zstdchunked.FooterSize
+	if size < footerSize {
+		return nil
+	}
+	f := make([]byte, footerSize)
+	if _, err := ra.ReadAt(f, size-footerSize); err != nil {
+		return fmt.Errorf("%w: reading the footer: %w", ErrTOC, err)
+	}
+	if !bytes.Equal(f[32:40], zstdChunkedMagic) {
+		return nil
+	}
+	off, length := binary.LittleEndian.Uint64(f[0:8]), binary.LittleEndian.Uint64(f[8:16])
+	if off < 8 || off > uint64(size) || length > uint64(size)-off {
+		return fmt.Errorf("%w: the zstd:chunked footer puts the TOC at [%d, +%d) in a %d-byte blob", ErrTOC, off, length, size)
+	}
+	return nil
 }
 
 type tocWalk struct {

@@ -2,9 +2,12 @@ package oracle_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -241,6 +244,17 @@ func TestReadTOCErrors(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+	t.Run("hostile zstd:chunked footer", func(t *testing.T) {
+		// estargz v0.19.1 allocates the TOC length the footer gives.
+		zc, _ := build(t, big.Tar(), estargz.WithCompression(zstdCompression{&zstdchunked.Compressor{CompressionLevel: zstd.SpeedDefault}, new(zstdchunked.Decompressor)}))
+		bad := slices.Clone(zc)
+		binary.LittleEndian.PutUint64(bad[len(bad)-zstdchunked.FooterSize+8:], 8<<30)
+		_, err := oracle.ReadTOC(bytes.NewReader(bad), int64(len(bad)))
+		if !errors.Is(err, oracle.ErrTOC) || !strings.Contains(err.Error(), "the zstd:chunked footer puts the TOC at") {
+			t.Errorf("got %v", err)
+		}
+		readTOC(t, zc)
+	})
 	t.Run("not estargz", func(t *testing.T) {
 		raw := big.Tar()
 		if _, err := oracle.ReadTOC(bytes.NewReader(raw), int64(len(raw))); !errors.Is(err, oracle.ErrTOC) {
@@ -280,4 +294,32 @@ func pseudoString(seed uint64, n int) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// FuzzReadTOC feeds ReadTOC mutated eStargz and zstd:chunked blobs: it
+// must return a layer or an error, never panic or hang, and a layer it
+// returns must apply (or fail to) without panicking.
+func FuzzReadTOC(f *testing.F) {
+	base, err := os.ReadFile(filepath.Join(testdata, "base.tar"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	gz, _ := appendTar(f, base)
+	f.Add(gz)
+	zc, _ := build(f, base, estargz.WithCompression(zstdCompression{&zstdchunked.Compressor{CompressionLevel: zstd.SpeedDefault}, new(zstdchunked.Decompressor)}))
+	f.Add(zc)
+	small, _ := appendTar(f, ti.Layer{ti.File("f", "one"), ti.Hardlink("h", "f"), ti.Whiteout("x"), ti.Opaque("d")}.Tar())
+	f.Add(small)
+	f.Fuzz(func(t *testing.T, blob []byte) {
+		l, err := oracle.ReadTOC(bytes.NewReader(blob), int64(len(blob)))
+		if err != nil {
+			if !errors.Is(err, oracle.ErrTOC) {
+				t.Fatalf("error %v does not wrap ErrTOC", err)
+			}
+			return
+		}
+		if fs, err := oracle.Apply(l); err == nil && !oracle.Compare(fs, fs).Equal() {
+			t.Fatal("a filesystem differs from itself")
+		}
+	})
 }
