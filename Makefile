@@ -11,7 +11,8 @@ FUZZTIME    ?= 20s
 # Fuzz targets, as package:Target; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./layers:FuzzIndex ./layers:FuzzMerge ./optimize:FuzzPlan \
 	./internal/lazypull:FuzzOpenTOC ./optimize/profile:FuzzImport \
-	./optimize/profile:FuzzStatic ./optimize/profile/internal/elfhdr:FuzzParseELF ./internal/testimage:FuzzApply
+	./optimize/profile:FuzzStatic ./optimize/profile/internal/elfhdr:FuzzParseELF ./internal/testimage:FuzzApply \
+	./internal/oracle:FuzzApply ./internal/oracle:FuzzReadTOC
 
 all: build
 

@@ -30,7 +30,9 @@ const (
 	FormatEStargz Format = iota
 	// FormatZstdChunked is zstd:chunked as containers/storage reads it: every
 	// regular file (or chunk) starts a zstd frame; the TOC, the tar-split
-	// metadata and a footer are zstd skippable frames at the end.
+	// metadata and a footer are zstd skippable frames at the end. Prioritized
+	// files lead, but no landmark marks where they end: containers/storage
+	// (podman, CRI-O) would make a landmark a file in every container.
 	FormatZstdChunked
 	// FormatGzip is a plain gzip-compressed tar.
 	FormatGzip
@@ -106,9 +108,20 @@ func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstd }
 func (f Format) zstd() bool { return f == FormatZstdChunked || f == FormatZstd }
 
 // EncoderVersion changes whenever Encode would write other bytes for the
-// same input and options; caches of converted layers include it in their
-// keys.
-const EncoderVersion = "2" // 2: hard links to a replaced copy of a name keep their content
+// same input and options in every format; Format.EncoderVersion adds the
+// changes of one format. Caches of converted layers include the latter in
+// their keys. 2: hard links to a replaced copy of a name keep their content.
+const EncoderVersion = "2"
+
+// EncoderVersion is the version of the encoder's output in format f:
+// EncoderVersion, followed by the changes of f alone. zstd:chunked "2": no
+// prefetch landmark.
+func (f Format) EncoderVersion() string {
+	if f == FormatZstdChunked {
+		return EncoderVersion + "+zstd:chunked.2"
+	}
+	return EncoderVersion
+}
 
 // Defaults of EncodeOptions, chosen by measuring size and speed side by side
 // in one run (BenchmarkEncode) on a 169 MB tar of Debian's /usr (Python,
@@ -167,10 +180,11 @@ type EncodeOptions struct {
 	// at start-up (lazy formats only). Names are matched as estargz does:
 	// "a/b", "/a/b" and "./a/b" are the same entry. Each found entry moves to
 	// the front of the layer, in this order, after its parent directories
-	// and, for a hard link, after its target; a .prefetch.landmark entry
-	// follows them. When none is found the layer starts with a
-	// .no.prefetch.landmark instead. Names absent from the layer are not an
-	// error; Encoded.MissingPrioritized lists them. Default none.
+	// and, for a hard link, after its target. In eStargz a .prefetch.landmark
+	// entry follows them, or, when none is found, the layer starts with a
+	// .no.prefetch.landmark; zstd:chunked has no landmark. Names absent from
+	// the layer are not an error; Encoded.MissingPrioritized lists them.
+	// Default none.
 	Prioritized []string
 
 	// Workers is the number of goroutines that compress. 0 selects
@@ -192,8 +206,8 @@ type Encoded struct {
 	Size   int64
 	// DiffID is the digest of the uncompressed blob (the config's diff_id)
 	// and UncompressedSize its length. For the lazy formats this tar differs
-	// from the input: entries are reordered, landmarks added and, for
-	// eStargz, the TOC appended.
+	// from the input: entries are reordered and, for eStargz, a landmark
+	// added and the TOC appended.
 	DiffID           v1.Hash
 	UncompressedSize int64
 	// TOCDigest is the digest of the TOC JSON, zero for the plain formats.
@@ -208,10 +222,15 @@ type Encoded struct {
 	// zstd:chunked: io.github.containers.zstd-chunked.manifest-checksum,
 	// ...manifest-position and ...tarsplit-position as current
 	// containers/storage reads them, the io.containers.zstd-chunked.* keys of
-	// estargz's zstdchunked package, and
-	// io.containers.estargz.uncompressed-size. The stargz toc.digest is left
-	// out on purpose: containers/storage refuses a layer that carries both
-	// it and the zstd:chunked manifest checksum.
+	// estargz's zstdchunked package,
+	// io.containers.estargz.uncompressed-size, and
+	// containerd.io/snapshot/remote/stargz.prefetch: the compressed bytes
+	// from the start of the blob that hold the prioritized files (0 when
+	// none), which stargz-snapshotter prefetches in place of a landmark. The
+	// stargz toc.digest is left out on purpose: containers/storage refuses a
+	// layer that carries both it and the zstd:chunked manifest checksum (and
+	// without it stargz-snapshotter mounts the layer lazily only when its
+	// verification is disabled).
 	Annotations map[string]string
 	// MissingPrioritized lists the names of EncodeOptions.Prioritized that
 	// the layer does not contain, in the order given.

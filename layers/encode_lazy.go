@@ -30,6 +30,11 @@ const (
 	encZstdManifestPosition = "io.github.containers.zstd-chunked.manifest-position"
 	encZstdTarSplitPosition = "io.github.containers.zstd-chunked.tarsplit-position"
 	encZstdManifestTypeCRFS = 1
+	// encStargzPrefetch is the snapshot label stargz-snapshotter takes as the
+	// number of bytes to prefetch from the start of a layer without a
+	// landmark; containerd passes layer annotations with its prefix as
+	// snapshot labels.
+	encStargzPrefetch = "containerd.io/snapshot/remote/stargz.prefetch"
 )
 
 var (
@@ -112,7 +117,15 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 	}
 	res := &Encoded{MissingPrioritized: p.missing}
 	if zstdChunked {
-		err = encFinishZstdChunked(out, written, p, h, opt, res)
+		var prefetch int64 // where the prioritized files end
+		switch {
+		case !p.prioritized:
+		case p.restSeg >= 0:
+			prefetch = segOff[p.restSeg]
+		default:
+			prefetch = written
+		}
+		err = encFinishZstdChunked(out, written, prefetch, p, h, opt, res)
 	} else {
 		err = encFinishEStargz(out, written, p, h, opt, res)
 	}
@@ -359,7 +372,7 @@ func encFinishEStargz(out io.Writer, tocOff int64, p *encPlan, h *encHasher, opt
 
 // encFinishZstdChunked appends the TOC, the tar-split and the footer, each
 // in a zstd skippable frame.
-func encFinishZstdChunked(out io.Writer, payloadEnd int64, p *encPlan, h *encHasher, opt EncodeOptions, res *Encoded) error {
+func encFinishZstdChunked(out io.Writer, payloadEnd, prefetch int64, p *encPlan, h *encHasher, opt EncodeOptions, res *Encoded) error {
 	tsDigest := sha256.Sum256(h.tarSplit.Bytes())
 	tocJSON, err := json.Marshal(&encTOC{
 		Version:        1,
@@ -409,6 +422,7 @@ func encFinishZstdChunked(out io.Writer, payloadEnd int64, p *encPlan, h *encHas
 		zstdchunked.ManifestChecksumAnnotation:  encHashBytes(ctocDigest[:]).String(),
 		zstdchunked.ManifestPositionAnnotation:  position,
 		estargz.StoreUncompressedSizeAnnotation: strconv.FormatInt(h.n, 10),
+		encStargzPrefetch:                       strconv.FormatInt(prefetch, 10),
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 )
 
 // Planning a lazy layer: index the input tar (headers and offsets only),
-// order its entries (prioritized first, then a landmark, then the rest), and
+// order its entries (prioritized first, then a landmark in eStargz, then the
+// rest), and
 // cut the uncompressed output stream into segments. Every segment becomes one
 // gzip member or zstd frame; a segment starts wherever a regular file's data
 // chunk must be addressable on its own. Segments are independent, so they can
@@ -49,6 +51,8 @@ type encEntry struct {
 	size    int64  // data bytes that follow the header in the archive
 	lit     []byte // literal header blocks, instead of src[hdrOff:dataOff]
 	litData []byte // literal data, instead of src[dataOff:dataOff+size]
+	// landmark marks the prefetch landmark encOrder adds.
+	landmark bool
 }
 
 func (e *encEntry) pad() int64 { return encPad(e.size) }
@@ -231,8 +235,15 @@ func encLiteral(e *encEntry, h *tar.Header, dataOff, size int64) (*encEntry, err
 		h.Format = tar.FormatPAX
 	}
 	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	if err := tw.WriteHeader(h); err != nil {
+	if err := tar.NewWriter(&b).WriteHeader(h); err != nil && h.Format != tar.FormatPAX {
+		// The fields do not fit the header's format (a longer link name).
+		b.Reset()
+		h.Format = tar.FormatPAX
+		err = tar.NewWriter(&b).WriteHeader(h)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rewriting the header of %q: %v", ErrNotTar, h.Name, err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: rewriting the header of %q: %v", ErrNotTar, h.Name, err)
 	}
 	// WriteHeader wrote the header blocks only; the data follows from src.
@@ -312,7 +323,7 @@ func encLandmark(name string) *encEntry {
 	if err := tw.WriteHeader(h); err != nil {
 		panic(fmt.Sprintf("layers: writing the %s header: %v", name, err)) // constant input
 	}
-	return &encEntry{hdr: h, name: name, size: 1, lit: b.Bytes(), litData: []byte{encLandmarkContents}}
+	return &encEntry{hdr: h, name: name, size: 1, lit: b.Bytes(), litData: []byte{encLandmarkContents}, landmark: true}
 }
 
 // encSpan is a piece of a segment: src[off:off+n] or lit. A span with toc >= 0
@@ -384,6 +395,11 @@ type encPlan struct {
 	// (zstd:chunked; eStargz ends with the TOC entry instead).
 	trailer []byte
 	missing []string
+	// prioritized says whether prioritized entries lead the layer, and
+	// restSeg is the segment where the data of the others starts, -1 if
+	// none has data (zstd:chunked, which has no landmark to say so).
+	prioritized bool
+	restSeg     int
 }
 
 // encTypeName maps a tar type to the TOC's type names.
@@ -422,6 +438,16 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}}
 	p.entries, p.missing = encOrder(entries, opt.Prioritized)
 	zstdChunked := opt.Format == FormatZstdChunked
+	rest := len(p.entries) // the first entry that is not prioritized
+	p.restSeg = -1
+	if zstdChunked {
+		// containers/storage leaves landmarks out of eStargz layers only: in
+		// zstd:chunked one would be a file in every container. The landmark
+		// goes; where it was, the prioritized entries end.
+		rest = slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
+		p.entries = slices.Delete(p.entries, rest, rest+1)
+		p.prioritized = rest > 0
+	}
 	chunk := int64(opt.ChunkSize)
 
 	var cur encSeg
@@ -464,7 +490,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		m[id] = name
 		return name
 	}
-	for _, e := range p.entries {
+	for i, e := range p.entries {
 		h := e.hdr
 		if cur.size >= encMaxHeaderRun {
 			cut()
@@ -515,6 +541,9 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		for off := int64(0); off < e.size; off += chunk {
 			n := min(chunk, e.size-off)
 			cut()
+			if i >= rest && p.restSeg < 0 {
+				p.restSeg = len(p.segs)
+			}
 			ce := te
 			if off > 0 {
 				ce = &encTOCEntry{Name: h.Name, Type: "chunk"}

@@ -616,6 +616,13 @@ func TestEncodeZstdChunked(t *testing.T) {
 	if err := json.Unmarshal(tocJSON, &toc); err != nil {
 		t.Fatalf("the TOC does not parse as containers/storage's: %v", err)
 	}
+	// containers/storage makes every TOC entry of a zstd:chunked layer a
+	// file (it skips eStargz's metadata entries in eStargz layers only).
+	for _, e := range toc.Entries {
+		if encIsMeta(e.Name) {
+			t.Errorf("the TOC has %q, which would be a file in every container", e.Name)
+		}
+	}
 
 	// Each file's data from [offset, endOffset) alone, as a partial pull reads it.
 	for _, e := range toc.Entries {
@@ -653,7 +660,6 @@ func TestEncodeZstdChunked(t *testing.T) {
 	for k, v := range bodies {
 		getter[k] = v
 	}
-	getter[estargz.NoPrefetchLandmark] = []byte{0xf}
 	var rebuilt bytes.Buffer
 	if err := asm.WriteOutputTarStream(getter, storage.NewJSONUnpacker(bytes.NewReader(tsJSON)), &rebuilt); err != nil {
 		t.Fatalf("rebuilding the tar from tar-split: %v", err)
@@ -683,7 +689,7 @@ func TestEncodeZstdChunked(t *testing.T) {
 }
 
 // TestEncodePrioritized: prioritized entries lead, in order, after their
-// parents and hard link targets, then the landmark.
+// parents and hard link targets, then, in eStargz only, the landmark.
 func TestEncodePrioritized(t *testing.T) {
 	in := encBuildTar(t, encSampleFiles())
 	for _, f := range []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked} {
@@ -695,7 +701,10 @@ func TestEncodePrioritized(t *testing.T) {
 			for _, e := range encReadTar(t, encDecompress(t, f, blob)) {
 				names = append(names, e.Name)
 			}
-			want := []string{"./", "b/", "b/y.txt", "a/", "a/x.txt", "b/hard", "c/", "c/attr", estargz.PrefetchLandmark}
+			want := []string{"./", "b/", "b/y.txt", "a/", "a/x.txt", "b/hard", "c/", "c/attr"}
+			if f == layers.FormatEStargz {
+				want = append(want, estargz.PrefetchLandmark)
+			}
 			if diff := cmp.Diff(want, names[:len(want)]); diff != "" {
 				t.Errorf("leading entries (-want +got):\n%s", diff)
 			}
@@ -723,17 +732,94 @@ func TestEncodePrioritized(t *testing.T) {
 			}
 			encVerifyLazy(t, blob, res, encFileBodies(encSampleFiles()))
 
+			wantFirst := estargz.NoPrefetchLandmark
+			if f == layers.FormatZstdChunked {
+				wantFirst = "./" // the input's first entry
+			}
 			opt.Prioritized = nil
 			blob, _ = encode(t, in, opt)
-			if first := encReadTar(t, encDecompress(t, f, blob))[0].Name; first != estargz.NoPrefetchLandmark {
-				t.Errorf("without prioritized files the layer starts with %q", first)
+			if first := encReadTar(t, encDecompress(t, f, blob))[0].Name; first != wantFirst {
+				t.Errorf("without prioritized files the layer starts with %q, want %q", first, wantFirst)
 			}
 			opt.Prioritized = []string{"nothing/here"}
 			blob, _ = encode(t, in, opt)
-			if first := encReadTar(t, encDecompress(t, f, blob))[0].Name; first != estargz.NoPrefetchLandmark {
-				t.Errorf("when no prioritized file is found the layer starts with %q", first)
+			if first := encReadTar(t, encDecompress(t, f, blob))[0].Name; first != wantFirst {
+				t.Errorf("when no prioritized file is found the layer starts with %q, want %q", first, wantFirst)
 			}
 		})
+	}
+}
+
+// encZstdTOC reads the TOC of a zstd:chunked blob through its annotations.
+func encZstdTOC(t *testing.T, blob []byte, ann map[string]string) encZstdChunkedTOC {
+	t.Helper()
+	pos := encPosition(t, ann["io.github.containers.zstd-chunked.manifest-position"], 4)
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	tocJSON, err := dec.DecodeAll(blob[pos[0]:pos[0]+pos[1]], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toc encZstdChunkedTOC
+	if err := json.Unmarshal(tocJSON, &toc); err != nil {
+		t.Fatal(err)
+	}
+	return toc
+}
+
+// TestEncodeZstdChunkedPrefetch: in place of a landmark, zstd:chunked says
+// where the prioritized files end in the annotation stargz-snapshotter
+// takes as its prefetch size: every prioritized file's data lies before it,
+// every other file's after it, and it is 0 when nothing is prioritized.
+func TestEncodeZstdChunkedPrefetch(t *testing.T) {
+	const key = "containerd.io/snapshot/remote/stargz.prefetch"
+	in := encBuildTar(t, encSampleFiles())
+	for _, tc := range []struct {
+		prioritized []string
+		zero        bool
+	}{
+		{prioritized: []string{"/b/y.txt", "c/attr", "b/big.bin"}},
+		{prioritized: []string{"a/x.txt"}},
+		{prioritized: nil, zero: true},
+		{prioritized: []string{"not/there"}, zero: true},
+	} {
+		opt := encOpts(layers.FormatZstdChunked)
+		opt.Prioritized = tc.prioritized
+		blob, res := encode(t, in, opt)
+		got, err := strconv.ParseInt(res.Annotations[key], 10, 64)
+		if err != nil {
+			t.Fatalf("%v: %s = %q: %v", tc.prioritized, key, res.Annotations[key], err)
+		}
+		if tc.zero {
+			if got != 0 {
+				t.Errorf("%v: %s = %d, want 0", tc.prioritized, key, got)
+			}
+			continue
+		}
+		want := map[string]bool{}
+		for _, n := range tc.prioritized {
+			want[strings.TrimPrefix(n, "/")] = true
+		}
+		firstOther := int64(-1)
+		for _, e := range encZstdTOC(t, blob, res.Annotations).Entries {
+			if (e.Type != "reg" && e.Type != "chunk") || e.Offset == 0 {
+				continue
+			}
+			switch {
+			case want[e.Name] && e.EndOffset > got:
+				t.Errorf("%v: %s [%d, %d) ends after the prefetch range [0, %d)", tc.prioritized, e.Name, e.Offset, e.EndOffset, got)
+			case !want[e.Name] && e.Offset < got:
+				t.Errorf("%v: %s at %d is inside the prefetch range [0, %d)", tc.prioritized, e.Name, e.Offset, got)
+			case !want[e.Name] && firstOther < 0:
+				firstOther = e.Offset
+			}
+		}
+		if firstOther != got {
+			t.Errorf("%v: prefetch range ends at %d, the first other file starts at %d", tc.prioritized, got, firstOther)
+		}
 	}
 }
 
@@ -888,9 +974,10 @@ func TestEncodeDuplicates(t *testing.T) {
 		for _, e := range encReadTar(t, encDecompress(t, f, blob)) {
 			got = append(got, e.Name+"="+e.Body)
 		}
-		want := []string{estargz.NoPrefetchLandmark + "=\x0f", "b=b", "./a=new"}
+		want := []string{"b=b", "./a=new"}
 		if f == layers.FormatEStargz {
 			got = got[:len(got)-1]
+			want = append([]string{estargz.NoPrefetchLandmark + "=\x0f"}, want...)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", f, diff)

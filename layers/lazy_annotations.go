@@ -34,7 +34,10 @@ const maxLazyMetadata = 1 << 30
 // containers/storage before and after 1.48), the tar-split position and the
 // uncompressed size, read from blob's footer, TOC and tar-split frames. The
 // annotations of a descriptor can be lost on the way (a docker-archive
-// round trip drops them); the blob cannot. It returns nil for a layer that
+// round trip drops them); the blob cannot. The one annotation Encode writes
+// that the blob does not record is zstd:chunked's prefetch size for
+// stargz-snapshotter (see EncodeOptions.Prioritized), which that puller
+// reads only with verification disabled. It returns nil for a layer that
 // is not lazy.
 func LazyAnnotations(blob *io.SectionReader, idx *Index) (map[string]string, error) {
 	switch idx.Lazy {

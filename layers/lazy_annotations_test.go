@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/layers"
@@ -28,7 +29,9 @@ func TestLazyAnnotations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := cmp.Diff(res.Annotations, got); d != "" {
+			want := maps.Clone(res.Annotations)
+			delete(want, "containerd.io/snapshot/remote/stargz.prefetch") // not in the blob
+			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("derived annotations differ from the encoder's (-encoder +derived):\n%s", d)
 			}
 			if f != layers.FormatZstdChunked {

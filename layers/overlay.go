@@ -203,9 +203,16 @@ func (o *Overlay) resolveCrossLayerLinks() {
 	for _, l := range o.layers {
 		for ei := range l.Entries {
 			e := &l.Entries[ei]
-			if e.Type == TypeHardlink && e.LinkIndex < 0 {
+			switch {
+			case e.Type == TypeHardlink && e.LinkIndex < 0:
 				if c, ok := cur[e.Linkname]; ok {
 					e.Digest, e.Size = c.digest, c.size
+				}
+			case e.Type == TypeHardlink && e.LinkIndex < ei:
+				// A link to an earlier link of the layer, which may be one
+				// resolved just above: the index copied its content before.
+				if t := &l.Entries[e.LinkIndex]; t.Type == TypeHardlink {
+					e.Digest, e.Size = t.Digest, t.Size
 				}
 			}
 		}

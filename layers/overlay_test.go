@@ -238,3 +238,21 @@ func TestInScope(t *testing.T) {
 		t.Errorf("in scope (-want +got):\n%s", diff)
 	}
 }
+
+// TestHardlinkToCrossLayerLink: a link to a link whose target is in a lower
+// layer has the lower file's content.
+func TestHardlinkToCrossLayerLink(t *testing.T) {
+	ov := merge(t, testimage.Layer{testimage.File("a", "lower content")},
+		testimage.Layer{testimage.Hardlink("b", "a"), testimage.Hardlink("c", "b")})
+	ra, _ := ov.Lookup("a")
+	want := ov.Entry(ra)
+	for _, p := range []string{"b", "c"} {
+		r, ok := ov.Lookup(p)
+		if !ok {
+			t.Fatalf("%s is not visible", p)
+		}
+		if e := ov.Entry(r); e.Size != want.Size || e.Digest != want.Digest {
+			t.Errorf("%s: %d bytes %x, want %d bytes %x", p, e.Size, e.Digest[:4], want.Size, want.Digest[:4])
+		}
+	}
+}

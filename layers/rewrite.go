@@ -43,6 +43,12 @@ type RewritePlan struct {
 	// Links replaces hard link entries whose target is not in the layer,
 	// by the index of the entry.
 	Links map[int]LinkSource
+	// Dirs adds directory entries right before entry i, as the given
+	// entries of lower layers describe them (path, mode, owner, time,
+	// extended attributes): a lazy puller presents a directory the layer
+	// has no entry for as 0755, root-owned, from 1970, where a full pull
+	// keeps the lower directory's.
+	Dirs map[int][]*Entry
 }
 
 // LinkSource is what a hard link entry becomes when the file it links to is
@@ -102,9 +108,15 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, plan RewritePlan, w i
 		}
 		k := plan.Keep == nil || plan.Keep(i)
 		ls, relinked := plan.Links[i]
+		dirs := plan.Dirs[i]
 		i++
 		if !k {
 			continue
+		}
+		for _, d := range dirs {
+			if err := writeHeader(tw, dirHeader(d)); err != nil {
+				return cw.n, fmt.Errorf("rewriting: %w", err)
+			}
 		}
 		if relinked && hdr.Typeflag == tar.TypeLink {
 			if err := writeLinkSource(tw, hdr, ls, buf); err != nil {
@@ -200,11 +212,35 @@ func writeLinkSource(tw *tar.Writer, hdr *tar.Header, ls LinkSource, buf []byte)
 	return nil
 }
 
+// dirHeader is the header of directory entry d.
+func dirHeader(d *Entry) *tar.Header {
+	h := &tar.Header{Typeflag: tar.TypeDir, Name: d.Path + "/", Mode: d.Mode, Uid: d.UID, Gid: d.GID, ModTime: d.ModTime}
+	for k, v := range d.Xattrs {
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords["SCHILY.xattr."+k] = v
+	}
+	if d.ModTime.Nanosecond() != 0 {
+		h.Format = tar.FormatPAX
+	}
+	return h
+}
+
+// writeHeader writes a header made anew, in its format when the fields fit
+// it and as PAX when they do not (a longer link name, say).
 func writeHeader(tw *tar.Writer, h *tar.Header) error {
 	if len(h.PAXRecords) > 0 {
 		h.Format = tar.FormatPAX
 	}
-	if err := tw.WriteHeader(h); err != nil {
+	err := tw.WriteHeader(h)
+	if err != nil && h.Format != tar.FormatPAX {
+		// A header that does not fit its format is a non-fatal error of
+		// the writer; a fatal one fails again.
+		h.Format = tar.FormatPAX
+		err = tw.WriteHeader(h)
+	}
+	if err != nil {
 		return fmt.Errorf("writing header of %q: %w", h.Name, err)
 	}
 	return nil

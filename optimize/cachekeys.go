@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 
@@ -75,7 +77,7 @@ func hashJSON(v any) string {
 func (o *options) encodeFingerprint() map[string]any {
 	return map[string]any{
 		"format": o.encode.Format.String(), "level": o.encode.Level, "chunk": o.encode.ChunkSize,
-		"encoder": layers.EncoderVersion, "libs": libraryVersions(),
+		"encoder": o.encode.Format.EncoderVersion(), "libs": libraryVersions(),
 		"gzipDefault": layers.DefaultGzipLevel, "zstdDefault": layers.DefaultZstdLevel, "chunkDefault": layers.DefaultChunkSize,
 	}
 }
@@ -128,6 +130,16 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 	if len(lp.links) > 0 {
 		// What hard links to lower files become depends on those files.
 		k["links"] = linksKey(lp, idxs)
+	}
+	if len(lp.dirs) > 0 {
+		// So do the directories added from the layers below.
+		var dirs []any
+		for _, i := range slices.Sorted(maps.Keys(lp.dirs)) {
+			for _, d := range lp.dirs[i] {
+				dirs = append(dirs, []any{i, d.Path, d.Mode, d.UID, d.GID, d.ModTime.UnixNano(), d.Xattrs})
+			}
+		}
+		k["dirs"] = dirs
 	}
 	return "layer/sha256:" + hashJSON(k)
 }

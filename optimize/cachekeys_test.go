@@ -35,6 +35,9 @@ func TestLayerKey(t *testing.T) {
 		"hard links": func(_ *options, lp *layerPlan, _ *layers.Index) {
 			lp.links = map[int]linkSource{2: {relink: "bin/app"}}
 		},
+		"parent dirs": func(_ *options, lp *layerPlan, _ *layers.Index) {
+			lp.dirs = map[int][]*layers.Entry{0: {{Path: "bin", Type: layers.TypeDir, Mode: 0o700}}}
+		},
 	}
 	for name, change := range changes {
 		o, lp := base()

@@ -239,10 +239,10 @@ func sha256Of(s string) string {
 
 // lazyMetadataHidden drops, for eStargz, the root entries the format defines
 // (the TOC and the prefetch landmarks): a full pull extracts them from any
-// eStargz layer, and stargz-snapshotter hides them.
+// eStargz layer, and stargz-snapshotter and containers/storage hide them.
 func lazyMetadataHidden(f layers.Format, nodes []testimage.Node) []testimage.Node {
-	if f != layers.FormatEStargz && f != layers.FormatZstdChunked {
-		return nodes
+	if f != layers.FormatEStargz {
+		return nodes // zstd:chunked adds nothing to the tar stream
 	}
 	out := nodes[:0:0]
 	for _, n := range nodes {
@@ -277,6 +277,11 @@ func TestKeptLazyLayerAnnotations(t *testing.T) {
 		t.Run(f.String(), func(t *testing.T) {
 			lazy, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil))
 			want := layerAnnotations(t, lazy)
+			for _, a := range want {
+				// zstd:chunked's prefetch size for stargz-snapshotter is
+				// not recorded in the blob, and goes with the descriptor.
+				delete(a, "containerd.io/snapshot/remote/stargz.prefetch")
+			}
 			path := filepath.Join(t.TempDir(), "image.tar")
 			ref, err := name.ParseReference("example.com/app:lazy")
 			if err != nil {

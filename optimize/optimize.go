@@ -253,7 +253,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		return nil, nil, wrap(err)
 	}
 	roles, reasons := o.roles(idxs, ov, prio, ir)
-	p := makePlan(ov, roles, reasons, o.dedupe)
+	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format.Lazy())
 	p.prioritize(prio)
 	ir.MissingPrioritized = p.missing
 	ir.StartupFiles = len(prio)
@@ -498,6 +498,9 @@ func (o *options) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars,
 				return io.NopCloser(io.NewSectionReader(t, fe.DataOffset, fe.Size)), nil
 			}}
 		}
+	}
+	if len(lp.dirs) > 0 {
+		rp.Dirs = lp.dirs
 	}
 	n, err := layers.Rewrite(ctx, rc, idx, rp, tarFile)
 	if err != nil {

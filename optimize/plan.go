@@ -38,6 +38,10 @@ type layerPlan struct {
 	// (RoleRewrite and RoleConvert), by entry index: each becomes that
 	// file, or a link to an earlier entry of the layer that became it.
 	links map[int]linkSource
+	// dirs lists, by entry index, directories to write right before the
+	// entry: those above kept entries that the layer has no entry for,
+	// as the layers below have them (lazy formats only).
+	dirs map[int][]*layers.Entry
 }
 
 // linkSource is what a hard link to a file of a lower layer becomes.
@@ -62,8 +66,18 @@ type plan struct {
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
-// role and dedupe says whether to drop what no container sees.
-func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *plan {
+// role, dedupe says whether to drop what no container sees and lazy whether
+// the output is eStargz or zstd:chunked.
+func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe, lazy bool) *plan {
+	p := makePlanEntries(ov, roles, reasons, dedupe)
+	p.findLinkSources()
+	if lazy {
+		p.findParentDirs()
+	}
+	return p
+}
+
+func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *plan {
 	idxs := ov.Layers()
 	p := &plan{ov: ov, layers: make([]*layerPlan, len(idxs)), provider: map[string]layers.Ref{}}
 	for li, idx := range idxs {
@@ -78,7 +92,6 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 		p.provider[path] = r
 	}
 	if !dedupe {
-		p.findLinkSources()
 		return p
 	}
 	rewrite := func(li int) bool { return p.layers[li].role == RoleRewrite }
@@ -194,7 +207,6 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *
 			p.layers[li].keep[ei] = hides
 		}
 	}
-	p.findLinkSources()
 	for li, idx := range idxs {
 		lp := p.layers[li]
 		for ei := range idx.Entries {
@@ -250,6 +262,85 @@ func (p *plan) findLinkSources() {
 			held[f] = e.Name
 		}
 	}
+}
+
+// findParentDirs fills the dirs of every rewritten or converted layer: a
+// lazy puller presents a directory that a layer's entries are under but
+// that the layer has no entry for as 0755, root-owned, from 1970, and
+// overlayfs shows the upper layer's directory, where a full pull keeps the
+// metadata of the directory below. Such a directory gets an entry with
+// that metadata.
+func (p *plan) findParentDirs() {
+	for li, idx := range p.ov.Layers() {
+		lp := p.layers[li]
+		if lp.role == RoleKeep {
+			continue
+		}
+		kept := func(ei int) bool { return lp.role != RoleRewrite || lp.keep[ei] }
+		done := map[string]bool{".": true}
+		for ei := range idx.Entries {
+			if e := &idx.Entries[ei]; kept(ei) && e.Type == layers.TypeDir {
+				done[e.Path] = true
+			}
+		}
+		for ei := range idx.Entries {
+			if !kept(ei) {
+				continue
+			}
+			e := &idx.Entries[ei]
+			dir := parentDir(e.Path)
+			if e.Type == layers.TypeOpaque {
+				dir = e.Path // the marker is inside the directory it makes opaque
+			}
+			var need []string
+			for a := dir; a != "" && !done[a]; a = parentDir(a) {
+				need = append(need, a)
+				done[a] = true
+			}
+			for k := len(need) - 1; k >= 0; k-- {
+				if d, ok := p.dirBefore(li, need[k]); ok {
+					if lp.dirs == nil {
+						lp.dirs = map[int][]*layers.Entry{}
+					}
+					lp.dirs[ei] = append(lp.dirs[ei], d)
+				}
+			}
+		}
+	}
+}
+
+// dirBefore returns the directory entry that provided dir on top of the
+// layers below layer; ok is false when none did (the directory was made
+// implicitly below too) or dir was not a directory then.
+func (p *plan) dirBefore(layer int, dir string) (*layers.Entry, bool) {
+	vs := p.ov.Versions(dir)
+	for i := len(vs) - 1; i >= 0; i-- {
+		v := vs[i]
+		if v.Layer >= layer {
+			continue
+		}
+		e := p.ov.Entry(v)
+		if e.Type == layers.TypeOpaque {
+			// The layer's last entry at dir is its opaque marker: its
+			// directory entry, if any, comes before it.
+			idx := p.ov.Layers()[v.Layer]
+			for ei := v.Entry - 1; ei >= 0; ei-- {
+				if c := &idx.Entries[ei]; c.Path == dir && c.Type == layers.TypeDir {
+					v, e = layers.Ref{Layer: v.Layer, Entry: ei}, c
+					break
+				}
+			}
+			if e.Type == layers.TypeOpaque {
+				continue
+			}
+		}
+		st := p.ov.Status(v)
+		if e.Type != layers.TypeDir || st.Reason == layers.ReplacedInLayer || (st.By >= 0 && st.By < layer && st.Reason != layers.Overwritten) {
+			return nil, false
+		}
+		return e, true
+	}
+	return nil, false
 }
 
 func cleanName(name string) string {

@@ -1,18 +1,24 @@
 package optimize
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
-	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/internal/oracle"
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 )
 
 // maxDifferences is how many differences a Verification lists per image.
@@ -31,19 +37,40 @@ type ImageVerification struct {
 	Target   string `json:"target"`
 	// Paths is the number of paths compared.
 	Paths int `json:"paths"`
-	// Differences lists the first differences of the merged filesystems
-	// and of lazy layer verification.
+	// Differences lists the first differences of the merged filesystems,
+	// of the layers' digests and of lazy layer verification.
 	Differences []string `json:"differences,omitempty"`
 	// LazyLayers is the number of lazy layers whose TOC and chunks verified.
 	LazyLayers int `json:"lazyLayers"`
 }
 
-// Verify checks that dst has the same merged filesystem as src (paths,
-// types, modes, owners, mtimes, link targets, device numbers, xattrs and
-// content) for every image, matched by platform, and that every eStargz and
-// zstd:chunked layer of dst verifies: its TOC against the descriptor's TOC
-// digest and every chunk against the TOC. src and dst are each a v1.Image
-// or a v1.ImageIndex.
+// Verify checks that dst shows a container the same filesystem as src, for
+// every image, matched by platform, as each puller presents it:
+//
+//   - a full pull (containerd, podman): every layer's tar stream applied
+//     in order. The eStargz TOC and prefetch landmarks at the root of an
+//     eStargz layer, which a full pull extracts from any eStargz layer,
+//     are left out;
+//   - a lazy pull (stargz-snapshotter): every eStargz and zstd:chunked
+//     layer as the estargz reader presents it from its TOC, every other
+//     layer's tar stream;
+//   - containers/storage's partial pull of zstd:chunked, which shows
+//     every TOC entry: a prefetch landmark in such a layer is a file the
+//     input did not have.
+//
+// It compares paths, types, modes, owners, mtimes, content, symlink targets,
+// device numbers and xattrs. Every layer's digest, size and DiffID must
+// match the manifest and config; every lazy layer's TOC must verify against
+// the descriptor's TOC digest (eStargz, which stargz-snapshotter requires)
+// or its manifest checksum and position (zstd:chunked, which
+// containers/storage reads), and every chunk against the TOC.
+//
+// The judge shares no code with the optimizer: layers are applied by an
+// independent applier written from containerd's semantics (an inode model
+// for hard links, whiteouts, opaque directories), and lazy layers are read
+// with the estargz reader. Each layer of both images is read once, layers
+// in parallel (WithConcurrency). src and dst are each a v1.Image or a
+// v1.ImageIndex.
 func Verify(ctx context.Context, src, dst any, opts ...Option) (*Verification, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -98,6 +125,7 @@ func imagesOf(ctx context.Context, x any) ([]PlatformImage, error) {
 	return nil, fmt.Errorf("got %T, want a v1.Image or v1.ImageIndex", x)
 }
 
+// verifyImage compares one image pair.
 func (o *options) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVerification, error) {
 	iv := &ImageVerification{}
 	if p := s.Descriptor.Platform; p != nil {
@@ -116,213 +144,376 @@ func (o *options) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVe
 		return nil, err
 	}
 	iv.Source, iv.Target = sd.String(), dd.String()
-	sIdx, err := o.indexImage(ctx, s.Image)
-	if err != nil {
-		return nil, fmt.Errorf("source image %s: %w", sd, err)
-	}
-	dIdx, err := o.indexImage(ctx, d.Image)
-	if err != nil {
-		return nil, fmt.Errorf("target image %s: %w", dd, err)
-	}
-	sOv, err := layers.Merge(sIdx...)
-	if err != nil {
-		return nil, err
-	}
-	dOv, err := layers.Merge(dIdx...)
-	if err != nil {
-		return nil, err
-	}
 	add := func(format string, args ...any) {
 		if len(iv.Differences) < maxDifferences {
 			iv.Differences = append(iv.Differences, fmt.Sprintf(format, args...))
 		}
 	}
-	paths := unionSorted(sOv.Paths(), dOv.Paths())
-	iv.Paths = len(paths)
-	for _, p := range paths {
-		sr, sok := sOv.Lookup(p)
-		dr, dok := dOv.Lookup(p)
-		switch {
-		case !dok:
-			add("/%s: missing in the target", p)
-		case !sok:
-			add("/%s: only in the target", p)
-		default:
-			if diff := entryDiff(sOv.Entry(sr), dOv.Entry(dr)); diff != "" {
-				add("/%s: %s", p, diff)
-			}
-		}
-	}
-	dls, err := d.Image.Layers()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.concurrency)
+	sLayers, err := o.readVerifyLayers(gctx, g, s.Image, false)
 	if err != nil {
+		g.Wait()
+		return nil, fmt.Errorf("source image %s: %w", sd, err)
+	}
+	dLayers, err := o.readVerifyLayers(gctx, g, d.Image, true)
+	if err != nil {
+		g.Wait()
+		return nil, fmt.Errorf("target image %s: %w", dd, err)
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for i, idx := range dIdx {
-		if idx.Lazy == layers.NotLazy {
+	for _, l := range sLayers {
+		if len(l.problems) > 0 {
+			return nil, fmt.Errorf("source image %s: layer %d %s: %s", sd, l.index, l.digest, l.problems[0])
+		}
+	}
+	full := func(ls []*verifyLayer) []*oracle.Layer {
+		out := make([]*oracle.Layer, len(ls))
+		for i, l := range ls {
+			out[i] = l.tar
+		}
+		return out
+	}
+	want, err := oracle.Apply(full(sLayers)...)
+	if err != nil {
+		return nil, fmt.Errorf("source image %s: %w", sd, err)
+	}
+	broken := false
+	for _, l := range dLayers {
+		for _, p := range l.problems {
+			add("layer %d %s: %s", l.index, l.digest, p)
+			broken = true
+		}
+		if l.lazy != nil {
+			iv.LazyLayers++
+		}
+	}
+	if broken {
+		return iv, nil
+	}
+	views := []struct {
+		name   string
+		layers []*oracle.Layer
+	}{{"full pull", full(dLayers)}}
+	if iv.LazyLayers > 0 {
+		lazy := make([]*oracle.Layer, len(dLayers))
+		for i, l := range dLayers {
+			lazy[i] = l.tar
+			if l.lazy != nil {
+				lazy[i] = l.lazy
+			}
+		}
+		views = append(views, struct {
+			name   string
+			layers []*oracle.Layer
+		}{"lazy pull", lazy})
+	}
+	for _, view := range views {
+		got, err := oracle.Apply(view.layers...)
+		if err != nil {
+			add("%s: %v", view.name, err)
 			continue
 		}
-		if err := o.verifyLazy(ctx, dls[i], idx); err != nil {
-			add("layer %d %s: %v", i, idx.Digest, err)
-			continue
+		c := oracle.Compare(want, got, oracle.MaxDifferences(maxDifferences))
+		iv.Paths = max(iv.Paths, c.Paths)
+		for _, diff := range c.Differences {
+			if diff.Field == "hardlinks" {
+				// Which paths share an inode across layers is not kept
+				// by a lazy puller, which resolves links in one layer.
+				continue
+			}
+			add("%s: %s", view.name, diff.Msg)
 		}
-		iv.LazyLayers++
 	}
 	return iv, nil
 }
 
-func unionSorted(a, b []string) []string {
-	seen := make(map[string]bool, len(a))
-	out := append([]string(nil), a...)
-	for _, p := range a {
-		seen[p] = true
-	}
-	for _, p := range b {
-		if !seen[p] {
-			out = append(out, p)
-		}
-	}
-	sort.Strings(out)
-	return out
+// verifyLayer is one layer as Verify read it.
+type verifyLayer struct {
+	index  int
+	digest v1.Hash
+	// tar is the layer as a full pull applies it.
+	tar *oracle.Layer
+	// lazy is the layer as stargz-snapshotter presents it, for eStargz
+	// and zstd:chunked layers; nil for others.
+	lazy *oracle.Layer
+	// problems found in the layer (digests, annotations, TOC).
+	problems []string
 }
 
-// entryDiff describes how two visible entries differ, "" when they do not.
-func entryDiff(a, b *layers.Entry) string {
-	var d []string
-	ta, tb := effectiveType(a), effectiveType(b)
-	if ta != tb {
-		return fmt.Sprintf("type %s, target has %s", ta, tb)
-	}
-	if a.Mode != b.Mode {
-		d = append(d, fmt.Sprintf("mode %o, target %o", a.Mode, b.Mode))
-	}
-	if a.UID != b.UID || a.GID != b.GID {
-		d = append(d, fmt.Sprintf("owner %d:%d, target %d:%d", a.UID, a.GID, b.UID, b.GID))
-	}
-	if !a.ModTime.Equal(b.ModTime) {
-		d = append(d, fmt.Sprintf("mtime %s, target %s", a.ModTime.UTC().Format("2006-01-02T15:04:05Z"), b.ModTime.UTC().Format("2006-01-02T15:04:05Z")))
-	}
-	if a.HasContent() || b.HasContent() {
-		if a.Size != b.Size || a.Digest != b.Digest {
-			d = append(d, fmt.Sprintf("content %s (%d bytes), target %s (%d bytes)", a.ContentDigest(), a.Size, b.ContentDigest(), b.Size))
-		}
-	}
-	if a.Type == layers.TypeSymlink && a.Linkname != b.Linkname {
-		d = append(d, fmt.Sprintf("link target %q, target %q", a.Linkname, b.Linkname))
-	}
-	if a.Devmajor != b.Devmajor || a.Devminor != b.Devminor {
-		d = append(d, fmt.Sprintf("device %d,%d, target %d,%d", a.Devmajor, a.Devminor, b.Devmajor, b.Devminor))
-	}
-	if !sameXattrs(a.Xattrs, b.Xattrs) {
-		d = append(d, "xattrs differ")
-	}
-	return strings.Join(d, "; ")
-}
-
-func effectiveType(e *layers.Entry) layers.EntryType {
-	if e.Type == layers.TypeHardlink {
-		return layers.TypeReg
-	}
-	return e.Type
-}
-
-func sameXattrs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || v != w {
-			return false
-		}
-	}
-	return true
-}
-
-// verifyLazy opens a lazy layer with estargz, verifies its TOC against the
-// descriptor and every chunk against the TOC.
-func (o *options) verifyLazy(ctx context.Context, l v1.Layer, idx *layers.Index) error {
-	f, err := os.CreateTemp(o.tempDir, "coldstart-verify-*")
+// readVerifyLayers starts reading every layer of img in g, each once; the
+// layers are filled in when g is done. With lazy (the target), blobs are
+// kept in temporary files until their TOC is checked.
+func (o *options) readVerifyLayers(ctx context.Context, g *errgroup.Group, img v1.Image, lazy bool) ([]*verifyLayer, error) {
+	ls, err := img.Layers()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listing layers: %w", err)
 	}
-	defer func() { f.Close(); os.Remove(f.Name()) }()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(ls) {
+		return nil, fmt.Errorf("config lists %d diff_ids for %d layers", len(cf.RootFS.DiffIDs), len(ls))
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if len(m.Layers) != len(ls) {
+		return nil, fmt.Errorf("manifest lists %d layers, the image has %d", len(m.Layers), len(ls))
+	}
+	out := make([]*verifyLayer, len(ls))
+	for i, l := range ls {
+		// The manifest's descriptor, with the annotations pullers read.
+		desc := &m.Layers[i]
+		vl := &verifyLayer{index: i, digest: desc.Digest}
+		out[i] = vl
+		side := "source"
+		if lazy {
+			side = "target"
+		}
+		g.Go(func() error {
+			if err := o.readVerifyLayer(ctx, l, desc, cf.RootFS.DiffIDs[i], lazy, vl); err != nil {
+				return fmt.Errorf("%s layer %d %s: %w", side, i, desc.Digest, err)
+			}
+			return nil
+		})
+	}
+	return out, nil
+}
+
+// readVerifyLayer reads one layer blob once: it checks its digest, size
+// and DiffID, reads its tar stream with the independent applier's reader
+// and, when lazy, keeps the blob in a temporary file to read its TOC with
+// the estargz reader afterwards.
+func (o *options) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Descriptor, diffID v1.Hash, lazy bool, vl *verifyLayer) error {
 	rc, err := l.Compressed()
 	if err != nil {
-		return err
+		return fmt.Errorf("opening blob: %w", err)
 	}
-	n, err := io.Copy(f, rc)
-	rc.Close()
-	if err != nil {
-		return err
-	}
-	sr := io.NewSectionReader(f, 0, n)
-	r, err := layers.OpenLazy(sr)
-	if err != nil {
-		return fmt.Errorf("opening TOC: %w", err)
-	}
-	var ver estargz.TOCEntryVerifier
-	desc, _ := partial.Descriptor(l)
-	want := ""
-	if desc != nil {
-		want = desc.Annotations["containerd.io/snapshot/stargz/toc.digest"]
-	}
-	if want != "" {
-		dg, err := digest.Parse(want)
-		if err != nil {
-			return fmt.Errorf("TOC digest annotation: %w", err)
-		}
-		if ver, err = r.VerifyTOC(dg); err != nil {
-			return fmt.Errorf("verifying TOC: %w", err)
-		}
-	} else if ver, err = r.Verifiers(); err != nil {
-		return fmt.Errorf("verifying TOC: %w", err)
-	}
-	root, ok := r.Lookup("")
-	if !ok {
-		return fmt.Errorf("TOC has no root")
-	}
-	var walk func(e *estargz.TOCEntry) error
-	walk = func(e *estargz.TOCEntry) error {
-		if err := ctx.Err(); err != nil {
+	defer rc.Close()
+	blobHash := sha256.New()
+	var blobFile *os.File
+	sinks := []io.Writer{blobHash}
+	if lazy {
+		if blobFile, err = os.CreateTemp(o.tempDir, "coldstart-verify-*"); err != nil {
 			return err
 		}
-		if e.Type == "reg" && e.Size > 0 {
-			if err := verifyFile(r, ver, e); err != nil {
-				return fmt.Errorf("%s: %w", e.Name, err)
-			}
-		}
-		var cerr error
-		e.ForeachChild(func(_ string, c *estargz.TOCEntry) bool {
-			cerr = walk(c)
-			return cerr == nil
-		})
-		return cerr
+		defer func() { blobFile.Close(); os.Remove(blobFile.Name()) }()
+		sinks = append(sinks, blobFile)
 	}
-	return walk(root)
+	counted := &countingHashReader{r: &ctxReader{ctx: ctx, r: rc}, h: io.MultiWriter(sinks...)}
+	dec, err := oracle.Decompress(counted)
+	if err != nil {
+		vl.problems = append(vl.problems, err.Error())
+		return nil
+	}
+	defer dec.Close()
+	diffHash := sha256.New()
+	t, err := oracle.ReadLayer(io.TeeReader(dec, diffHash))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		vl.problems = append(vl.problems, err.Error())
+		return nil
+	}
+	// Hash what follows the tar stream too, as the digests cover it.
+	if _, err := io.Copy(diffHash, dec); err != nil {
+		vl.problems = append(vl.problems, fmt.Sprintf("reading past the tar stream: %v", err))
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return fmt.Errorf("reading blob: %w", err)
+	}
+	if got := hashOf(blobHash); got != desc.Digest {
+		vl.problems = append(vl.problems, fmt.Sprintf("blob hashes to %s, the manifest says %s", got, desc.Digest))
+	}
+	if counted.n != desc.Size {
+		vl.problems = append(vl.problems, fmt.Sprintf("blob has %d bytes, the manifest says %d", counted.n, desc.Size))
+	}
+	if got := hashOf(diffHash); got != diffID {
+		vl.problems = append(vl.problems, fmt.Sprintf("uncompressed layer hashes to %s, the config's diff_id is %s", got, diffID))
+	}
+	vl.tar = withoutEStargzMetadata(t)
+	if !lazy || len(vl.problems) > 0 {
+		return nil
+	}
+	return o.readLazyView(blobFile, counted.n, desc, vl)
 }
 
-func verifyFile(r *estargz.Reader, ver estargz.TOCEntryVerifier, e *estargz.TOCEntry) error {
-	fr, err := r.OpenFile(e.Name)
-	if err != nil {
-		return err
-	}
-	for off := int64(0); off < e.Size; {
-		ce, ok := r.ChunkEntryForOffset(e.Name, off)
-		if !ok {
-			return fmt.Errorf("no chunk at offset %d", off)
+// readLazyView reads a lazy layer's TOC view and checks what its pullers
+// verify; a layer that is not lazy is left alone.
+func (o *options) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl *verifyLayer) error {
+	format := lazyFormatOf(f, size)
+	annots := desc.Annotations
+	if format == "" {
+		if annots[estargz.TOCJSONDigestAnnotation] != "" || annots[zstdchunked.ManifestChecksumAnnotation] != "" {
+			vl.problems = append(vl.problems, "its annotations say it is lazy, but it has no eStargz or zstd:chunked footer")
 		}
-		v, err := ver.Verifier(ce)
+		return nil
+	}
+	var topts []oracle.TOCOption
+	switch format {
+	case "eStargz":
+		want := annots[estargz.TOCJSONDigestAnnotation]
+		if want == "" {
+			vl.problems = append(vl.problems, fmt.Sprintf("eStargz layer without the %s annotation: stargz-snapshotter cannot verify it", estargz.TOCJSONDigestAnnotation))
+			break
+		}
+		dg, err := digest.Parse(want)
 		if err != nil {
-			return err
+			vl.problems = append(vl.problems, fmt.Sprintf("annotation %s: %v", estargz.TOCJSONDigestAnnotation, err))
+			break
 		}
-		if _, err := io.Copy(v, io.NewSectionReader(fr, ce.ChunkOffset, ce.ChunkSize)); err != nil {
-			return err
-		}
-		if !v.Verified() {
-			return fmt.Errorf("chunk at offset %d does not match its digest", ce.ChunkOffset)
-		}
-		off = ce.ChunkOffset + ce.ChunkSize
+		topts = append(topts, oracle.WithTOCDigest(dg))
+	case "zstd:chunked":
+		vl.problems = append(vl.problems, checkZstdChunkedAnnotations(f, size, annots)...)
 	}
+	lz, err := oracle.ReadTOC(f, size, topts...)
+	if err != nil {
+		vl.problems = append(vl.problems, fmt.Sprintf("%s TOC: %v", format, err))
+		return nil
+	}
+	if format == "zstd:chunked" {
+		for _, h := range lz.Hidden {
+			if h.Path == oracle.PrefetchLandmark || h.Path == oracle.NoPrefetchLandmark {
+				vl.problems = append(vl.problems, fmt.Sprintf("zstd:chunked layer has /%s, which podman and CRI-O extract as a file", h.Path))
+			}
+		}
+	}
+	if v := annots[estargz.StoreUncompressedSizeAnnotation]; v != "" && v != strconv.FormatInt(vl.tar.Bytes, 10) {
+		vl.problems = append(vl.problems, fmt.Sprintf("annotation %s is %s, the layer has %d bytes uncompressed", estargz.StoreUncompressedSizeAnnotation, v, vl.tar.Bytes))
+	}
+	vl.lazy = lz
 	return nil
+}
+
+// lazyFormatOf reads a blob's footer the way the estargz reader does:
+// "eStargz", "zstd:chunked" or "".
+func lazyFormatOf(f io.ReaderAt, size int64) string {
+	sr := io.NewSectionReader(f, 0, size)
+	if _, _, err := estargz.OpenFooter(sr); err == nil {
+		return "eStargz"
+	}
+	if size >= zstdchunked.FooterSize {
+		footer := make([]byte, zstdchunked.FooterSize)
+		if _, err := f.ReadAt(footer, size-zstdchunked.FooterSize); err == nil {
+			var d zstdchunked.Decompressor
+			if _, _, _, err := d.ParseFooter(footer); err == nil {
+				return "zstd:chunked"
+			}
+		}
+	}
+	return ""
+}
+
+// zstdChunkedKeys pairs the manifest checksum and position annotations of
+// containers/storage before 1.48 and after.
+var zstdChunkedKeys = [][2]string{
+	{zstdchunked.ManifestChecksumAnnotation, zstdchunked.ManifestPositionAnnotation},
+	{"io.github.containers.zstd-chunked.manifest-checksum", "io.github.containers.zstd-chunked.manifest-position"},
+}
+
+// checkZstdChunkedAnnotations checks what containers/storage reads before a
+// partial pull: the manifest position (offset:length:uncompressed
+// length:type) must point at the TOC frame the footer points at, and the
+// checksum must be the digest of those compressed bytes. At least one pair
+// of annotations must be there.
+func checkZstdChunkedAnnotations(f io.ReaderAt, size int64, annots map[string]string) []string {
+	var problems []string
+	footer := make([]byte, zstdchunked.FooterSize)
+	if _, err := f.ReadAt(footer, size-zstdchunked.FooterSize); err != nil {
+		return []string{fmt.Sprintf("reading the zstd:chunked footer: %v", err)}
+	}
+	var d zstdchunked.Decompressor
+	_, tocOff, tocLen, err := d.ParseFooter(footer)
+	if err != nil || tocOff < 0 || tocLen <= 0 || tocOff+tocLen > size {
+		return []string{fmt.Sprintf("zstd:chunked footer does not point at a TOC (%v)", err)}
+	}
+	ctoc := make([]byte, tocLen)
+	if _, err := f.ReadAt(ctoc, tocOff); err != nil {
+		return []string{fmt.Sprintf("reading the zstd:chunked TOC: %v", err)}
+	}
+	sum := sha256.Sum256(ctoc)
+	checksum := "sha256:" + hex.EncodeToString(sum[:])
+	var tocJSON bytes.Buffer
+	dr, err := d.DecompressTOC(bytes.NewReader(ctoc))
+	if err == nil {
+		_, err = io.Copy(&tocJSON, dr)
+		dr.Close()
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("decompressing the zstd:chunked TOC: %v", err)}
+	}
+	manifestType := binary.LittleEndian.Uint64(footer[24:32])
+	position := fmt.Sprintf("%d:%d:%d:%d", tocOff, tocLen, tocJSON.Len(), manifestType)
+	found := false
+	for _, keys := range zstdChunkedKeys {
+		c, p := annots[keys[0]], annots[keys[1]]
+		if c == "" && p == "" {
+			continue
+		}
+		found = true
+		if c != checksum {
+			problems = append(problems, fmt.Sprintf("annotation %s is %q, the TOC frame hashes to %s", keys[0], c, checksum))
+		}
+		if p != position {
+			problems = append(problems, fmt.Sprintf("annotation %s is %q, the footer and TOC say %s", keys[1], p, position))
+		}
+	}
+	if !found {
+		problems = append(problems, fmt.Sprintf("zstd:chunked layer without the %s and %s annotations: containers/storage cannot pull it partially", zstdChunkedKeys[0][0], zstdChunkedKeys[0][1]))
+	}
+	return problems
+}
+
+// withoutEStargzMetadata leaves out the root entries a full pull extracts
+// from any eStargz layer: the TOC, which ends the tar stream, and the
+// prefetch landmarks. A layer whose stream does not end with the TOC is
+// returned as it is.
+func withoutEStargzMetadata(l *oracle.Layer) *oracle.Layer {
+	n := len(l.Entries)
+	if n == 0 || l.Entries[n-1].Path != oracle.TOCName || l.Entries[n-1].Type != oracle.TypeFile {
+		return l
+	}
+	out := *l
+	out.Entries = make([]oracle.Entry, 0, n)
+	for _, e := range l.Entries {
+		switch e.Path {
+		case oracle.TOCName, oracle.PrefetchLandmark, oracle.NoPrefetchLandmark:
+			if e.Type == oracle.TypeFile {
+				continue
+			}
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	return &out
+}
+
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// countingHashReader copies what is read through it to h and counts it.
+type countingHashReader struct {
+	r io.Reader
+	h io.Writer
+	n int64
+}
+
+func (c *countingHashReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if n > 0 {
+		if _, werr := c.h.Write(p[:n]); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
 }
 
 // Write renders the verification as text or JSON.
@@ -341,7 +532,7 @@ func (v *Verification) Write(w io.Writer, format string) error {
 		}
 		fmt.Fprintf(w, "%s: %d difference(s):\n", name, len(iv.Differences))
 		for _, d := range iv.Differences {
-			fmt.Fprintf(w, "  %s\n", d)
+			fmt.Fprintf(w, "  %s\n", strings.TrimSpace(d))
 		}
 	}
 	return nil

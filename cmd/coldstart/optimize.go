@@ -179,6 +179,10 @@ func runOptimize(cmd *cobra.Command, g *globals, f *optimizeFlags, srcArg, dstAr
 	if err := imageref.Write(ctx, dst, out, imageref.WithInsecure(g.insecure), imageref.WithLogger(g.logger())); err != nil {
 		return err
 	}
+	if dst.Transport == imageref.TransportDockerArchive && format.Lazy() {
+		// docker save's format has no layer descriptors to annotate.
+		fmt.Fprintf(g.stderr, "coldstart: warning: a docker archive drops layer annotations: the %s layers of %s lose the TOC digest their lazy puller verifies; optimizing the image again (after docker load and push) puts it back\n", format, dst)
+	}
 	if err := res.Write(g.stdout, f.format); err != nil {
 		return err
 	}

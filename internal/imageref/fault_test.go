@@ -167,7 +167,11 @@ func TestWriteFaults(t *testing.T) {
 			in := p.Inject(tc.rule)
 			img := bigImage(t, int64(100+i))
 			repo := "w" + string(rune('a'+i)) + ":v1"
-			mustWrite(t, p.Ref(repo), &Artifact{Image: img}, append([]Option{fastRetry, WithStallTimeout(500 * time.Millisecond)}, tc.opts...)...)
+			stall := 5 * time.Second // see TestReadFaults
+			if strings.Contains(tc.name, "stall") {
+				stall = 500 * time.Millisecond
+			}
+			mustWrite(t, p.Ref(repo), &Artifact{Image: img}, append([]Option{fastRetry, WithStallTimeout(stall)}, tc.opts...)...)
 			if in.Hits() == 0 {
 				t.Fatal("fault never applied")
 			}
@@ -224,7 +228,11 @@ func TestWriteFaultsPersistent(t *testing.T) {
 			// not uploaded again.
 			img := bigImage(t, int64(10+i))
 			layers := blobDigests(t, img)
-			err := tryWrite(p.Ref("app:v1"), &Artifact{Image: img}, fastRetry, WithStallTimeout(300*time.Millisecond), WithJobs(1))
+			stall := 5 * time.Second // see TestReadFaults
+			if strings.Contains(tc.name, "stall") {
+				stall = 300 * time.Millisecond
+			}
+			err := tryWrite(p.Ref("app:v1"), &Artifact{Image: img}, fastRetry, WithStallTimeout(stall), WithJobs(1))
 			if err == nil {
 				t.Fatal("write succeeded")
 			}
@@ -295,7 +303,14 @@ func TestReadFaults(t *testing.T) {
 			p.WaitIdle(10 * time.Second)
 			p.ResetCounts()
 			in := p.Inject(tc.rule)
-			a, err := tryRead(p.Ref("app:v1"), fastRetry, WithStallTimeout(300*time.Millisecond))
+			// Only the stall cases need a short stall timeout: on a loaded
+			// machine a healthy download can pause for 300 ms, and its
+			// retry would add a request the others do not expect.
+			stall := 5 * time.Second
+			if strings.Contains(tc.name, "stall") {
+				stall = 300 * time.Millisecond
+			}
+			a, err := tryRead(p.Ref("app:v1"), fastRetry, WithStallTimeout(stall))
 			if err == nil {
 				err = readAll(a)
 			}

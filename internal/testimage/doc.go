@@ -32,6 +32,14 @@
 // [Random] generates several layers that exercise what real builds produce:
 // overwrites, metadata-only copy-ups, identical re-adds, whiteouts, opaque
 // directories, type changes, hard links, duplicate entries and "./" names.
+// [RandomOptions] adds what real builds rarely produce and rewriters get
+// wrong: hard links to lower layers and chains of them, later whiteouts and
+// opaque parents of their targets, a name written twice around a link to
+// its first copy (HardLinks), PAX global headers (GlobalHeaders), names and
+// targets longer than 100 bytes in PAX and GNU form (LongNames) and more
+// xattrs (Xattrs). A hard link entry carries its target's mode, owner and
+// xattrs, as tar writers write it: containerd applies a link header's
+// metadata to the shared inode, which a copy-on-link applier cannot model.
 //
 // # The reference overlay
 //

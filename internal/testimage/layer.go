@@ -392,3 +392,9 @@ func (l *memLayer) Compressed() (io.ReadCloser, error) {
 func (l *memLayer) Uncompressed() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.uncompressed)), nil
 }
+
+// GlobalHeader is a PAX global extended header named "pax_global_header",
+// as git archive writes first: metadata, not a file.
+func GlobalHeader(records map[string]string) Entry {
+	return Entry{Header: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: maps.Clone(records)}}
+}

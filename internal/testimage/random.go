@@ -22,6 +22,23 @@ type RandomOptions struct {
 	MaxFileSize int
 	// Specials adds FIFOs and character devices. Default false.
 	Specials bool
+	// HardLinks adds the hard-link cases optimizers get wrong: links to
+	// files of lower layers, chains of links (to links, across layers),
+	// later whiteouts of link targets and of their parent directories,
+	// opaque parents of link targets, and a name written twice in one
+	// layer with a link to the first copy in between. Default false.
+	HardLinks bool
+	// GlobalHeaders starts some layers with a PAX global header, as
+	// git archive writes. Default false.
+	GlobalHeaders bool
+	// LongNames adds directories, files, hard links and symlink targets
+	// longer than the 100 bytes of a plain tar header, written as PAX or
+	// GNU long names. Default false.
+	LongNames bool
+	// Xattrs gives more files and directories extended attributes
+	// (user.* and security.capability; never trusted.*, and none on
+	// symlinks or devices, which containerd drops). Default false.
+	Xattrs bool
 }
 
 // Random generates a valid layered filesystem of the kind real image builds
@@ -33,10 +50,15 @@ type RandomOptions struct {
 // directories opaque, replace a directory by a file and a file by a
 // directory (each after a whiteout of the old one), re-emit parent
 // directories, and write the same path twice in one layer (the later wins).
-// Names sometimes start with "./". Valid means: a parent exists (below or
-// earlier in the same layer) before a child is added; a hard link's target
-// is not written again in its layer; a whiteout only names a lower path that
-// the same layer has not written under.
+// Names sometimes start with "./". A hard link entry carries its target's
+// mode, owner, time and xattrs, as tar writers write them (containerd
+// applies a link header's metadata to the shared inode). Valid means: a
+// parent exists (below or earlier in the same layer) before a child is
+// added; a hard link's target is not written again in its layer (unless
+// [RandomOptions.HardLinks]); a whiteout only names a lower path that the
+// same layer has not written under. The options add the cases they
+// describe, all valid in this sense and all modeled the same way by a
+// copy-on-link applier such as [Apply] and by containerd's inode model.
 //
 // The result depends only on r's state and o.
 func Random(r *rand.Rand, o RandomOptions) []Layer {
@@ -67,6 +89,10 @@ type generator struct {
 	out     Layer
 	counter int
 	pool    []string
+	// linked holds the lower paths the current layer made hard links
+	// to: a whiteout of them (or above them) in the same layer would
+	// apply before the link in a copy-on-link applier.
+	linked map[string]bool
 }
 
 func random(r *rand.Rand, o RandomOptions) ([]Layer, map[string]*gnode) {
@@ -91,6 +117,10 @@ func random(r *rand.Rand, o RandomOptions) ([]Layer, map[string]*gnode) {
 		for _, n := range g.state {
 			n.pinned = false
 		}
+		g.linked = map[string]bool{}
+		if o.GlobalHeaders && r.IntN(2) == 0 {
+			g.out = append(g.out, GlobalHeader(map[string]string{"comment": fmt.Sprintf("%040x", r.Uint64())}))
+		}
 		ops := o.Ops
 		if li == 0 {
 			ops *= 2
@@ -98,7 +128,7 @@ func random(r *rand.Rand, o RandomOptions) ([]Layer, map[string]*gnode) {
 		for range ops {
 			g.step()
 		}
-		if len(g.out) == 0 {
+		if len(g.out) == 0 || (len(g.out) == 1 && g.out[0].Header.Typeflag == tar.TypeXGlobalHeader) {
 			g.addFile()
 		}
 		layers = append(layers, g.out)
@@ -125,6 +155,12 @@ func (g *generator) step() {
 	}
 	if g.o.Specials {
 		ops = append(ops, op{1, g.addSpecial})
+	}
+	if g.o.HardLinks {
+		ops = append(ops, op{3, g.crossLink}, op{2, g.killLinkTarget}, op{1, g.dupWithLink})
+	}
+	if g.o.LongNames {
+		ops = append(ops, op{2, g.addLong})
 	}
 	total := 0
 	for _, o := range ops {
@@ -174,8 +210,15 @@ func (g *generator) fresh(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, g.counter)
 }
 
-// touchedUnder reports whether the current layer wrote p or a path below p.
+// touchedUnder reports whether the current layer wrote p or a path below p,
+// or made a hard link to one of them (a whiteout applied before the link,
+// as a copy-on-link applier does, would leave the link without a target).
 func (g *generator) touchedUnder(p string) bool {
+	for q := range g.linked {
+		if q == p || strings.HasPrefix(q, p+"/") {
+			return true
+		}
+	}
 	for q, n := range g.state {
 		if n.layer == g.cur && (q == p || strings.HasPrefix(q, p+"/")) {
 			return true
@@ -216,6 +259,9 @@ func (g *generator) meta() (mode int64, uid, gid int, xattrs map[string]string) 
 	}
 	if g.chance(0.1) {
 		xattrs = map[string]string{"user.checksum": fmt.Sprintf("%08x", g.r.Uint32())}
+	}
+	if g.o.Xattrs && g.chance(0.3) {
+		xattrs = g.moreXattrs(xattrs)
 	}
 	return mode, uid, gid, xattrs
 }
@@ -292,7 +338,11 @@ func (g *generator) addDir() {
 	if g.chance(0.2) {
 		uid = 1000
 	}
-	g.emitDir(p, modes[g.r.IntN(len(modes))], uid, uid, nil)
+	var x map[string]string
+	if g.o.Xattrs && g.chance(0.3) {
+		x = g.moreXattrs(nil)
+	}
+	g.emitDir(p, modes[g.r.IntN(len(modes))], uid, uid, x)
 	if g.chance(0.5) {
 		mode, uid, gid, x := g.meta()
 		g.emitFile(join(p, g.fresh("f")), g.content(), mode, uid, gid, x)
@@ -333,15 +383,26 @@ func (g *generator) addHardlink() {
 	if !ok {
 		return
 	}
+	g.emitLink(join(g.parentDir(), g.fresh("h")), t)
+}
+
+// emitLink writes a hard link p -> t with t's metadata, as tar writers do,
+// and models it as a copy of t.
+func (g *generator) emitLink(p, t string) {
 	tn := g.state[t]
-	p := join(g.parentDir(), g.fresh("h"))
-	g.out = append(g.out, Hardlink(g.name(p), g.name(t)))
-	tn.pinned = true
+	opts := append(xattrOpts(tn.xattrs), Mode(tn.mode), Owner(tn.uid, tn.gid))
+	g.out = append(g.out, Hardlink(g.name(p), g.name(t), opts...))
 	c := *tn
 	c.xattrs = maps.Clone(tn.xattrs)
 	c.hardTarget = t
 	c.pinned = false
+	c.layer = g.cur
 	g.state[p] = &c
+	if tn.layer < g.cur {
+		g.linked[t] = true
+	} else {
+		tn.pinned = true
+	}
 }
 
 func (g *generator) overwrite() {
@@ -393,28 +454,42 @@ func (g *generator) whiteout() {
 }
 
 func (g *generator) opaque() {
-	cands := g.paths(func(d string, n *gnode) bool {
-		if n.typ != tar.TypeDir || n.layer >= g.cur {
-			return false
-		}
-		// Every path this layer wrote under d must hang from d through
-		// directories this layer wrote too, or it would lose its parent.
-		for q, qn := range g.state {
-			if qn.layer != g.cur || !strings.HasPrefix(q, d+"/") {
-				continue
-			}
-			for a := path.Dir(q); a != d; a = path.Dir(a) {
-				if g.state[a].layer != g.cur {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	d, ok := g.pick(cands)
+	d, ok := g.pick(g.paths(func(d string, n *gnode) bool { return g.canOpaque(d) }))
 	if !ok {
 		return
 	}
+	g.makeOpaque(d)
+}
+
+// canOpaque reports whether the lower directory d can be made opaque in
+// this layer: every path this layer wrote under d must hang from d
+// through directories this layer wrote too, or it would lose its parent.
+func (g *generator) canOpaque(d string) bool {
+	n := g.state[d]
+	if n == nil || n.typ != tar.TypeDir || n.layer >= g.cur {
+		return false
+	}
+	for q := range g.linked {
+		if strings.HasPrefix(q, d+"/") {
+			return false
+		}
+	}
+	for q, qn := range g.state {
+		if qn.layer != g.cur || !strings.HasPrefix(q, d+"/") {
+			continue
+		}
+		for a := path.Dir(q); a != d; a = path.Dir(a) {
+			if g.state[a].layer != g.cur {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// makeOpaque re-emits d, hides its lower children and sometimes adds a
+// file.
+func (g *generator) makeOpaque(d string) {
 	n := g.state[d]
 	g.emitDir(d, n.mode, n.uid, n.gid, n.xattrs)
 	g.out = append(g.out, Opaque(g.name(d)))
@@ -444,7 +519,7 @@ func (g *generator) dirToFile() {
 
 func (g *generator) fileToDir() {
 	p, ok := g.pick(g.paths(func(q string, n *gnode) bool {
-		return n.typ != tar.TypeDir && n.layer < g.cur
+		return n.typ != tar.TypeDir && n.layer < g.cur && !g.linked[q]
 	}))
 	if !ok {
 		return

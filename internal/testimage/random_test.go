@@ -45,7 +45,12 @@ func TestRandomMatchesModel(t *testing.T) {
 	}
 	for seed := range seeds {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		layers, state := random(r, RandomOptions{Specials: seed%2 == 0})
+		o := RandomOptions{Specials: seed%2 == 0}
+		if seed%3 != 0 {
+			// Every other kind too, in two seeds out of three.
+			o.HardLinks, o.GlobalHeaders, o.LongNames, o.Xattrs = true, true, true, true
+		}
+		layers, state := random(r, o)
 		raw := make([][]byte, len(layers))
 		for i, l := range layers {
 			raw[i] = l.Tar()
@@ -57,12 +62,12 @@ func TestRandomMatchesModel(t *testing.T) {
 		if diff := cmp.Diff(modelNodes(state), tree.Nodes(), cmpopts.IgnoreFields(Node{}, "Origin"), cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("seed %d: model and Apply disagree (-model +apply):\n%s", seed, diff)
 		}
-		checkValid(t, seed, layers)
+		checkValid(t, seed, layers, o)
 	}
 }
 
 // checkValid checks the validity rules on the tar entries alone.
-func checkValid(t *testing.T, seed int, layers []Layer) {
+func checkValid(t *testing.T, seed int, layers []Layer, o RandomOptions) {
 	t.Helper()
 	exists := map[string]Type{".": TypeDir} // merged view, spec semantics
 	for li, l := range layers {
@@ -70,6 +75,12 @@ func checkValid(t *testing.T, seed int, layers []Layer) {
 		regInLayer := map[string]bool{}
 		for ei, e := range l {
 			h := e.Header
+			if h.Typeflag == tar.TypeXGlobalHeader {
+				if !o.GlobalHeaders || ei != 0 {
+					t.Fatalf("seed %d layer %d entry %d: unexpected global header", seed, li, ei)
+				}
+				continue
+			}
 			name, err := CleanPath(h.Name)
 			if err != nil {
 				t.Fatalf("seed %d layer %d entry %d: %v", seed, li, ei, err)
@@ -111,6 +122,13 @@ func checkValid(t *testing.T, seed int, layers []Layer) {
 				}
 			case h.Typeflag == tar.TypeLink:
 				target, _ := CleanPath(h.Linkname)
+				if o.HardLinks {
+					if exists[target] != TypeFile {
+						t.Fatalf("seed %d layer %d entry %d: hard link to %s, not an existing regular file", seed, li, ei, target)
+					}
+					exists[name] = TypeFile
+					break
+				}
 				if !regInLayer[target] {
 					t.Fatalf("seed %d layer %d entry %d: hard link to %s, not an earlier regular file of the layer", seed, li, ei, target)
 				}
@@ -252,3 +270,97 @@ func TestRandomWasted(t *testing.T) {
 }
 
 func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) }
+
+// TestRandomCoverageOptions checks that the optional kinds appear: hard
+// links to lower layers, chains of links, later whiteouts of a link's
+// target and of its parent, an opaque parent of a target, a name written
+// twice with a link to the first copy in between, global headers, long
+// names in PAX and GNU form, and more xattrs.
+func TestRandomCoverageOptions(t *testing.T) {
+	seen := map[string]bool{}
+	o := RandomOptions{HardLinks: true, GlobalHeaders: true, LongNames: true, Xattrs: true}
+	for seed := range 30 {
+		layers := Random(rand.New(rand.NewPCG(uint64(seed), 9)), o)
+		written := map[string]int{} // path -> layer of the last regular file there
+		linkTarget := map[string]int{}
+		for li, l := range layers {
+			regs := map[string]int{} // regular files of this layer, by entry count
+			for ei, e := range l {
+				h := e.Header
+				if h.Typeflag == tar.TypeXGlobalHeader {
+					seen["global header"] = true
+					continue
+				}
+				name, _ := CleanPath(h.Name)
+				base := name[strings.LastIndex(name, "/")+1:]
+				dir := "."
+				if i := strings.LastIndex(name, "/"); i >= 0 {
+					dir = name[:i]
+				}
+				if len(name) > 100 {
+					seen["long name"] = true
+				}
+				if h.Format == tar.FormatGNU && (len(name) > 100 || len(h.Linkname) > 100) {
+					seen["GNU long name"] = true
+				}
+				if len(h.Linkname) > 100 && h.Typeflag == tar.TypeSymlink {
+					seen["long symlink target"] = true
+				}
+				if _, ok := h.PAXRecords["SCHILY.xattr.security.capability"]; ok {
+					seen["security.capability"] = true
+				}
+				if h.Typeflag == tar.TypeDir && len(h.PAXRecords) > 0 {
+					seen["directory xattr"] = true
+				}
+				switch {
+				case base == OpaqueMarker:
+					for tg, tl := range linkTarget {
+						if tl < li && strings.HasPrefix(tg, dir+"/") {
+							seen["opaque parent of a link target"] = true
+						}
+					}
+				case strings.HasPrefix(base, WhiteoutPrefix):
+					victim := parentJoin(dir, strings.TrimPrefix(base, WhiteoutPrefix))
+					for tg, tl := range linkTarget {
+						if tl < li && tg == victim {
+							seen["whiteout of a link target"] = true
+						}
+						if tl < li && strings.HasPrefix(tg, victim+"/") {
+							seen["whiteout of a link target's parent"] = true
+						}
+					}
+				case h.Typeflag == tar.TypeLink:
+					target, _ := CleanPath(h.Linkname)
+					if wl, ok := written[target]; ok && wl < li {
+						seen["cross-layer link"] = true
+					}
+					if _, ok := linkTarget[target]; ok {
+						seen["chain of links"] = true
+					}
+					if n, ok := regs[target]; ok {
+						for _, later := range l[ei+1:] {
+							if c, _ := CleanPath(later.Header.Name); c == target && later.Header.Typeflag == tar.TypeReg && n > 0 {
+								seen["name twice with a link in between"] = true
+							}
+						}
+					}
+					linkTarget[target] = li
+					linkTarget[name] = li
+					written[name] = li
+				case h.Typeflag == tar.TypeReg:
+					regs[name]++
+					written[name] = li
+				}
+			}
+		}
+	}
+	for _, f := range []string{
+		"cross-layer link", "chain of links", "whiteout of a link target", "whiteout of a link target's parent",
+		"opaque parent of a link target", "name twice with a link in between", "global header", "long name",
+		"GNU long name", "long symlink target", "security.capability", "directory xattr",
+	} {
+		if !seen[f] {
+			t.Errorf("30 random filesystems have no %s", f)
+		}
+	}
+}

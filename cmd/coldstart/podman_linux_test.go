@@ -1,0 +1,644 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/registrytest"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Tests with the real podman (Debian's 4.3.1: containers/storage 1.43,
+// containers/image 5.23), each in a private store, pulling through a
+// counting proxy from Debian's docker-registry. One thing podman 4.3 run as
+// root keeps outside any store it is given: containers/image's blob info
+// cache, /var/lib/containers/cache/blob-info-cache-v1.boltdb (digest pairs
+// and the repositories blobs were seen in). It can only point podman at
+// layers that the private store itself holds, so it cannot change what
+// these tests see; it is left as podman leaves it.
+
+// podmanStore is a private podman: its own storage, run state, storage.conf,
+// registries.conf, containers.conf and signature policy under dir.
+type podmanStore struct {
+	dir  string
+	env  []string
+	args []string
+}
+
+// podmanTools skips (or fails, see registrytest.RequireTools) when podman,
+// runc or a static busybox is missing, or when not root.
+func podmanTools(t *testing.T) (busybox []byte) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs podman")
+	}
+	for _, tool := range []string{"podman", "runc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			registrytest.SkipOrFail(t, "%s not installed (apt-get install podman runc)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		registrytest.SkipOrFail(t, "podman tests run as root (private overlay storage)")
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) {
+		registrytest.SkipOrFail(t, "no static /bin/busybox (apt-get install busybox-static): %v", err)
+	}
+	return b
+}
+
+// newPodmanStore writes the configuration of a private store whose pulls
+// from registry (a loopback host) use plain HTTP; partial says whether
+// partial (zstd:chunked / eStargz) pulls are enabled. Everything it leaves
+// behind is removed when the test ends.
+func newPodmanStore(t *testing.T, registry string, partial bool) *podmanStore {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "coldstart-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &podmanStore{dir: dir}
+	t.Cleanup(func() { p.destroy(t) })
+	files := map[string]string{
+		"storage.conf": fmt.Sprintf(`[storage]
+driver = "overlay"
+graphroot = %q
+runroot = %q
+
+[storage.options]
+pull_options = {enable_partial_images = "%t", use_hard_links = "false", ostree_repos = ""}
+`, filepath.Join(dir, "root"), filepath.Join(dir, "runroot"), partial),
+		"registries.conf": fmt.Sprintf(`unqualified-search-registries = []
+
+[[registry]]
+location = %q
+insecure = true
+`, registry),
+		"containers.conf": `[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+`,
+		"policy.json": `{"default":[{"type":"insecureAcceptAnything"}]}`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.env = append(os.Environ(),
+		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
+		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(dir, "registries.conf"),
+		"CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
+		"TMPDIR="+filepath.Join(dir, "tmp"),
+	)
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p.args = []string{
+		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
+		"--tmpdir", filepath.Join(dir, "libpod"), "--storage-driver", "overlay",
+		"--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc",
+	}
+	return p
+}
+
+// podman runs podman on the store and returns its output.
+func (p *podmanStore) podman(args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command("podman", append(append([]string{}, p.args...), args...)...)
+	cmd.Env = p.env
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, lastLines(e.String(), 20))
+	}
+	return o.String(), e.String(), err
+}
+
+func (p *podmanStore) must(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	o, e, err := p.podman(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, e
+}
+
+// pull pulls ref with debug logging and returns the log.
+func (p *podmanStore) pull(t *testing.T, ref string) string {
+	t.Helper()
+	_, e := p.must(t, "--log-level", "debug", "pull", "--signature-policy", filepath.Join(p.dir, "policy.json"), ref)
+	return e
+}
+
+// files lists what a container of ref sees: find / -xdev inside it.
+func (p *podmanStore) files(t *testing.T, ref string) []string {
+	t.Helper()
+	o, _ := p.must(t, "run", "--rm", "--network", "none", "--pull", "never",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+		"--entrypoint", "/bin/find", ref, "/", "-xdev")
+	out := strings.Split(strings.TrimSpace(o), "\n")
+	sort.Strings(out)
+	return out
+}
+
+// destroy removes the containers, images and storage of the store, then
+// unmounts whatever is still mounted under it, deepest first, and deletes it.
+func (p *podmanStore) destroy(t *testing.T) {
+	_, _, _ = p.podman("rm", "--all", "--force")
+	_, _, _ = p.podman("rmi", "--all", "--force")
+	_, _, _ = p.podman("system", "reset", "--force")
+	for _, m := range mountsUnder(p.dir) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", m, err)
+		}
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		t.Errorf("removing the podman store: %v", err)
+	}
+}
+
+// mountsUnder lists the mount points at or under dir, deepest first.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := strings.ReplaceAll(fields[4], `\040`, " ")
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// blobProxy is a reverse proxy in front of a registry that records, for
+// every request, the Range asked and the bytes of body sent.
+type blobProxy struct {
+	Host string
+	mu   sync.Mutex
+	log  []proxied
+}
+
+type proxied struct {
+	Method, Path, Range string
+	Status              int
+	Bytes               int64
+}
+
+func newBlobProxy(t *testing.T, registry string) *blobProxy {
+	t.Helper()
+	up := &url.URL{Scheme: "http", Host: registry}
+	p := &blobProxy{}
+	rp := httputil.NewSingleHostReverseProxy(up)
+	rp.ModifyResponse = func(r *http.Response) error {
+		r.Body = &countingBody{ReadCloser: r.Body, done: func(n int64) {
+			p.mu.Lock()
+			p.log = append(p.log, proxied{Method: r.Request.Method, Path: r.Request.URL.Path,
+				Range: r.Request.Header.Get("Range"), Status: r.StatusCode, Bytes: n})
+			p.mu.Unlock()
+		}}
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	p.Host = strings.TrimPrefix(srv.URL, "http://")
+	return p
+}
+
+// take returns the requests recorded so far and forgets them.
+func (p *blobProxy) take() []proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.log
+	p.log = nil
+	return l
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n    int64
+	once sync.Once
+	done func(int64)
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error {
+	b.once.Do(func() { b.done(b.n) })
+	return b.ReadCloser.Close()
+}
+
+// podmanImage writes an OCI layout of a two-layer image that runs with a
+// static busybox: a base with the shell and /etc, and the application layer
+// app. It returns the layout and the paths of the merged filesystem.
+func podmanImage(t *testing.T, busybox []byte, app testimage.Layer) (layout string, want []string) {
+	t.Helper()
+	base := testimage.Layer{
+		testimage.Dir("bin", 0o755),
+		testimage.File("bin/busybox", string(busybox), testimage.Mode(0o755)),
+		testimage.Symlink("bin/sh", "busybox"),
+		testimage.Symlink("bin/find", "busybox"),
+		testimage.Dir("etc", 0o755),
+		testimage.File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", testimage.Mode(0o644)),
+		testimage.File("etc/group", "root:x:0:\nshadow:x:42:\n", testimage.Mode(0o644)),
+		testimage.File("etc/shadow", "root:*:19000:0:99999:7:::\n", testimage.Mode(0o640), testimage.Owner(0, 42)),
+		testimage.File("etc/motd", "deleted above\n", testimage.Mode(0o644)),
+		testimage.Dir("proc", 0o755), testimage.Dir("sys", 0o755), testimage.Dir("dev", 0o755),
+		testimage.Dir("run", 0o755), testimage.Dir("tmp", 0o1777), testimage.Dir("root", 0o700),
+	}
+	var ls []v1.Layer
+	for _, l := range []testimage.Layer{base, app} {
+		c, err := l.Compressed(compression.GZip, testimage.WithParents())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, c)
+	}
+	img, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/sh", "/app/main.sh"}}, ls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout = t.TempDir()
+	if err := testimage.WriteOCI(layout, "", img); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := testimage.ApplyImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"/"}
+	for _, p := range tree.Paths() {
+		if p != "." {
+			want = append(want, "/"+p)
+		}
+	}
+	sort.Strings(want)
+	return "oci:" + layout, want
+}
+
+// pseudoRandom returns n incompressible bytes that depend on seed.
+func pseudoRandom(seed string, n int) string {
+	b := make([]byte, 0, n+sha256.Size)
+	for i := 0; len(b) < n; i++ {
+		s := sha256.Sum256([]byte(fmt.Sprintf("%s %d", seed, i)))
+		b = append(b, s[:]...)
+	}
+	return string(b[:n])
+}
+
+// podmanApp is an application layer with the kinds of entries real layers
+// hold: a large file, an empty file, a symlink, a hard link, files owned by
+// others, a copy of a base file, a whiteout of a base file.
+func podmanApp() testimage.Layer {
+	return testimage.Layer{
+		testimage.Dir("app", 0o755),
+		testimage.File("app/main.sh", "#!/bin/sh\necho ready\n", testimage.Mode(0o755)),
+		testimage.File("app/data.bin", pseudoRandom("data", 600<<10), testimage.Mode(0o644)),
+		testimage.File("app/empty", "", testimage.Mode(0o600)),
+		testimage.Symlink("app/start", "main.sh"),
+		testimage.Hardlink("app/main-hard", "app/main.sh"),
+		testimage.File("app/owned", "by 1000\n", testimage.Mode(0o640), testimage.Owner(1000, 1000)),
+		testimage.File("app/passwd.copy", "root:x:0:0:root:/root:/bin/sh\n", testimage.Mode(0o644)),
+		testimage.Dir("app/cache", 0o750, testimage.Owner(1000, 1000)),
+		testimage.Whiteout("etc/motd"),
+	}
+}
+
+// optimizeTo converts src into dst in format to, every layer converted, and
+// returns the digests of the output's layers.
+func optimizeTo(t *testing.T, src, dst, to string) []string {
+	t.Helper()
+	if _, stderr, code := run(t, "optimize", "--to", to, "--base-policy", "convert", "--compare=false", src, dst); code != 0 {
+		t.Fatalf("optimize --to %s: exit %d: %s", to, code, stderr)
+	}
+	return imageLayers(t, dst)
+}
+
+// podmanAdds is what podman 4.3 and runc may put into every container of
+// these images, beside the image's own files: the files it bind-mounts from
+// its run state (/etc/hosts, /etc/hostname, /etc/resolv.conf, and
+// /run/.containerenv, which says "this is a container") and the /etc/mtab
+// symlink to /proc/mounts it creates when an image has none. /proc, /sys
+// and /dev are in the image; find -xdev does not go into them.
+var podmanAdds = map[string]bool{
+	"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true, "/run/.containerenv": true,
+	"/etc/mtab": true,
+}
+
+// containerDiff returns the files of got that are neither in want nor
+// podman's own, and the files of want missing from got.
+func containerDiff(want, got []string) (extra, missing []string) {
+	in := map[string]bool{}
+	for _, p := range want {
+		in[p] = true
+	}
+	seen := map[string]bool{}
+	for _, p := range got {
+		seen[p] = true
+		if !in[p] && !podmanAdds[p] {
+			extra = append(extra, p)
+		}
+	}
+	for _, p := range want {
+		if !seen[p] {
+			missing = append(missing, p)
+		}
+	}
+	return extra, missing
+}
+
+var (
+	partialOK   = regexp.MustCompile(`Retrieved partial blob (sha256:[0-9a-f]{64})`)
+	partialFail = regexp.MustCompile(`Failed to retrieve partial blob: ((?:[^"\\]|\\.)*)`)
+)
+
+// TestPodmanZstdChunked: podman takes coldstart's zstd:chunked as its own.
+// A container sees exactly the input's files (no prefetch landmark or other
+// metadata entry), whether podman pulls partially or downloads the layers,
+// and pulling the zstd:chunked version next to the eStargz version of the
+// same image takes the partial path for every layer, with no fallback to a
+// full download.
+func TestPodmanZstdChunked(t *testing.T) {
+	busybox := podmanTools(t)
+	start := time.Now()
+	reg := registrytest.StartDistribution(t)
+	px := newBlobProxy(t, reg.Host)
+	src, want := podmanImage(t, busybox, podmanApp())
+	zstd := optimizeTo(t, src, reg.Ref("app:zstdchunked"), "zstdchunked")
+	esgz := optimizeTo(t, src, reg.Ref("app:estargz"), "estargz")
+	zref, eref := px.Host+"/app:zstdchunked", px.Host+"/app:estargz"
+
+	check := func(t *testing.T, p *podmanStore, ref string) {
+		t.Helper()
+		extra, missing := containerDiff(want, p.files(t, ref))
+		if len(extra) > 0 {
+			t.Errorf("files in a container of %s that are not in the input: %q", ref, extra)
+		}
+		if len(missing) > 0 {
+			t.Errorf("files of the input missing from a container of %s: %q", ref, missing)
+		}
+	}
+	t.Run("partial", func(t *testing.T) {
+		p := newPodmanStore(t, px.Host, true)
+		log := p.pull(t, zref)
+		if m := partialOK.FindAllStringSubmatch(log, -1); len(m) != len(zstd) {
+			t.Errorf("podman pulled %d of %d layers partially:\n%s", len(m), len(zstd), lastLines(log, 30))
+		}
+		check(t, p, zref)
+	})
+	t.Run("full", func(t *testing.T) {
+		p := newPodmanStore(t, px.Host, false)
+		p.pull(t, zref)
+		check(t, p, zref)
+	})
+	t.Run("next-to-estargz", func(t *testing.T) {
+		p := newPodmanStore(t, px.Host, true)
+		elog := p.pull(t, eref)
+		if m := partialOK.FindAllStringSubmatch(elog, -1); len(m) != len(esgz) {
+			t.Errorf("podman pulled %d of %d eStargz layers partially:\n%s", len(m), len(esgz), lastLines(elog, 30))
+		}
+		px.take()
+		log := p.pull(t, zref)
+		for _, m := range partialFail.FindAllStringSubmatch(log, -1) {
+			t.Errorf("podman fell back to a full download: %s", m[1])
+		}
+		got := map[string]bool{}
+		for _, m := range partialOK.FindAllStringSubmatch(log, -1) {
+			got[m[1]] = true
+		}
+		for _, d := range zstd {
+			if !got[d] {
+				t.Errorf("layer %s was not pulled partially", d)
+			}
+		}
+		// The registry agrees: no zstd:chunked layer was downloaded whole.
+		var served int64
+		for _, r := range px.take() {
+			if r.Method != http.MethodGet || !strings.Contains(r.Path, "/blobs/") {
+				continue
+			}
+			if d := path.Base(r.Path); slices.Contains(zstd, d) {
+				served += r.Bytes
+				if r.Range == "" {
+					t.Errorf("GET %s without a Range: a full download (%d bytes)", d, r.Bytes)
+				}
+			}
+		}
+		t.Logf("zstd:chunked pulled next to eStargz: %d blob bytes served", served)
+		check(t, p, zref)
+	})
+	t.Logf("took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// zstdLayer is a zstd:chunked layer as its TOC describes it.
+type zstdLayer struct {
+	Size        int64 // of the blob
+	ManifestLen int64 // of the compressed TOC
+	Entries     []struct {
+		Name      string `json:"name"`
+		Type      string `json:"type"`
+		Size      int64  `json:"size"`
+		Digest    string `json:"digest"`
+		Offset    int64  `json:"offset"`
+		EndOffset int64  `json:"endOffset"`
+	}
+}
+
+// zstdLayers reads the TOC of every layer of the image ref, found the way
+// containers/storage finds it: at the position its annotation gives.
+func zstdLayers(t *testing.T, ref string) map[string]*zstdLayer {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	out := map[string]*zstdLayer{}
+	for _, d := range m.Layers {
+		var off, n, un, typ int64
+		if _, err := fmt.Sscanf(d.Annotations["io.containers.zstd-chunked.manifest-position"], "%d:%d:%d:%d", &off, &n, &un, &typ); err != nil {
+			t.Fatalf("layer %s: manifest position: %v", d.Digest, err)
+		}
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		toc, err := dec.DecodeAll(blob[off:off+n], nil)
+		if err != nil {
+			t.Fatalf("layer %s: TOC: %v", d.Digest, err)
+		}
+		z := &zstdLayer{Size: d.Size, ManifestLen: n}
+		if err := json.Unmarshal(toc, z); err != nil {
+			t.Fatalf("layer %s: TOC: %v", d.Digest, err)
+		}
+		out[d.Digest.String()] = z
+	}
+	return out
+}
+
+// podmanAppVersion is an application layer of many files; version v2
+// changes ten of them and adds one.
+func podmanAppVersion(v2 bool) testimage.Layer {
+	l := testimage.Layer{
+		testimage.Dir("app", 0o755),
+		testimage.File("app/main.sh", "#!/bin/sh\necho ready\n", testimage.Mode(0o755)),
+		testimage.File("app/data.bin", pseudoRandom("data", 600<<10), testimage.Mode(0o644)),
+	}
+	for i := range 200 {
+		seed := fmt.Sprintf("module %d", i)
+		if v2 && i%20 == 0 {
+			seed += " v2"
+		}
+		// Compressible text of 2 to 40 KiB.
+		text := strings.Repeat(pseudoRandom(seed, 64)+"\n", (2<<10+i*190)/65)
+		l = append(l, testimage.File(fmt.Sprintf("app/lib/mod%03d.py", i), text, testimage.Mode(0o644)))
+	}
+	if v2 {
+		l = append(l, testimage.File("app/lib/added.py", strings.Repeat(pseudoRandom("added", 64)+"\n", 100), testimage.Mode(0o644)))
+	}
+	return l
+}
+
+// TestPodmanUpdate: after pulling v1 of a zstd:chunked image, pulling v2,
+// whose application layer changed in a few files, skips the unchanged base
+// layer and fetches from the changed one its TOC and the compressed ranges
+// of the files podman does not hold already (by content digest), nothing
+// else.
+func TestPodmanUpdate(t *testing.T) {
+	busybox := podmanTools(t)
+	reg := registrytest.StartDistribution(t)
+	px := newBlobProxy(t, reg.Host)
+	src1, _ := podmanImage(t, busybox, podmanAppVersion(false))
+	src2, want2 := podmanImage(t, busybox, podmanAppVersion(true))
+	l1 := optimizeTo(t, src1, reg.Ref("app:v1"), "zstdchunked")
+	l2 := optimizeTo(t, src2, reg.Ref("app:v2"), "zstdchunked")
+	if len(l1) != 2 || len(l2) != 2 || l1[0] != l2[0] || l1[1] == l2[1] {
+		t.Fatalf("v1 layers %v, v2 layers %v: want the same base and another application layer", l1, l2)
+	}
+	toc1, toc2 := zstdLayers(t, reg.Ref("app:v1")), zstdLayers(t, reg.Ref("app:v2"))
+	have := map[string]bool{}
+	for _, z := range toc1 {
+		for _, e := range z.Entries {
+			if e.Type == "reg" && e.Size > 0 {
+				have[e.Digest] = true
+			}
+		}
+	}
+	app := toc2[l2[1]]
+	var changed, changedBytes int64
+	for _, e := range app.Entries {
+		if e.Type == "reg" && e.Size > 0 && !have[e.Digest] {
+			changed++
+			changedBytes += e.EndOffset - e.Offset
+		}
+	}
+
+	p := newPodmanStore(t, px.Host, true)
+	p.pull(t, px.Host+"/app:v1")
+	px.take()
+	start := time.Now()
+	log := p.pull(t, px.Host+"/app:v2")
+	took := time.Since(start)
+	if m := partialFail.FindStringSubmatch(log); m != nil {
+		t.Errorf("podman fell back to a full download: %s", m[1])
+	}
+	var served, gets int64
+	var ranges []string
+	for _, r := range px.take() {
+		if r.Method != http.MethodGet || !strings.Contains(r.Path, "/blobs/") {
+			continue
+		}
+		switch path.Base(r.Path) {
+		case l2[0]:
+			t.Errorf("the unchanged base layer was fetched: %+v", r)
+		case l2[1]:
+			gets++
+			served += r.Bytes
+			ranges = append(ranges, fmt.Sprintf("%d range(s)", strings.Count(r.Range, ",")+1))
+			if r.Range == "" {
+				t.Errorf("the application layer was downloaded whole (%d bytes)", r.Bytes)
+			}
+		}
+	}
+	// One GET for the TOC, one multi-range GET for the missing files; each
+	// range of a multipart answer carries a few header lines.
+	floor := app.ManifestLen + changedBytes
+	if served < floor || served > floor+changed*200+1024 {
+		t.Errorf("served %d bytes of the application layer; TOC %d + %d changed files %d = %d", served, app.ManifestLen, changed, changedBytes, floor)
+	}
+	t.Logf("v2 pull after v1: %v; application layer: %d of %d blob bytes in %d GETs (%s): TOC %d + %d changed files %d",
+		took.Round(time.Millisecond), served, app.Size, gets, strings.Join(ranges, ", "), app.ManifestLen, changed, changedBytes)
+	extra, missing := containerDiff(want2, p.files(t, px.Host+"/app:v2"))
+	if len(extra)+len(missing) > 0 {
+		t.Errorf("container of v2: extra %q, missing %q", extra, missing)
+	}
+}
