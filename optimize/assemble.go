@@ -142,7 +142,11 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]
 		} else if diffIDs[i], err = l.DiffID(); err != nil {
 			return nil, err
 		}
-		if _, ok := l.(*fileLayer); ok {
+		if !kept[i] {
+			// A converted layer, from this run or from the conversion
+			// cache: its own descriptor, annotations included, in the
+			// manifest's flavour, so that a cache hit assembles the same
+			// manifest as a miss.
 			desc := *d
 			if docker && desc.MediaType == types.OCILayer {
 				desc.MediaType = types.DockerLayer
@@ -151,10 +155,6 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]
 				docker = false // zstd needs an OCI manifest; converted below
 			}
 			m.Layers[i] = desc
-		} else if !kept[i] {
-			// A layer from elsewhere (the conversion cache): its own
-			// descriptor, annotations included.
-			m.Layers[i] = *d
 		} else if a, ok := keptAnnots[i]; ok {
 			m.Layers[i].Annotations = a
 		}

@@ -3,6 +3,7 @@ package optimize_test
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func newDirCache(t *testing.T) *cache.Dir {
@@ -182,4 +185,40 @@ func TestConcurrentOptimizesShareACache(t *testing.T) {
 		t.Errorf("after the concurrent runs: %s with %d misses", res.Digest, res.CacheMisses)
 	}
 	mustVerify(t, src, out)
+}
+
+// layersOnly is a cache that keeps converted layers but no image records,
+// so that every run assembles its image from the cached layers.
+type layersOnly struct{ cache.Cache }
+
+func (c layersOnly) Get(ctx context.Context, key string) (v1.Layer, error) {
+	if strings.HasPrefix(key, "image/") {
+		return nil, cache.ErrNotFound
+	}
+	return c.Cache.Get(ctx, key)
+}
+
+// TestCacheHitSameAsMiss: an image assembled from cached layers is the image
+// a cold run writes, byte for byte, also when the input has a Docker
+// manifest (which a converted zstd layer turns into an OCI one) and in every
+// format.
+func TestCacheHitSameAsMiss(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 3, MaxFileSize: 1 << 12}))
+	docker := mutate.ConfigMediaType(mutate.MediaType(src, types.DockerManifestSchema2), types.DockerConfigJSON)
+	for _, f := range formats {
+		for name, in := range map[string]v1.Image{"oci": src, "docker": docker} {
+			t.Run(f.String()+"/"+name, func(t *testing.T) {
+				c := layersOnly{newDirCache(t)}
+				_, cold := optimizeImage(t, in, optimize.WithCache(c), optimize.WithFormat(f))
+				_, warm := optimizeImage(t, in, optimize.WithCache(c), optimize.WithFormat(f))
+				if warm.CacheHits == 0 {
+					t.Fatal("the second run hit nothing in the cache")
+				}
+				if warm.Digest != cold.Digest {
+					t.Errorf("from cached layers %s, converted %s", warm.Digest, cold.Digest)
+				}
+			})
+		}
+	}
 }
