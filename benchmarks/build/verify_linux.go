@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 )
 
 // RunResult is what Verify saw.

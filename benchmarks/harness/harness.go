@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/benchmarks/build"
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/internal/lazypull"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/coldstart-dev/coldstart/internal/shaper"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/faultproxy"
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	profilerun "github.com/coldstart-dev/coldstart/optimize/profile/run"

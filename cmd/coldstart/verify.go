@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/spf13/cobra"
 )

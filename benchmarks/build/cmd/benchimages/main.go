@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/benchmarks/build"
-	"github.com/coldstart-dev/coldstart/internal/imageref"
+	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/internal/units"
 )
 
