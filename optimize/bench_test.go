@@ -40,7 +40,7 @@ func BenchmarkOptimizeCache(b *testing.B) {
 	img := benchImage(b)
 	ctx := context.Background()
 	run := func(b *testing.B, c cache.Cache) string {
-		res, err := optimize.Optimize(ctx, img, optimize.WithCache(c), optimize.WithTempDir(b.TempDir()))
+		res, err := optimize.Image(ctx, img, optimize.WithCache(c), optimize.WithTempDir(b.TempDir()))
 		if err != nil {
 			b.Fatal(err)
 		}

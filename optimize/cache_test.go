@@ -160,7 +160,7 @@ func TestConcurrentOptimizesShareACache(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			res, err := optimize.Optimize(context.Background(), src, optimize.WithCache(c), optimize.WithTempDir(t.TempDir()))
+			res, err := optimize.Image(context.Background(), src, optimize.WithCache(c), optimize.WithTempDir(t.TempDir()))
 			if err != nil {
 				errs[i] = err
 				return

@@ -94,9 +94,9 @@ func exampleImage() v1.Image {
 	return img
 }
 
-func ExampleOptimize() {
+func ExampleImage() {
 	ctx := context.Background()
-	res, err := optimize.Optimize(ctx, exampleImage(),
+	res, err := optimize.Image(ctx, exampleImage(),
 		optimize.WithPrioritizedFiles([]string{"/app/server"}))
 	if err != nil {
 		fmt.Println(err)

@@ -23,7 +23,7 @@ func FuzzPlan(f *testing.F) {
 		src := buildImage(t, ls)
 		format := formats[(seed1^seed2)%uint64(len(formats))]
 		out, _ := optimizeImage(t, src, optimize.WithFormat(format), optimize.WithProfiler(nil))
-		v, err := optimize.Verify(context.Background(), src, out, optimize.WithTempDir(t.TempDir()))
+		v, err := optimize.VerifyImage(context.Background(), src, out, optimize.WithTempDir(t.TempDir()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -75,7 +75,7 @@ type ImageResult struct {
 	RemovedBytes int64 `json:"removedBytes"`
 }
 
-// Result says what Optimize did. The image or index it returns reads the
+// Result says what Image or Index did. The image or index it returns reads the
 // converted layers from temporary files until Close is called: write it
 // first.
 type Result struct {
@@ -138,10 +138,38 @@ func describeReused(lr *LayerResult, l v1.Layer) error {
 	return nil
 }
 
-// Optimize optimizes an image (src is a v1.Image) or every image of an index
-// (src is a v1.ImageIndex). See the package documentation for what it does.
-// On success the caller must Close the result after writing its output.
-func Optimize(ctx context.Context, src any, opts ...Option) (_ *Result, err error) {
+// Image optimizes one image. See the package documentation for what it
+// does. On success the caller must Close the result after writing its
+// output (Result.Image).
+func Image(ctx context.Context, img v1.Image, opts ...Option) (*Result, error) {
+	return run(ctx, opts, func(o *options, tmp *tempDir, res *Result) error {
+		out, ir, err := o.optimizeImage(ctx, img, nil, tmp)
+		if err != nil {
+			return err
+		}
+		res.Image, res.Images = out, []*ImageResult{ir}
+		return nil
+	})
+}
+
+// Index optimizes every image of an index, and of the indexes nested in it;
+// other entries (attestations, unknown artifacts) stay as they are. On
+// success the caller must Close the result after writing its output
+// (Result.Index).
+func Index(ctx context.Context, idx v1.ImageIndex, opts ...Option) (*Result, error) {
+	return run(ctx, opts, func(o *options, tmp *tempDir, res *Result) error {
+		out, irs, err := o.optimizeIndex(ctx, idx, tmp)
+		if err != nil {
+			return err
+		}
+		res.Index, res.Images = out, irs
+		return nil
+	})
+}
+
+// run makes the options and the temporary directory, runs fn and sums the
+// images' figures into the result.
+func run(ctx context.Context, opts []Option, fn func(o *options, tmp *tempDir, res *Result) error) (_ *Result, err error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
@@ -159,23 +187,8 @@ func Optimize(ctx context.Context, src any, opts ...Option) (_ *Result, err erro
 		}
 	}()
 	res := &Result{tmp: tmp}
-	switch s := src.(type) {
-	case v1.Image:
-		img, ir, err := o.optimizeImage(ctx, s, nil, tmp)
-		if err != nil {
-			return nil, err
-		}
-		res.Image = img
-		res.Images = []*ImageResult{ir}
-	case v1.ImageIndex:
-		idx, irs, err := o.optimizeIndex(ctx, s, tmp)
-		if err != nil {
-			return nil, err
-		}
-		res.Index = idx
-		res.Images = irs
-	default:
-		return nil, fmt.Errorf("optimize: source is %T, want a v1.Image or v1.ImageIndex", src)
+	if err := fn(o, tmp, res); err != nil {
+		return nil, err
 	}
 	var d v1.Hash
 	if res.Index != nil {
@@ -386,7 +399,7 @@ func (o *options) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *laye
 			complete = complete && have[k] != ""
 		}
 		if complete {
-			return nil, nil // checked by Verify
+			return nil, nil // checked by VerifyImage
 		}
 		f, err := tmp.create("kept-*")
 		if err != nil {
@@ -546,7 +559,7 @@ type Progress struct {
 	Done, Total int64
 }
 
-// tempDir holds the temporary files of one Optimize call, and the layers
+// tempDir holds the temporary files of one Image or Index call, and the layers
 // reused from the cache that must be closed with them.
 type tempDir struct {
 	dir     string

@@ -39,7 +39,7 @@ func buildImage(t testing.TB, ls []testimage.Layer) v1.Image {
 func optimizeImage(t testing.TB, img v1.Image, opts ...optimize.Option) (v1.Image, *optimize.Result) {
 	t.Helper()
 	opts = append([]optimize.Option{optimize.WithTempDir(t.TempDir())}, opts...)
-	res, err := optimize.Optimize(context.Background(), img, opts...)
+	res, err := optimize.Image(context.Background(), img, opts...)
 	if err != nil {
 		t.Fatalf("optimize: %v", err)
 	}
@@ -49,7 +49,16 @@ func optimizeImage(t testing.TB, img v1.Image, opts ...optimize.Option) (v1.Imag
 
 func mustVerify(t testing.TB, src, dst any) {
 	t.Helper()
-	v, err := optimize.Verify(context.Background(), src, dst, optimize.WithTempDir(t.TempDir()))
+	var v *optimize.Verification
+	var err error
+	switch s := src.(type) {
+	case v1.Image:
+		v, err = optimize.VerifyImage(context.Background(), s, dst.(v1.Image), optimize.WithTempDir(t.TempDir()))
+	case v1.ImageIndex:
+		v, err = optimize.VerifyIndex(context.Background(), s, dst.(v1.ImageIndex), optimize.WithTempDir(t.TempDir()))
+	default:
+		t.Fatalf("mustVerify(%T)", src)
+	}
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -303,7 +312,7 @@ func TestIndexKeepsPlatforms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := optimize.Optimize(context.Background(), idx, optimize.WithTempDir(t.TempDir()))
+	res, err := optimize.Index(context.Background(), idx, optimize.WithTempDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +341,7 @@ func TestDiffIDMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = optimize.Optimize(context.Background(), bad, optimize.WithTempDir(t.TempDir()))
+	_, err = optimize.Image(context.Background(), bad, optimize.WithTempDir(t.TempDir()))
 	if !errors.Is(err, layers.ErrDigestMismatch) || !strings.Contains(err.Error(), "diff_id") {
 		t.Fatalf("err = %v, want a diff_id mismatch", err)
 	}

@@ -15,7 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Option configures Analyze, IndexImage and Optimize.
+// Option configures every function of the package.
 type Option func(*options) error
 
 type options struct {

@@ -61,7 +61,7 @@ func firstRun(t *testing.T, reads *atomic.Int32) (v1.Image, *cache.Dir, *Result)
 
 func optimizeOnce(t *testing.T, img v1.Image, c cache.Cache) *Result {
 	t.Helper()
-	res, err := Optimize(context.Background(), img, WithCache(c), WithTempDir(t.TempDir()))
+	res, err := Image(context.Background(), img, WithCache(c), WithTempDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

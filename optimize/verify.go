@@ -24,7 +24,7 @@ import (
 // maxDifferences is how many differences a Verification lists per image.
 const maxDifferences = 20
 
-// Verification is the outcome of Verify.
+// Verification is the outcome of VerifyImage, VerifyIndex and VerifyImages.
 type Verification struct {
 	OK     bool                 `json:"ok"`
 	Images []*ImageVerification `json:"images"`
@@ -44,7 +44,7 @@ type ImageVerification struct {
 	LazyLayers int `json:"lazyLayers"`
 }
 
-// Verify checks that dst shows a container the same filesystem as src, for
+// VerifyImage checks that dst shows a container the same filesystem as src, for
 // every image, matched by platform, as each puller presents it:
 //
 //   - a full pull (containerd, podman): every layer's tar stream applied
@@ -69,30 +69,41 @@ type ImageVerification struct {
 // independent applier written from containerd's semantics (an inode model
 // for hard links, whiteouts, opaque directories), and lazy layers are read
 // with the estargz reader. Each layer of both images is read once, layers
-// in parallel (WithConcurrency). src and dst are each a v1.Image or a
-// v1.ImageIndex.
-func Verify(ctx context.Context, src, dst any, opts ...Option) (*Verification, error) {
+// in parallel (WithConcurrency).
+func VerifyImage(ctx context.Context, src, dst v1.Image, opts ...Option) (*Verification, error) {
+	return VerifyImages(ctx, []PlatformImage{{Image: src}}, []PlatformImage{{Image: dst}}, opts...)
+}
+
+// VerifyIndex is VerifyImage for every image of two indexes, matched by
+// platform; attestation manifests are left out.
+func VerifyIndex(ctx context.Context, src, dst v1.ImageIndex, opts ...Option) (*Verification, error) {
+	s, err := runnableImages(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	d, err := runnableImages(ctx, dst)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	return VerifyImages(ctx, s, d, opts...)
+}
+
+// VerifyImages is VerifyImage for lists of images, matched by position and
+// platform (see IndexImages).
+func VerifyImages(ctx context.Context, src, dst []PlatformImage, opts ...Option) (*Verification, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	sImgs, err := imagesOf(ctx, src)
-	if err != nil {
-		return nil, fmt.Errorf("source: %w", err)
-	}
-	dImgs, err := imagesOf(ctx, dst)
-	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
-	}
 	v := &Verification{OK: true}
-	if len(sImgs) != len(dImgs) {
+	if len(src) != len(dst) {
 		v.OK = false
 		v.Images = append(v.Images, &ImageVerification{Differences: []string{
-			fmt.Sprintf("source has %d images, target %d", len(sImgs), len(dImgs))}})
+			fmt.Sprintf("source has %d images, target %d", len(src), len(dst))}})
 		return v, nil
 	}
-	for i := range sImgs {
-		iv, err := o.verifyImage(ctx, sImgs[i], dImgs[i])
+	for i := range src {
+		iv, err := o.verifyImage(ctx, src[i], dst[i])
 		if err != nil {
 			return nil, err
 		}
@@ -104,25 +115,21 @@ func Verify(ctx context.Context, src, dst any, opts ...Option) (*Verification, e
 	return v, nil
 }
 
-func imagesOf(ctx context.Context, x any) ([]PlatformImage, error) {
-	switch s := x.(type) {
-	case v1.Image:
-		return []PlatformImage{{Image: s}}, nil
-	case v1.ImageIndex:
-		imgs, err := IndexImages(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		var out []PlatformImage
-		for _, pi := range imgs {
-			if pi.Descriptor.Platform == nil && pi.Descriptor.Annotations["vnd.docker.reference.type"] != "" {
-				continue
-			}
-			out = append(out, pi)
-		}
-		return out, nil
+// runnableImages lists the images of an index that run: attestation
+// manifests are left out.
+func runnableImages(ctx context.Context, idx v1.ImageIndex) ([]PlatformImage, error) {
+	imgs, err := IndexImages(ctx, idx)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("got %T, want a v1.Image or v1.ImageIndex", x)
+	var out []PlatformImage
+	for _, pi := range imgs {
+		if pi.Descriptor.Platform == nil && pi.Descriptor.Annotations["vnd.docker.reference.type"] != "" {
+			continue
+		}
+		out = append(out, pi)
+	}
+	return out, nil
 }
 
 // verifyImage compares one image pair.
@@ -230,7 +237,7 @@ func (o *options) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVe
 	return iv, nil
 }
 
-// verifyLayer is one layer as Verify read it.
+// verifyLayer is one layer as VerifyImages read it.
 type verifyLayer struct {
 	index  int
 	digest v1.Hash

@@ -176,7 +176,7 @@ func TestVerifyCatches(t *testing.T) {
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			src := buildImage(t, c.src)
-			v, err := optimize.Verify(context.Background(), src, c.dst(t, src), optimize.WithTempDir(t.TempDir()))
+			v, err := optimize.VerifyImage(context.Background(), src, c.dst(t, src), optimize.WithTempDir(t.TempDir()))
 			if err != nil {
 				if strings.Contains(err.Error(), c.want) {
 					return

@@ -12,8 +12,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { subcommands = append(subcommands, newCache) }
-
 func newCache(g *globals) *cobra.Command {
 	var dir string
 	c := &cobra.Command{
@@ -36,16 +34,7 @@ grows past its size cap.`,
 		},
 	}
 	c.PersistentFlags().StringVar(&dir, "cache-dir", "", "cache directory (default $XDG_CACHE_HOME/coldstart or ~/.cache/coldstart)")
-	open := func() (*cache.Dir, error) {
-		d := dir
-		if d == "" {
-			var err error
-			if d, err = cache.DefaultDir(); err != nil {
-				return nil, err
-			}
-		}
-		return cache.NewDir(d, cache.WithLogger(g.logger()))
-	}
+	open := func() (*cache.Dir, error) { return openCacheDir(g, dir) }
 
 	var format string
 	ls := &cobra.Command{
@@ -107,14 +96,15 @@ grows past its size cap.`,
 	var maxSize string
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Evict least recently used entries down to --max-size",
+		Short: "Evict least recently used entries down to --cache-max-size",
 		Long: `prune evicts the least recently used entries until the cache holds at
-most --max-size (0 empties it), and removes leftovers of interrupted writes.`,
+most --cache-max-size (0 empties it), and removes leftovers of interrupted
+writes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			limit, err := units.ParseBytes(maxSize)
 			if err != nil {
-				return errors.Join(errUsage, fmt.Errorf("--max-size: %w", err))
+				return usageErr("--cache-max-size: %v", err)
 			}
 			d, err := open()
 			if err != nil {
@@ -132,7 +122,9 @@ most --max-size (0 empties it), and removes leftovers of interrupted writes.`,
 			return err
 		},
 	}
-	prune.Flags().StringVar(&maxSize, "max-size", units.Bytes(cache.DefaultMaxSize), "size to prune down to, e.g. 10GiB, 500MB or 0")
+	prune.Flags().StringVar(&maxSize, "cache-max-size", units.Bytes(cache.DefaultMaxSize), "size to prune down to, e.g. 10GiB, 500MB or 0")
+	prune.Flags().StringVar(&maxSize, "max-size", units.Bytes(cache.DefaultMaxSize), "same as --cache-max-size")
+	_ = prune.Flags().MarkDeprecated("max-size", "use --cache-max-size, as optimize does")
 
 	c.AddCommand(ls, du, prune)
 	return c
@@ -143,4 +135,19 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// openCacheDir opens the cache directory dir, by default the user's.
+func openCacheDir(g *globals, dir string, opts ...cache.Option) (*cache.Dir, error) {
+	if dir == "" {
+		var err error
+		if dir, err = cache.DefaultDir(); err != nil {
+			return nil, fmt.Errorf("conversion cache: %w (give --cache-dir or --no-cache)", err)
+		}
+	}
+	c, err := cache.NewDir(dir, append([]cache.Option{cache.WithLogger(g.logger())}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("conversion cache %s: %w", dir, err)
+	}
+	return c, nil
 }

@@ -256,12 +256,30 @@ func TestRegistryFaultsFromCLI(t *testing.T) {
 		t.Errorf("no broken download was resumed:\n%v", bigReqs)
 	}
 
-	// A registry that refuses uploads: a one-line error naming a blob of the
-	// output, and the tag stays.
+	// A registry that refuses uploads from the start: refused before any
+	// work, in a one-line error that says so.
 	p.ClearRules()
 	copyImage(t, "oci:"+src, reg.Ref("dst:v2"))
 	old := tagDigest(t, reg, "dst:v2")
+	p.ResetCounts()
 	p.Inject(faultproxy.Rule{Kind: faultproxy.KindBlobPost, Times: faultproxy.Always, Fault: faultproxy.Status(http.StatusForbidden)})
+	_, stderr, code = run(t, "optimize", "--no-cache", "--to", "zstd", p.Ref("src:v1"), p.Ref("dst:v2"))
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	}
+	for _, w := range []string{"cannot write " + p.Ref("dst:v2"), "DENIED", "HTTP 403"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr %q does not say %q", stderr, w)
+		}
+	}
+	if n := p.Count(faultproxy.KindBlobGet); n != 0 {
+		t.Errorf("the source was read (%d blob GETs) before the destination was found unwritable", n)
+	}
+
+	// A registry that takes the check's upload and refuses the others: a
+	// one-line error naming a blob of the output, and the tag stays.
+	p.ClearRules()
+	p.Inject(faultproxy.Rule{Kind: faultproxy.KindBlobPost, Nth: 2, Times: faultproxy.Always, Fault: faultproxy.Status(http.StatusForbidden)})
 	_, stderr, code = run(t, "optimize", "--no-cache", "--to", "zstd", p.Ref("src:v1"), p.Ref("dst:v2"))
 	if code != 1 {
 		t.Fatalf("exit %d, want 1: %s", code, stderr)

@@ -11,15 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	profilerun "github.com/coldstart-dev/coldstart/optimize/profile/run"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
-
-func init() { subcommands = append(subcommands, newProfile) }
 
 // Profile modes.
 const (
@@ -68,7 +65,7 @@ path list) or json, on standard output; --out FILE writes the profile JSON
 atomically (and then standard output stays quiet unless --format is given).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return errors.Join(errUsage, errors.New("profile needs an IMAGE"))
+				return usageErr("%s needs an IMAGE: usage: %s", cmd.CommandPath(), cmd.UseLine())
 			}
 			return nil
 		},
@@ -97,34 +94,34 @@ atomically (and then standard output stays quiet unless --format is given).`,
 // mode's options.
 func (f *profileFlags) runOptions(cmd *cobra.Command, g *globals) ([]profilerun.Option, error) {
 	if f.format != optimize.FormatText && f.format != optimize.FormatJSON {
-		return nil, errors.Join(errUsage, fmt.Errorf("unknown format %q: use text or json", f.format))
+		return nil, usageErr("unknown format %q: use text or json", f.format)
 	}
 	switch f.mode {
 	case modeStatic:
 		for _, name := range []string{"period", "wait-on-line", "wait-on-port", "show-output"} {
 			if cmd.Flags().Changed(name) {
-				return nil, errors.Join(errUsage, fmt.Errorf("--%s needs --mode run", name))
+				return nil, usageErr("--%s needs --mode run", name)
 			}
 		}
 		return nil, nil
 	case modeRun:
 	default:
-		return nil, errors.Join(errUsage, fmt.Errorf("unknown mode %q: use static or run", f.mode))
+		return nil, usageErr("unknown mode %q: use static or run", f.mode)
 	}
 	if f.period <= 0 {
-		return nil, errors.Join(errUsage, fmt.Errorf("--period %v: must be positive", f.period))
+		return nil, usageErr("--period %v: must be positive", f.period)
 	}
 	opts := []profilerun.Option{profilerun.WithPeriod(f.period), profilerun.WithLogger(g.logger())}
 	if f.waitLine != "" {
 		re, err := regexp.Compile(f.waitLine)
 		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--wait-on-line: %v", err))
+			return nil, usageErr("--wait-on-line: %v", err)
 		}
 		opts = append(opts, profilerun.WithWaitOnLine(re))
 	}
 	if cmd.Flags().Changed("wait-on-port") {
 		if f.waitPort < 1 || f.waitPort > 65535 {
-			return nil, errors.Join(errUsage, fmt.Errorf("--wait-on-port %d: not a TCP port", f.waitPort))
+			return nil, usageErr("--wait-on-port %d: not a TCP port", f.waitPort)
 		}
 		opts = append(opts, profilerun.WithWaitOnPort(f.waitPort))
 	}
@@ -139,20 +136,19 @@ func (f *profileFlags) runOptions(cmd *cobra.Command, g *globals) ([]profilerun.
 
 // config applies the overrides of the command line to the image's config,
 // as "docker run" does.
-func (f *profileFlags) config(cmd *cobra.Command, c v1.Config, extra []string) (profile.Config, error) {
-	pc := profile.ConfigOf(c)
+func (f *profileFlags) config(cmd *cobra.Command, pc *profile.Config, extra []string) error {
 	if cmd.Flags().Changed("entrypoint") {
 		pc.Entrypoint, pc.Cmd = nil, nil
 		if strings.HasPrefix(strings.TrimSpace(f.entrypoint), "[") {
 			if err := json.Unmarshal([]byte(f.entrypoint), &pc.Entrypoint); err != nil {
-				return pc, errors.Join(errUsage, fmt.Errorf("--entrypoint: not a JSON array of strings: %v", err))
+				return usageErr("--entrypoint: not a JSON array of strings: %v", err)
 			}
 		} else if f.entrypoint != "" {
 			pc.Entrypoint = []string{f.entrypoint}
 		}
 	}
 	if cmd.Flags().Changed("args") && len(extra) > 0 {
-		return pc, errors.Join(errUsage, errors.New("give the arguments either after IMAGE or with --args, not both"))
+		return usageErr("give the arguments either after IMAGE or with --args, not both")
 	}
 	if cmd.Flags().Changed("args") {
 		pc.Cmd = f.args
@@ -162,7 +158,7 @@ func (f *profileFlags) config(cmd *cobra.Command, c v1.Config, extra []string) (
 	}
 	for _, kv := range f.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return pc, errors.Join(errUsage, fmt.Errorf("--env %q: want KEY=VALUE", kv))
+			return usageErr("--env %q: want KEY=VALUE", kv)
 		}
 		pc.Env = append(slices.Clip(pc.Env), kv)
 	}
@@ -170,9 +166,9 @@ func (f *profileFlags) config(cmd *cobra.Command, c v1.Config, extra []string) (
 		pc.User = f.user
 	}
 	if len(pc.Entrypoint)+len(pc.Cmd) == 0 {
-		return pc, errors.Join(errUsage, errors.New("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE"))
+		return usageErr("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE")
 	}
-	return pc, nil
+	return nil
 }
 
 func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string, extra []string) error {
@@ -180,58 +176,32 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	if err != nil {
 		return err
 	}
-	ref, err := imageref.Parse(imageArg)
-	if err != nil {
-		return errors.Join(errUsage, err)
-	}
-	ropts, err := g.refOptions("")
+	opts, err := g.options()
 	if err != nil {
 		return err
 	}
-	opts, err := g.limits()
-	if err != nil {
-		return err
+	opts = append(opts, coldstart.WithTempDir(f.tmpDir), coldstart.WithProfileConfig(func(pc *profile.Config) error {
+		return f.config(cmd, pc, extra)
+	}))
+	if f.platform != "" {
+		opts = append(opts, coldstart.WithPlatforms(f.platform))
 	}
 	if f.mode == modeRun {
-		// Fail early, before reading anything.
-		if err := profilerun.Supported(); err != nil {
-			return err
-		}
+		opts = append(opts, coldstart.WithRun(runOpts...))
 	}
-	ctx := cmd.Context()
-	img, err := readImageFor(ctx, ref, f.platform, ropts)
+	p, err := coldstart.Profile(cmd.Context(), imageArg, opts...)
+	if errors.Is(err, coldstart.ErrCannotRun) {
+		return usageErr("%v; this machine runs linux/%s: use --mode static", err, runtime.GOARCH)
+	}
 	if err != nil {
 		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return fmt.Errorf("%s: reading config: %w", ref, err)
-	}
-	pc, err := f.config(cmd, cf.Config, extra)
-	if err != nil {
-		return err
-	}
-	var p *profile.Profile
-	if f.mode == modeStatic {
-		static := profile.StaticProfiler(profile.WithConfig(pc), profile.WithLogger(g.logger()))
-		p, err = optimize.ProfileImage(ctx, img, static, append(opts, optimize.WithTempDir(f.tmpDir))...)
-	} else {
-		idx, _ := g.indexOptions() // checked by g.limits
-		p, err = profilerun.Image(ctx, img, append(runOpts, profilerun.WithConfig(pc), profilerun.WithIndexOptions(idx...))...)
-		if errors.Is(err, profilerun.ErrPlatform) {
-			return errors.Join(errUsage, fmt.Errorf("%s is a %s/%s image and this machine runs linux/%s: it cannot be started here; use --mode static",
-				ref, cf.OS, cf.Architecture, runtime.GOARCH))
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("profiling %s: %w", ref, err)
 	}
 	if f.out != "" {
 		if err := writeFileAtomic(f.out, func(w *bufio.Writer) error { return p.WriteJSON(w) }); err != nil {
 			return err
 		}
 		if !g.quiet {
-			fmt.Fprintf(g.stderr, "profile of %s (%s): %d files written to %s\n", ref, p.Source, len(p.Files), f.out)
+			fmt.Fprintf(g.stderr, "profile of %s (%s): %d files written to %s\n", imageArg, p.Source, len(p.Files), f.out)
 		}
 		if !cmd.Flags().Changed("format") {
 			return nil

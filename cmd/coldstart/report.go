@@ -2,22 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"runtime"
 	"strings"
 
-	"github.com/coldstart-dev/coldstart/imageref"
-	"github.com/coldstart-dev/coldstart/internal/units"
-	"github.com/coldstart-dev/coldstart/layers"
-	"github.com/coldstart-dev/coldstart/optimize"
-	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart"
 	"github.com/coldstart-dev/coldstart/optimize/report"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
-
-func init() { subcommands = append(subcommands, newReport) }
 
 type reportFlags struct {
 	profile, platform, compare, shape, format, tmpDir string
@@ -32,37 +22,49 @@ func newReport(g *globals) *cobra.Command {
 		Use:   "report IMAGE",
 		Short: "Estimate (and measure) what a cold start of an image costs",
 		Long: `report says what starting IMAGE costs on a node: bytes, requests and
-estimated seconds to ready for a full pull (every layer downloaded, three at a
-time, then unpacked), a lazy start (eStargz / zstd:chunked layers mounted from
-their TOC, prefetch range, then the start-up files' chunks on demand; from the
-first layer that cannot be mounted lazily up, containerd downloads every layer
-in full), the lower bound (the TOCs and exactly the start-up files' chunks) and,
-when some layer is not lazy yet, an estimate of the lazy start after
-optimizing. Networks: datacenter (10 Gbit/s, 1 ms), cloud (1 Gbit/s, 10 ms),
-edge (100 Mbit/s, 50 ms) or RATE,RTT such as 200Mbit,20ms.
+estimated seconds to ready for a full pull, a lazy start (eStargz / zstd:chunked
+layers mounted from their TOC, prefetch, then the start-up files' chunks on
+demand; from the first layer that cannot be mounted lazily up, containerd
+downloads every layer in full), the lower bound and, when some layer is not
+lazy yet, the lazy start after optimizing. Networks: datacenter (10 Gbit/s,
+1 ms), cloud (1 Gbit/s, 10 ms), edge (100 Mbit/s, 50 ms) or RATE,RTT.
 
-The start-up files come from --profile: "static" (the default) predicts them
-from the entrypoint; a FILE is a profile JSON, the JSON lines of ctr-remote's
---record-out, or a list of paths, one per line.
-
---measure pulls IMAGE (a registry reference) for real, fully and lazily,
-and prints the measured figures beside the prediction; --shape RATE,RTT puts
-an in-process proxy with that bandwidth and round-trip time between coldstart
-and the registry. --budget NETWORK=SECONDS makes the command fail (exit 1),
-after printing the report, when the lazy start estimate on NETWORK exceeds
-SECONDS; with --compare the budgets apply to IMAGE2.`,
-		Args: cobra.ExactArgs(1),
+--profile takes "static" (predicted from the entrypoint) or a FILE: a profile
+JSON, ctr-remote's --record-out JSON lines, or a path list. --measure pulls
+IMAGE (a registry reference) for real, fully and lazily, through an
+in-process proxy shaped with --shape RATE,RTT, and prints the measured figures
+beside the estimate. --budget NETWORK=SECONDS fails the command (exit 1),
+after printing, when the lazy start estimate on NETWORK exceeds SECONDS.`,
+		Example: `  coldstart report registry.example.com/app:1 --network edge --budget edge=2
+  coldstart report localhost:5000/app:1 --measure --shape 100Mbit,20ms
+  coldstart report oci:./app --cached sha256:... --format svg > start.svg`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReport(cmd.Context(), g, f, args[0])
+			opts, err := f.options(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			if f.compare != "" {
+				return runCompare(cmd.Context(), g, f.format, args[0], f.compare, opts)
+			}
+			r, err := coldstart.Report(cmd.Context(), args[0], opts...)
+			if err != nil {
+				return err
+			}
+			if err := r.Write(g.stdout, f.format); err != nil {
+				return err
+			}
+			return r.CheckBudgets()
 		},
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.profile, "profile", "static", `start-up files: "static" or a FILE (profile JSON, record-out JSON lines, or a path list)`)
 	fl.StringVar(&f.platform, "platform", "", "the image of a multi-platform index: OS/ARCH[/VARIANT] (default: linux on this machine's architecture)")
-	fl.StringArrayVar(&f.cached, "cached", nil, "digest of a layer the node holds (repeatable)")
-	fl.StringArrayVar(&f.bases, "base", nil, "image whose layers the node holds (repeatable)")
+	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer the node holds (repeatable, or comma-separated)")
+	fl.StringSliceVar(&f.bases, "base", nil, "image whose layers the node holds (repeatable, or comma-separated)")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to estimate: datacenter, cloud, edge or RATE,RTT (repeatable; default: the three named)")
-	fl.StringVar(&f.compare, "compare", "", "a second image to put beside IMAGE, with after/before ratios")
+	fl.StringVar(&f.compare, "compare", "", "a second image to put beside IMAGE")
+	_ = fl.MarkDeprecated("compare", "use 'coldstart compare IMAGE IMAGE2'")
 	fl.BoolVar(&f.measure, "measure", false, "also measure a real full pull and lazy start from the registry")
 	fl.StringVar(&f.shape, "shape", "", "with --measure: shape the connection to RATE,RTT (e.g. 100Mbit,50ms)")
 	fl.BoolVar(&f.calibrate, "calibrate", false, "measure this machine's decompression and unpack rates first (a few seconds)")
@@ -73,198 +75,113 @@ SECONDS; with --compare the budgets apply to IMAGE2.`,
 	return c
 }
 
-func runReport(ctx context.Context, g *globals, f *reportFlags, image string) error {
-	if err := report.CheckFormat(f.format); err != nil {
-		return errors.Join(errUsage, err)
+// options turns the flags into the facade's options.
+func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Option, error) {
+	if err := checkFormat(f.format, report.Formats...); err != nil {
+		return nil, err
 	}
 	if f.shape != "" && !f.measure {
-		return errors.Join(errUsage, errors.New("--shape needs --measure"))
+		return nil, usageErr("--shape needs --measure")
 	}
 	if f.measure && f.compare != "" {
-		return errors.Join(errUsage, errors.New("--measure and --compare cannot be combined: measure each image on its own"))
-	}
-	ref, err := imageref.Parse(image)
-	if err != nil {
-		return errors.Join(errUsage, err)
-	}
-	if f.measure && ref.Transport != imageref.TransportRegistry {
-		return errors.Join(errUsage, fmt.Errorf("--measure needs a registry image, not %s", ref))
-	}
-	opts, err := reportOptions(g, f)
-	if err != nil {
-		return err
-	}
-	var shaping *report.Network
-	if f.shape != "" {
-		n, err := report.ParseNetwork(f.shape)
-		if err != nil {
-			return errors.Join(errUsage, fmt.Errorf("--shape: %w", err))
-		}
-		shaping = &n
-	}
-	ropts, err := g.refOptions(f.platform)
-	if err != nil {
-		return err
-	}
-	bases, err := readBases(ctx, f.bases, ropts)
-	if err != nil {
-		return err
-	}
-	if len(bases) > 0 {
-		opts = append(opts, report.WithBaseImage(bases...))
-	}
-	if f.calibrate {
-		fmt.Fprintln(g.stderr, "coldstart: calibrating this machine's decompression and unpack rates...")
-		rates, err := report.Calibrate(ctx, report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir))
-		if err != nil {
-			return err
-		}
-		opts = append(opts, report.WithRates(rates))
-	}
-	img, iopts, err := readOne(ctx, ref, f.platform, ropts)
-	if err != nil {
-		return err
-	}
-	if f.compare == "" {
-		iopts = append(iopts, report.WithImageName(ref.String()))
-		if f.measure {
-			iopts = append(iopts, report.WithMeasurement(ref.Name), report.WithInsecure(g.insecure))
-			if p, ok := platformOf(f.platform); ok {
-				iopts = append(iopts, report.WithPlatform(p))
-			}
-			if shaping != nil {
-				iopts = append(iopts, report.WithShaping(*shaping))
-			}
-		}
-		r, err := report.Estimate(ctx, img, append(opts, iopts...)...)
-		if err != nil {
-			return fmt.Errorf("reporting on %s: %w", ref, err)
-		}
-		if err := r.Write(g.stdout, f.format); err != nil {
-			return err
-		}
-		return r.CheckBudgets()
-	}
-	ref2, err := imageref.Parse(f.compare)
-	if err != nil {
-		return errors.Join(errUsage, fmt.Errorf("--compare: %w", err))
-	}
-	img2, _, err := readOne(ctx, ref2, f.platform, ropts)
-	if err != nil {
-		return fmt.Errorf("--compare: %w", err)
-	}
-	c, err := report.Compare(ctx, img, img2, opts...)
-	if err != nil {
-		return fmt.Errorf("comparing %s and %s: %w", ref, ref2, err)
-	}
-	c.Before.Image, c.After.Image = ref.String(), ref2.String()
-	if err := c.Write(g.stdout, f.format); err != nil {
-		return err
-	}
-	return c.After.CheckBudgets()
-}
-
-// reportOptions turns the flags shared by both images into options.
-func reportOptions(g *globals, f *reportFlags) ([]report.Option, error) {
-	maxSize, err := units.ParseBytes(g.maxLayerSize)
-	if err != nil || maxSize <= 0 {
-		return nil, errors.Join(errUsage, fmt.Errorf("--max-layer-size: %v", err))
-	}
-	if g.maxEntries <= 0 {
-		return nil, errors.Join(errUsage, errors.New("--max-entries must be positive"))
+		return nil, usageErr("--measure and --compare cannot be combined: measure each image on its own")
 	}
 	if f.top < 0 {
-		return nil, errors.Join(errUsage, errors.New("--top must not be negative"))
+		return nil, usageErr("--top must not be negative")
 	}
-	opts := []report.Option{
-		report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir), report.WithTopFiles(f.top),
-		report.WithIndexOptions(layers.WithMaxSize(maxSize), layers.WithMaxEntries(g.maxEntries)),
+	opts, err := g.options()
+	if err != nil {
+		return nil, err
 	}
-	switch f.profile {
-	case "static", "":
-	default:
-		p, err := profile.ReadFile(f.profile)
+	ro := []report.Option{report.WithTopFiles(f.top)}
+	if f.profile != "static" && f.profile != "" {
+		p, err := profileFile(f.profile)
 		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--profile: %w", err))
+			return nil, err
 		}
-		opts = append(opts, report.WithProfiler(p))
+		ro = append(ro, report.WithProfiler(p))
 	}
-	for _, d := range f.cached {
-		h, err := v1.NewHash(d)
-		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--cached %q: %w", d, err))
-		}
-		opts = append(opts, report.WithCachedLayers(h))
+	cached, err := digests("cached", f.cached)
+	if err != nil {
+		return nil, err
 	}
-	var nets []report.Network
-	for _, s := range f.networks {
-		n, err := report.ParseNetwork(s)
-		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--network: %w", err))
-		}
-		nets = append(nets, n)
+	if len(cached) > 0 {
+		ro = append(ro, report.WithCachedLayers(cached...))
+	}
+	nets, err := networks(f.networks)
+	if err != nil {
+		return nil, err
 	}
 	if len(nets) > 0 {
-		opts = append(opts, report.WithNetworks(nets...))
+		ro = append(ro, report.WithNetworks(nets...))
 	}
 	for _, s := range f.budgets {
 		b, err := report.ParseBudget(s)
 		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--budget: %w", err))
+			return nil, usageErr("--budget: %v", err)
 		}
-		opts = append(opts, report.WithBudget(b.Network, b.Seconds))
+		ro = append(ro, report.WithBudget(b.Network, b.Seconds))
+	}
+	if f.shape != "" {
+		n, err := report.ParseNetwork(f.shape)
+		if err != nil {
+			return nil, usageErr("--shape: %v", err)
+		}
+		ro = append(ro, report.WithShaping(n))
+	}
+	if f.calibrate {
+		g.note("calibrating this machine's decompression and unpack rates...")
+		rates, err := report.Calibrate(ctx, report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir))
+		if err != nil {
+			return nil, err
+		}
+		ro = append(ro, report.WithRates(rates))
+	}
+	opts = append(opts, coldstart.WithTempDir(f.tmpDir), coldstart.WithBases(f.bases...),
+		coldstart.WithMeasure(f.measure), coldstart.WithReportOptions(ro...))
+	if f.platform != "" {
+		opts = append(opts, coldstart.WithPlatforms(f.platform))
 	}
 	return opts, nil
 }
 
-// readOne reads ref and returns one image: the image itself, or the image
-// of an index for the platform asked (default linux on this machine's
-// architecture, or the only one), with the option that accounts for the
-// index request.
-func readOne(ctx context.Context, ref imageref.Ref, platform string, ropts []imageref.Option) (v1.Image, []report.Option, error) {
-	art, err := imageref.Read(ctx, ref, ropts...)
-	if err != nil {
-		return nil, nil, err
+func newCompare(g *globals) *cobra.Command {
+	f := &reportFlags{}
+	c := &cobra.Command{
+		Use:   "compare IMAGE IMAGE2",
+		Short: "Estimate the cold start of two images side by side",
+		Long: `compare estimates IMAGE and IMAGE2 as report does, with the same start-up
+files (found in IMAGE), and puts them side by side with IMAGE2/IMAGE ratios.
+--budget applies to IMAGE2.`,
+		Example: `  coldstart compare registry.example.com/app:1 registry.example.com/app:1-esgz --format markdown`,
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := f.options(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			return runCompare(cmd.Context(), g, f.format, args[0], args[1], opts)
+		},
 	}
-	if art.Index == nil {
-		return art.Image, nil, nil
-	}
-	imgs, err := optimize.IndexImages(ctx, art.Index)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", ref, err)
-	}
-	raw, err := art.Index.RawManifest()
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", ref, err)
-	}
-	iopts := []report.Option{report.WithIndexManifest(int64(len(raw)))}
-	if len(imgs) == 1 {
-		return imgs[0].Image, iopts, nil
-	}
-	want, _ := platformOf(platform)
-	var names []string
-	for _, pi := range imgs {
-		p := pi.Descriptor.Platform
-		if p == nil {
-			continue
-		}
-		names = append(names, p.String())
-		if p.OS == want.OS && p.Architecture == want.Architecture && (want.Variant == "" || p.Variant == want.Variant) {
-			return pi.Image, iopts, nil
-		}
-	}
-	return nil, nil, errors.Join(errUsage, fmt.Errorf("%s is an index of %d images (%s): choose one with --platform", ref, len(imgs), strings.Join(names, ", ")))
+	fl := c.Flags()
+	fl.StringVar(&f.profile, "profile", "static", `start-up files: "static" or a FILE`)
+	fl.StringVar(&f.platform, "platform", "", "the image of a multi-platform index: OS/ARCH[/VARIANT]")
+	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer the node holds (repeatable, or comma-separated)")
+	fl.StringSliceVar(&f.bases, "base", nil, "image whose layers the node holds (repeatable, or comma-separated)")
+	fl.StringArrayVar(&f.networks, "network", nil, "network to estimate: datacenter, cloud, edge or RATE,RTT (repeatable)")
+	fl.StringArrayVar(&f.budgets, "budget", nil, "NETWORK=SECONDS: fail when IMAGE2's lazy start estimate exceeds it (repeatable)")
+	fl.StringVar(&f.format, "format", "text", "output format: "+strings.Join(report.Formats, ", "))
+	fl.StringVar(&f.tmpDir, "tmpdir", "", "directory for temporary files (default: the system's)")
+	return c
 }
 
-// platformOf parses --platform; without one it is linux on this machine's
-// architecture (ok false).
-func platformOf(s string) (v1.Platform, bool) {
-	if s == "" || strings.Contains(s, ",") || s == "all" {
-		return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, false
-	}
-	p, err := v1.ParsePlatform(s)
+func runCompare(ctx context.Context, g *globals, format, before, after string, opts []coldstart.Option) error {
+	c, err := coldstart.Compare(ctx, before, after, opts...)
 	if err != nil {
-		return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, false
+		return err
 	}
-	return *p, true
+	if err := c.Write(g.stdout, format); err != nil {
+		return err
+	}
+	return c.After.CheckBudgets()
 }

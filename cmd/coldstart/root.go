@@ -1,20 +1,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
+	"runtime/debug"
 	"strings"
 
-	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart"
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/layers"
-	"github.com/coldstart-dev/coldstart/optimize"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -29,15 +26,14 @@ type globals struct {
 	stderr       io.Writer
 }
 
-// subcommands lists the constructors of every command, in help order. Each
-// command's file adds itself in an init function.
-var subcommands = []func(*globals) *cobra.Command{newAnalyze, newOptimize, newVerify}
+// subcommands lists the constructors of every command, in help order.
+var subcommands = []func(*globals) *cobra.Command{newAnalyze, newOptimize, newVerify, newProfile, newReport, newCompare, newCache}
 
 // errUsage marks errors that are the caller's: exit code 2.
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	if errors.Is(err, errUsage) || errors.Is(err, coldstart.ErrInvalid) {
 		return 2
 	}
 	return 1
@@ -64,6 +60,10 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
+func usageErr(format string, args ...any) error {
+	return errors.Join(errUsage, fmt.Errorf(format, args...))
+}
+
 func newRoot() *cobra.Command {
 	return newRootWith(&globals{stdout: os.Stdout, stderr: os.Stderr})
 }
@@ -80,17 +80,27 @@ byte-identical, and reports what a cold start costs.
 Image references:
   REGISTRY/REPO[:TAG|@DIGEST]   a registry (auth from the Docker config)
   oci:DIR[:TAG]                 an OCI image layout directory
-  docker-archive:FILE           a docker save tarball`,
+  docker-archive:FILE           a docker save tarball
+
+Exit status: 0 on success, 1 when the work failed (or verify found
+differences, or a budget was exceeded), 2 on a usage error.`,
+		Example: `  coldstart optimize registry.example.com/app:1 registry.example.com/app:1-esgz
+  coldstart verify oci:./app oci:./app-esgz
+  coldstart report registry.example.com/app:1 --network edge`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          noArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	root.SuggestionsMinimumDistance = 2
 	root.PersistentFlags().BoolVar(&g.insecure, "insecure", false, "use plain HTTP and skip TLS verification for registries (localhost is always plain HTTP)")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log what happens, to stderr")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	root.PersistentFlags().StringVar(&g.maxLayerSize, "max-layer-size", units.Bytes(layers.DefaultMaxSize), "refuse a layer that inflates past this size (e.g. 64MiB, 10GiB)")
 	root.PersistentFlags().IntVar(&g.maxEntries, "max-entries", layers.DefaultMaxEntries, "refuse a layer with more tar entries than this")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return errors.Join(errUsage, err)
+		return usageErr("%s: %v (see '%s --help')", c.CommandPath(), err, c.CommandPath())
 	})
 	for _, sub := range subcommands {
 		root.AddCommand(sub(g))
@@ -98,27 +108,51 @@ Image references:
 	return root
 }
 
-// limits returns the optimize options for --max-layer-size and
-// --max-entries.
-func (g *globals) limits() ([]optimize.Option, error) {
-	idx, err := g.indexOptions()
-	if err != nil {
-		return nil, err
+// noArgs refuses arguments, suggesting a command for a mistyped one.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	return []optimize.Option{optimize.WithLogger(g.logger()), optimize.WithIndexOptions(idx...)}, nil
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return usageErr("%s (see '%s --help')", msg, cmd.CommandPath())
 }
 
-// indexOptions are the layer index limits of --max-layer-size and
-// --max-entries.
-func (g *globals) indexOptions() ([]layers.Option, error) {
+// exactArgs is cobra.ExactArgs with a message that names the command and
+// its usage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == n {
+			return nil
+		}
+		return usageErr("%s takes %d argument(s), got %d: usage: %s", cmd.CommandPath(), n, len(args), cmd.UseLine())
+	}
+}
+
+// version is the module version the binary was built from.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// options are the facade options of the global flags.
+func (g *globals) options() ([]coldstart.Option, error) {
 	n, err := units.ParseBytes(g.maxLayerSize)
 	if err != nil || n <= 0 {
-		return nil, errors.Join(errUsage, fmt.Errorf("--max-layer-size: %v", err))
+		return nil, usageErr("--max-layer-size: %v", err)
 	}
 	if g.maxEntries <= 0 {
-		return nil, errors.Join(errUsage, fmt.Errorf("--max-entries must be positive"))
+		return nil, usageErr("--max-entries must be positive")
 	}
-	return []layers.Option{layers.WithMaxSize(n), layers.WithMaxEntries(g.maxEntries)}, nil
+	return []coldstart.Option{
+		coldstart.WithInsecure(g.insecure),
+		coldstart.WithLogger(g.logger()),
+		coldstart.WithLayerLimits(layers.WithMaxSize(n), layers.WithMaxEntries(g.maxEntries)),
+	}, nil
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -128,41 +162,9 @@ func (g *globals) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func (g *globals) refOptions(platform string) ([]imageref.Option, error) {
-	opts := []imageref.Option{imageref.WithInsecure(g.insecure), imageref.WithLogger(g.logger()),
-		imageref.WithUserAgent("coldstart")}
-	if platform != "" {
-		spec, err := imageref.ParsePlatforms(platform)
-		if err != nil {
-			return nil, errors.Join(errUsage, err)
-		}
-		opts = append(opts, imageref.WithPlatforms(spec))
+// note prints a line about what is happening to stderr, unless --quiet.
+func (g *globals) note(msg string) {
+	if !g.quiet {
+		fmt.Fprintln(g.stderr, "coldstart:", msg)
 	}
-	return opts, nil
-}
-
-// readImageFor reads the one image of ref for platform: an index is
-// narrowed to platform, by default linux on this machine's architecture; a
-// single image must match platform when one is given.
-func readImageFor(ctx context.Context, ref imageref.Ref, platform string, ropts []imageref.Option) (v1.Image, error) {
-	art, err := imageref.Read(ctx, ref, ropts...)
-	if err != nil {
-		return nil, err
-	}
-	if art.Index != nil && platform == "" {
-		platform = "linux/" + runtime.GOARCH
-	}
-	if platform != "" {
-		spec, err := imageref.ParsePlatforms(platform)
-		if err != nil {
-			return nil, errors.Join(errUsage, fmt.Errorf("--platform: %w", err))
-		}
-		if art, err = imageref.SelectPlatforms(ctx, art, spec); err != nil {
-			return nil, err
-		}
-	}
-	if art.Image == nil {
-		return nil, errors.Join(errUsage, fmt.Errorf("%s: --platform %s selects several images: name one platform", ref, platform))
-	}
-	return art.Image, nil
 }

@@ -2,9 +2,8 @@ package main
 
 import (
 	"errors"
-	"fmt"
 
-	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/spf13/cobra"
 )
@@ -16,43 +15,35 @@ func newVerify(g *globals) *cobra.Command {
 	var platform, format, tmpDir string
 	c := &cobra.Command{
 		Use:   "verify SRC DST",
-		Short: "Check that DST has the same merged filesystem as SRC and that its lazy layers verify",
-		Long: `verify compares the merged filesystems of SRC and DST, platform by platform
-(paths, types, modes, owners, mtimes, link targets, xattrs, content), and
-checks every eStargz and zstd:chunked layer of DST: its TOC against the
-descriptor's TOC digest and every chunk against the TOC. Exit 0 only when all
-holds; otherwise it names the first differences.`,
-		Args: cobra.ExactArgs(2),
+		Short: "Check that DST shows a container what SRC shows, and that its lazy layers verify",
+		Long: `verify applies the layers of SRC and DST with an applier of its own
+(containerd's semantics; it shares no code with optimize) and compares the
+filesystems, platform by platform: paths, types, modes, owners, mtimes, link
+targets, xattrs, content. It does so as a full pull presents them and as a lazy
+pull does (eStargz and zstd:chunked layers read from their TOC with the estargz
+reader), checks every layer's digest and diff_id, every lazy layer's TOC
+against its descriptor (the TOC digest stargz-snapshotter verifies, the
+zstd:chunked annotations containers/storage reads) and every chunk against the
+TOC. Each layer of both images is read once. Exit 0 only when all holds;
+otherwise it names the first differences.`,
+		Example: `  coldstart verify registry.example.com/app:1 registry.example.com/app:1-esgz
+  coldstart verify oci:./app oci:./app-esgz --format json`,
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := optimize.CheckFormat(format, optimize.FormatText, optimize.FormatJSON); err != nil {
-				return errors.Join(errUsage, err)
+			if err := checkFormat(format, optimize.FormatText, optimize.FormatJSON); err != nil {
+				return err
 			}
-			ropts, err := g.refOptions(platform)
+			opts, err := g.options()
 			if err != nil {
 				return err
 			}
-			var arts [2]any
-			for i, a := range args {
-				ref, err := imageref.Parse(a)
-				if err != nil {
-					return errors.Join(errUsage, err)
-				}
-				art, err := imageref.Read(cmd.Context(), ref, ropts...)
-				if err != nil {
-					return err
-				}
-				arts[i] = art.Image
-				if art.Index != nil {
-					arts[i] = art.Index
-				}
+			opts = append(opts, coldstart.WithTempDir(tmpDir))
+			if platform != "" {
+				opts = append(opts, coldstart.WithPlatforms(platform))
 			}
-			opts, err := g.limits()
+			v, err := coldstart.Verify(cmd.Context(), args[0], args[1], opts...)
 			if err != nil {
 				return err
-			}
-			v, err := optimize.Verify(cmd.Context(), arts[0], arts[1], append(opts, optimize.WithTempDir(tmpDir))...)
-			if err != nil {
-				return fmt.Errorf("verifying %s against %s: %w", args[1], args[0], err)
 			}
 			if err := v.Write(g.stdout, format); err != nil {
 				return err

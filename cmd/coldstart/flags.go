@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coldstart-dev/coldstart/internal/units"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/report"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// checkFormat accepts one of the output formats named.
+func checkFormat(f string, accepted ...string) error {
+	for _, a := range accepted {
+		if f == a {
+			return nil
+		}
+	}
+	return usageErr("--format %q: use %s", f, strings.Join(accepted, ", "))
+}
+
+// digests parses --cached digests.
+func digests(flag string, ss []string) ([]v1.Hash, error) {
+	var out []v1.Hash
+	for _, d := range ss {
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return nil, usageErr("--%s %q: %v", flag, d, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// networks parses --network values: a name or RATE,RTT each (the comma is
+// the value's own, so the flag repeats instead).
+func networks(ss []string) ([]report.Network, error) {
+	var out []report.Network
+	for _, s := range ss {
+		n, err := report.ParseNetwork(s)
+		if err != nil {
+			return nil, usageErr("--network: %v", err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// size parses a size flag: bytes, or with a unit (4MiB, 10GB).
+func size(flag, s string) (int64, error) {
+	n, err := units.ParseBytes(s)
+	if err != nil {
+		return 0, usageErr("--%s: %v", flag, err)
+	}
+	return n, nil
+}
+
+// profileFile reads --profile FILE.
+func profileFile(path string) (profile.Profiler, error) {
+	p, err := profile.ReadFile(path)
+	if err != nil {
+		return nil, usageErr("--profile: %v", err)
+	}
+	return p, nil
+}
+
+// writeFileAtomic writes path by temporary file and rename, with mode 0644
+// (less the umask) like any file a command creates.
+func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".coldstart-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	err = fill(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Chmod(0o644 &^ umask())
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
