@@ -1,0 +1,260 @@
+package layers_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/corpus"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+)
+
+var updateEncodeGolden = flag.Bool("update-encode-golden", false, "rewrite testdata/encode.golden from the current encoder")
+
+// encGoldenFile pins what Encode writes: one line per input, options and
+// format, with the blob's digest and size, the DiffID, the TOC digest, the
+// annotations and the missing prioritized names. Any change to the bytes
+// Encode writes shows up here; such a change must come with a new
+// EncoderVersion or Format.EncoderVersion (caches of converted layers key on
+// them), and the file is then rewritten with
+//
+//	go test ./layers -run TestEncodeGolden -update-encode-golden
+const encGoldenFile = "testdata/encode.golden"
+
+// encGoldenInputs are the layers TestEncodeGolden encodes: the sample layer,
+// an empty one, one with access and change times (in -short mode, only
+// these three), the committed fixtures, generated corpora (files of many
+// chunks at a small chunk size) and random layers with hard links,
+// duplicate names, long names, xattrs and special files.
+func encGoldenInputs(t *testing.T) []struct {
+	name string
+	tar  []byte
+} {
+	var in []struct {
+		name string
+		tar  []byte
+	}
+	add := func(name string, b []byte) {
+		in = append(in, struct {
+			name string
+			tar  []byte
+		}{name, b})
+	}
+	add("sample", encBuildTar(t, encSampleFiles()))
+	add("empty", make([]byte, 1024))
+	add("times", encGoldenTimes(t))
+	if testing.Short() {
+		return in
+	}
+	fixtures, err := filepath.Glob("../testdata/*.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fixtures {
+		if strings.HasPrefix(filepath.Base(f), "bad-") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("fixture/"+filepath.Base(f), b)
+	}
+	for _, c := range []struct {
+		seed uint64
+		size int64
+	}{{1, 1 << 20}, {2, 3 << 20}} {
+		var b bytes.Buffer
+		if err := corpus.Write(&b, c.seed, c.size); err != nil {
+			t.Fatal(err)
+		}
+		add(fmt.Sprintf("corpus/%d-%d", c.seed, c.size), b.Bytes())
+	}
+	for seed := range uint64(2) {
+		ls := testimage.Random(rand.New(rand.NewPCG(seed, 11)), testimage.RandomOptions{
+			Layers: 3, Specials: true, HardLinks: true, LongNames: true, Xattrs: true,
+			MaxFileSize: 200 << 10,
+		})
+		for i, l := range ls {
+			add(fmt.Sprintf("random/%d-%d", seed, i), l.Tar())
+		}
+	}
+	return in
+}
+
+// encGoldenTimes is a PAX layer whose entries carry access and change times
+// (zstd:chunked's TOC records them), some with the epoch as modification
+// time (which the TOC leaves out).
+func encGoldenTimes(t *testing.T) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	at := time.Date(2024, 2, 3, 4, 5, 6, 789, time.UTC)
+	for i, h := range []*tar.Header{
+		{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: at, AccessTime: at, ChangeTime: at},
+		{Name: "d/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5, ModTime: time.Unix(0, 0), AccessTime: at, ChangeTime: at.Add(time.Hour)},
+		{Name: "d/b", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5, ModTime: at, AccessTime: at},
+		{Name: "d/l", Typeflag: tar.TypeSymlink, Linkname: "a", ModTime: time.Unix(0, 0), ChangeTime: at},
+	} {
+		h.Format = tar.FormatPAX
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			fmt.Fprintf(tw, "file%d", i)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// encGoldenPrioritized picks start-up lists from a tar: every fifth entry
+// from the end backwards (so the order differs from the archive's), with
+// "/" and "./" spellings, the first hard link, symlink and directory, and a
+// name the layer lacks.
+func encGoldenPrioritized(t *testing.T, in []byte) []string {
+	tr := tar.NewReader(bytes.NewReader(in))
+	var names []string
+	var link, sym, dir string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeLink:
+			link = cmp.Or(link, h.Name)
+		case tar.TypeSymlink:
+			sym = cmp.Or(sym, h.Name)
+		case tar.TypeDir:
+			dir = cmp.Or(dir, h.Name)
+		case tar.TypeXGlobalHeader:
+			continue
+		}
+		names = append(names, h.Name)
+	}
+	var p []string
+	for i := len(names) - 1; i >= 0 && len(p) < 40; i -= 5 {
+		p = append(p, names[i])
+	}
+	if len(p) > 1 {
+		p[0] = "/" + strings.TrimPrefix(p[0], "./")
+		p[1] = "./" + strings.TrimPrefix(p[1], "./")
+	}
+	for _, n := range []string{link, sym, dir} {
+		if n != "" {
+			p = append(p, n)
+		}
+	}
+	return append(p, "does/not/exist")
+}
+
+func encGoldenLine(name, opts string, f layers.Format, res *layers.Encoded) string {
+	keys := make([]string, 0, len(res.Annotations))
+	for k := range res.Annotations {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var ann []string
+	for _, k := range keys {
+		ann = append(ann, k+"="+res.Annotations[k])
+	}
+	return fmt.Sprintf("%s %s %s: %s %d diff=%s %d toc=%s mt=%s ann=[%s] missing=%q",
+		name, opts, f, res.Digest, res.Size, res.DiffID, res.UncompressedSize, res.TOCDigest,
+		res.MediaType, strings.Join(ann, " "), res.MissingPrioritized)
+}
+
+// TestEncodeGolden encodes every golden input with several option sets in
+// every format and compares the results with encGoldenFile.
+func TestEncodeGolden(t *testing.T) {
+	if testing.Short() && *updateEncodeGolden {
+		t.Fatal("-update-encode-golden needs the full input set: drop -short")
+	}
+	t.Parallel()
+	var lines []string
+	for _, in := range encGoldenInputs(t) {
+		prio := encGoldenPrioritized(t, in.tar)
+		opts := []struct {
+			name string
+			opt  layers.EncodeOptions
+		}{
+			{"default", layers.EncodeOptions{}},
+			{"chunk64k", layers.EncodeOptions{ChunkSize: 64 << 10}},
+			{"level-max", layers.EncodeOptions{Level: -1}},
+			{"prio", layers.EncodeOptions{Prioritized: prio}},
+			{"prio-chunk64k-w1", layers.EncodeOptions{Prioritized: prio, ChunkSize: 64 << 10, Workers: 1}},
+			{"prio-missing", layers.EncodeOptions{Prioritized: []string{"nope", "/no/such/file"}}},
+		}
+		for _, o := range opts {
+			for _, f := range encAllFormats {
+				opt := o.opt
+				opt.Format = f
+				if opt.Level == -1 {
+					opt.Level = 9
+					if f == layers.FormatZstdChunked || f == layers.FormatZstd {
+						opt.Level = 11
+					}
+				}
+				var out bytes.Buffer
+				src := io.NewSectionReader(bytes.NewReader(in.tar), 0, int64(len(in.tar)))
+				res, err := layers.Encode(context.Background(), src, &out, opt)
+				if err != nil {
+					t.Fatalf("%s %s %s: %v", in.name, o.name, f, err)
+				}
+				if got := encSha(out.Bytes()); got != res.Digest {
+					t.Fatalf("%s %s %s: blob hashes to %s, Encoded says %s", in.name, o.name, f, got, res.Digest)
+				}
+				lines = append(lines, encGoldenLine(in.name, o.name, f, res))
+			}
+		}
+	}
+	got := strings.Join(lines, "\n") + "\n"
+	if *updateEncodeGolden {
+		if err := os.MkdirAll(filepath.Dir(encGoldenFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(encGoldenFile, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(encGoldenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines := strings.Split(strings.TrimSuffix(string(want), "\n"), "\n")
+	if testing.Short() && len(wantLines) > len(lines) {
+		wantLines = wantLines[:len(lines)] // the short input set comes first
+	}
+	if len(wantLines) != len(lines) {
+		t.Errorf("%d encodes, %s has %d", len(lines), encGoldenFile, len(wantLines))
+	}
+	bad := 0
+	for i := range min(len(lines), len(wantLines)) {
+		if lines[i] != wantLines[i] {
+			bad++
+			if bad <= 5 {
+				t.Errorf("encode %d differs:\n got  %s\n want %s", i, lines[i], wantLines[i])
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d encodes differ from %s: the encoder's output changed", bad, len(lines), encGoldenFile)
+	}
+}
