@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
 
 	"github.com/coldstart-dev/coldstart/internal/corpus"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
@@ -256,5 +259,84 @@ func TestEncodeGolden(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Errorf("%d of %d encodes differ from %s: the encoder's output changed", bad, len(lines), encGoldenFile)
+	}
+}
+
+// TestFormatVersions pins what caches of converted layers key on, with the
+// media type and laziness of every format: a change here is a change of
+// every cache key.
+func TestFormatVersions(t *testing.T) {
+	if layers.EncoderVersion != "2" {
+		t.Errorf("EncoderVersion = %q", layers.EncoderVersion)
+	}
+	for _, c := range []struct {
+		f       layers.Format
+		version string
+		mt      string
+		lazy    bool
+	}{
+		{layers.FormatEStargz, "2", "application/vnd.oci.image.layer.v1.tar+gzip", true},
+		{layers.FormatZstdChunked, "2+zstd:chunked.2", "application/vnd.oci.image.layer.v1.tar+zstd", true},
+		{layers.FormatGzip, "2", "application/vnd.oci.image.layer.v1.tar+gzip", false},
+		{layers.FormatZstd, "2", "application/vnd.oci.image.layer.v1.tar+zstd", false},
+	} {
+		if v := c.f.EncoderVersion(); v != c.version {
+			t.Errorf("%s: EncoderVersion() = %q, want %q", c.f, v, c.version)
+		}
+		if mt := string(c.f.MediaType()); mt != c.mt {
+			t.Errorf("%s: MediaType() = %q, want %q", c.f, mt, c.mt)
+		}
+		if c.f.Lazy() != c.lazy {
+			t.Errorf("%s: Lazy() = %v", c.f, c.f.Lazy())
+		}
+	}
+}
+
+// TestEncodeTOCFields: the eStargz TOC is exactly estargz.JTOC's JSON
+// (decoding it into estargz's types and encoding it again gives the same
+// bytes), while the zstd:chunked TOC also records the access and change
+// times of the tar headers and where each file's compressed data ends.
+func TestEncodeTOCFields(t *testing.T) {
+	in := encGoldenTimes(t)
+	blob, _ := encode(t, in, encOpts(layers.FormatEStargz))
+	tocJSON := encTOCJSON(t, blob)
+	var jtoc estargz.JTOC
+	if err := json.Unmarshal(tocJSON, &jtoc); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := json.Marshal(&jtoc); err != nil || !bytes.Equal(again, tocJSON) {
+		t.Errorf("the eStargz TOC is not estargz.JTOC's JSON (%v):\n got  %s\n JTOC %s", err, tocJSON, again)
+	}
+
+	blob, res := encode(t, in, encOpts(layers.FormatZstdChunked))
+	at := time.Date(2024, 2, 3, 4, 5, 6, 789, time.UTC)
+	want := map[string]struct{ atime, ctime time.Time }{
+		"d/":  {at, at},
+		"d/a": {at, at.Add(time.Hour)},
+		"d/b": {at, time.Time{}},
+		"d/l": {time.Time{}, at},
+	}
+	orZero := func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return *t
+	}
+	toc := encZstdTOC(t, blob, res.Annotations)
+	if len(toc.Entries) != len(want) {
+		t.Errorf("%d TOC entries, want %d", len(toc.Entries), len(want))
+	}
+	for _, e := range toc.Entries {
+		w, ok := want[e.Name]
+		if !ok {
+			t.Errorf("unexpected TOC entry %q", e.Name)
+			continue
+		}
+		if a, c := orZero(e.AccessTime), orZero(e.ChangeTime); !a.Equal(w.atime) || !c.Equal(w.ctime) {
+			t.Errorf("%s: accesstime %v changetime %v, want %v %v", e.Name, a, c, w.atime, w.ctime)
+		}
+		if e.Type == "reg" && e.EndOffset <= e.Offset {
+			t.Errorf("%s: compressed data [%d, %d)", e.Name, e.Offset, e.EndOffset)
+		}
 	}
 }
