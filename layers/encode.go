@@ -231,6 +231,8 @@ type Encoded struct {
 	// MediaType is the layer media type for the descriptor.
 	MediaType types.MediaType
 	// Annotations go on the layer descriptor; nil for the plain formats.
+	// Packages layers/lazy/estargzfmt and layers/lazy/zstdchunkedfmt
+	// define them:
 	//
 	// eStargz: containerd.io/snapshot/stargz/toc.digest and
 	// io.containers.estargz.uncompressed-size.
