@@ -19,10 +19,11 @@ import (
 
 // Planning a lazy layer: index the input tar (headers and offsets only),
 // order its entries (prioritized first, then a landmark if the format has
-// one, then the rest), and cut the uncompressed output stream into segments. Every segment becomes one
-// gzip member or zstd frame; a segment starts wherever a regular file's data
-// chunk must be addressable on its own. Segments are independent, so they can
-// be compressed in any order by any worker, always to the same bytes.
+// one, then the rest), and cut the uncompressed output stream into
+// segments. Every segment becomes one gzip member or zstd frame; a segment
+// starts wherever a regular file's data chunk must be addressable on its
+// own. Segments are independent, so they can be compressed in any order by
+// any worker, always to the same bytes.
 
 const (
 	encBlock = 512
