@@ -22,6 +22,8 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/corpus"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/layers/lazy/estargzfmt"
+	"github.com/coldstart-dev/coldstart/layers/lazy/zstdchunkedfmt"
 )
 
 var updateEncodeGolden = flag.Bool("update-encode-golden", false, "rewrite testdata/encode.golden from the current encoder")
@@ -288,6 +290,15 @@ func TestFormatVersions(t *testing.T) {
 		}
 		if c.f.Lazy() != c.lazy {
 			t.Errorf("%s: Lazy() = %v", c.f, c.f.Lazy())
+		}
+	}
+	// The format packages name their formats as ParseFormat does.
+	for f, s := range map[layers.Format]fmt.Stringer{
+		layers.FormatEStargz:     estargzfmt.Format{},
+		layers.FormatZstdChunked: zstdchunkedfmt.Format{},
+	} {
+		if f.String() != s.String() {
+			t.Errorf("%s is %q in its package", f, s)
 		}
 	}
 }

@@ -21,8 +21,6 @@ var ErrCorrupt = errors.New("corrupt or truncated layer")
 // Format is a stateless value; the state of one layer lives in the
 // Compressors and the Closer it makes.
 type Format interface {
-	// String is the format's name, as layers.ParseFormat accepts it.
-	String() string
 	// Version is what the format adds to layers.EncoderVersion: "" until
 	// the bytes written in this format change on their own. Caches of
 	// converted layers key on the sum.
