@@ -37,4 +37,37 @@
 // layer and that no container sees because a later layer overwrote them,
 // deleted them, hid them under an opaque directory or replaced an ancestor
 // directory.
+//
+// # Formats
+//
+// [Encode] writes a layer tar in one of four [Format]s. [FormatGzip] and
+// [FormatZstd] are plain compressed tars, compressed in parallel in blocks
+// whose boundaries depend only on the input. [FormatEStargz] (the default)
+// and [FormatZstdChunked] can be pulled lazily: the tar is cut into
+// segments, each compressed on its own (every regular file, or every
+// [EncodeOptions.ChunkSize] piece of one, starts a segment), and a table of
+// contents (TOC) at the end says where each file lies, so that a puller
+// fetches the TOC and then only the files a container reads. The
+// [EncodeOptions.Prioritized] files lead the layer.
+//
+// What the two lazy formats share, this package does once: it orders the
+// entries, plans the segments, compresses them on [EncodeOptions.Workers]
+// goroutines (the bytes never depend on how many) and hashes the
+// uncompressed stream as it goes. What differs is a lazy.Format from
+// package layers/lazy, one subpackage each:
+//
+//   - layers/lazy/estargzfmt, eStargz as stargz-snapshotter reads it: gzip
+//     members, a .prefetch.landmark after the prioritized files, the TOC
+//     (estargz.JTOC) as the tar's last entry, a 51-byte gzip footer, and
+//     the TOC digest annotation that stargz-snapshotter verifies;
+//   - layers/lazy/zstdchunkedfmt, zstd:chunked as containers/storage
+//     (podman, CRI-O) reads it: zstd frames, no landmark (it would be a
+//     file in every container), and the TOC (with access and change times
+//     and end offsets), the tar-split and a footer in zstd skippable frames;
+//     the annotations hold the manifest checksum and position, and the
+//     prefetch size that stargz-snapshotter takes in place of a landmark.
+//
+// [LazyAnnotations] derives the same annotations from a blob again, and
+// [Format.EncoderVersion] changes whenever a format's bytes do, so that
+// caches of converted layers can key on it.
 package layers

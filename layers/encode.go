@@ -13,6 +13,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/coldstart-dev/coldstart/layers/lazy"
+	"github.com/coldstart-dev/coldstart/layers/lazy/estargzfmt"
+	"github.com/coldstart-dev/coldstart/layers/lazy/zstdchunkedfmt"
 )
 
 // Format is the encoding Encode writes.
@@ -92,16 +96,28 @@ func (f *Format) UnmarshalText(b []byte) error {
 
 // MediaType is the OCI layer media type of the format.
 func (f Format) MediaType() types.MediaType {
-	switch f {
-	case FormatZstdChunked, FormatZstd:
-		return types.OCILayerZStd
-	default:
-		return types.OCILayer
+	if l := f.lazyFormat(); l != nil {
+		return l.MediaType()
 	}
+	if f == FormatZstd {
+		return types.OCILayerZStd
+	}
+	return types.OCILayer
 }
 
 // Lazy reports whether the format can be pulled lazily (it has a TOC).
-func (f Format) Lazy() bool { return f == FormatEStargz || f == FormatZstdChunked }
+func (f Format) Lazy() bool { return f.lazyFormat() != nil }
+
+// lazyFormat is the implementation of a lazy format, nil for the plain ones.
+func (f Format) lazyFormat() lazy.Format {
+	switch f {
+	case FormatEStargz:
+		return estargzfmt.Format{}
+	case FormatZstdChunked:
+		return zstdchunkedfmt.Format{}
+	}
+	return nil
+}
 
 func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstd }
 
@@ -114,11 +130,11 @@ func (f Format) zstd() bool { return f == FormatZstdChunked || f == FormatZstd }
 const EncoderVersion = "2"
 
 // EncoderVersion is the version of the encoder's output in format f:
-// EncoderVersion, followed by the changes of f alone. zstd:chunked "2": no
-// prefetch landmark.
+// EncoderVersion, followed by the changes of f alone (for the lazy formats,
+// their lazy.Format's Version). zstd:chunked "2": no prefetch landmark.
 func (f Format) EncoderVersion() string {
-	if f == FormatZstdChunked {
-		return EncoderVersion + "+zstd:chunked.2"
+	if l := f.lazyFormat(); l != nil {
+		return EncoderVersion + l.Version()
 	}
 	return EncoderVersion
 }
@@ -215,6 +231,8 @@ type Encoded struct {
 	// MediaType is the layer media type for the descriptor.
 	MediaType types.MediaType
 	// Annotations go on the layer descriptor; nil for the plain formats.
+	// Packages layers/lazy/estargzfmt and layers/lazy/zstdchunkedfmt
+	// define them:
 	//
 	// eStargz: containerd.io/snapshot/stargz/toc.digest and
 	// io.containers.estargz.uncompressed-size.
@@ -263,12 +281,12 @@ func Encode(ctx context.Context, src *io.SectionReader, w io.Writer, opt EncodeO
 	}
 	out := &encDigestWriter{w: w, h: sha256.New()}
 	var res *Encoded
-	switch o.Format {
-	case FormatEStargz, FormatZstdChunked:
-		res, err = encodeLazy(ctx, src, out, o)
-	case FormatGzip:
+	switch l := o.Format.lazyFormat(); {
+	case l != nil:
+		res, err = encodeLazy(ctx, src, out, o, l)
+	case o.Format == FormatGzip:
 		res, err = encodeGzip(ctx, src, out, o)
-	case FormatZstd:
+	case o.Format == FormatZstd:
 		res, err = encodeZstd(ctx, src, out, o)
 	}
 	if err != nil {

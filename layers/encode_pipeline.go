@@ -10,9 +10,10 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/coldstart-dev/coldstart/layers/lazy"
 )
 
 // The encoders split their input into jobs that workers compress
@@ -51,26 +52,13 @@ type encWorker struct {
 	src *io.SectionReader
 	buf []byte
 	sha hash.Hash
-	gz  *gzip.Writer
-	fl  *flate.Writer
-	zs  *zstd.Encoder
+	fl  *flate.Writer // plain gzip
+	// comp compresses the segments of a lazy format; made on first use.
+	comp lazy.Compressor
 }
 
 func newEncWorker(opt EncodeOptions, src *io.SectionReader) *encWorker {
 	return &encWorker{opt: opt, src: src, buf: make([]byte, encReadBuf), sha: sha256.New()}
-}
-
-func (wk *encWorker) gzipWriter(w io.Writer) (*gzip.Writer, error) {
-	if wk.gz == nil {
-		gz, err := gzip.NewWriterLevel(w, wk.opt.Level)
-		if err != nil {
-			return nil, err
-		}
-		wk.gz = gz
-		return gz, nil
-	}
-	wk.gz.Reset(w)
-	return wk.gz, nil
 }
 
 func (wk *encWorker) flateWriter(w io.Writer, dict []byte) (*flate.Writer, error) {
@@ -83,19 +71,6 @@ func (wk *encWorker) flateWriter(w io.Writer, dict []byte) (*flate.Writer, error
 	}
 	wk.fl.ResetDict(w, dict)
 	return wk.fl, nil
-}
-
-func (wk *encWorker) zstdWriter(w io.Writer) (*zstd.Encoder, error) {
-	if wk.zs == nil {
-		zs, err := encNewZstd(w, wk.opt.zstdLevel(), 1)
-		if err != nil {
-			return nil, err
-		}
-		wk.zs = zs
-		return zs, nil
-	}
-	wk.zs.Reset(w)
-	return wk.zs, nil
 }
 
 // encNewZstd makes a zstd encoder whose output depends only on its input and

@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
+
+	"github.com/coldstart-dev/coldstart/layers/lazy"
 )
 
 // Planning a lazy layer: index the input tar (headers and offsets only),
-// order its entries (prioritized first, then a landmark in eStargz, then the
-// rest), and
-// cut the uncompressed output stream into segments. Every segment becomes one
-// gzip member or zstd frame; a segment starts wherever a regular file's data
-// chunk must be addressable on its own. Segments are independent, so they can
-// be compressed in any order by any worker, always to the same bytes.
+// order its entries (prioritized first, then a landmark if the format has
+// one, then the rest), and cut the uncompressed output stream into
+// segments. Every segment becomes one gzip member or zstd frame; a segment
+// starts wherever a regular file's data chunk must be addressable on its
+// own. Segments are independent, so they can be compressed in any order by
+// any worker, always to the same bytes.
 
 const (
 	encBlock = 512
@@ -341,63 +343,28 @@ type encSeg struct {
 	input      int64 // bytes read from src, for progress
 }
 
-// encTOCEntry is an entry of the TOC JSON. Its fields are those of estargz's
-// TOCEntry (which stargz-snapshotter reads) plus those containers/storage
-// reads for zstd:chunked (endOffset, accesstime, changetime).
-type encTOCEntry struct {
-	Name        string            `json:"name"`
-	Type        string            `json:"type"`
-	Size        int64             `json:"size,omitempty"`
-	ModTime     string            `json:"modtime,omitempty"`
-	AccessTime  string            `json:"accesstime,omitempty"`
-	ChangeTime  string            `json:"changetime,omitempty"`
-	LinkName    string            `json:"linkName,omitempty"`
-	Mode        int64             `json:"mode,omitempty"`
-	UID         int               `json:"uid,omitempty"`
-	GID         int               `json:"gid,omitempty"`
-	Uname       string            `json:"userName,omitempty"`
-	Gname       string            `json:"groupName,omitempty"`
-	Offset      int64             `json:"offset,omitempty"`
-	EndOffset   int64             `json:"endOffset,omitempty"`
-	InnerOffset int64             `json:"innerOffset,omitempty"`
-	DevMajor    int64             `json:"devMajor,omitempty"`
-	DevMinor    int64             `json:"devMinor,omitempty"`
-	Xattrs      map[string][]byte `json:"xattrs,omitempty"`
-	Digest      string            `json:"digest,omitempty"`
-	ChunkOffset int64             `json:"chunkOffset,omitempty"`
-	ChunkSize   int64             `json:"chunkSize,omitempty"`
-	ChunkDigest string            `json:"chunkDigest,omitempty"`
-}
-
-// encTOC is the TOC JSON document.
-type encTOC struct {
-	Version        int            `json:"version"`
-	Entries        []*encTOCEntry `json:"entries"`
-	TarSplitDigest string         `json:"tarSplitDigest,omitempty"`
-}
-
 // encPlan is the complete layout of a lazy layer.
 type encPlan struct {
 	entries []*encEntry // output order
 	spans   []encSpan
 	segs    []encSeg
-	toc     []*encTOCEntry
+	toc     []*lazy.TOCEntry
 	tocSeg  []int // segment where each TOC entry's data starts, -1 if none
 	// lastSeg is the segment holding the last chunk of each regular file,
-	// by the index of its first TOC entry (zstd:chunked endOffset).
+	// by the index of its first TOC entry (for its EndOffset).
 	lastSeg map[int]int
 	// multi lists the regular files of more than one chunk: their whole-file
 	// digest is taken by the sequential hasher.
 	multi map[*encEntry]int // entry -> TOC index of its "reg" entry
 	// chunkDigest receives the digest of each chunk, by TOC index.
 	chunkDigest []string
-	// trailer is the end-of-archive bytes inside the last segment
-	// (zstd:chunked; eStargz ends with the TOC entry instead).
+	// trailer is the end-of-archive bytes inside the last segment, if the
+	// format's layout puts them there (else its Closer ends the archive).
 	trailer []byte
 	missing []string
 	// prioritized says whether prioritized entries lead the layer, and
-	// restSeg is the segment where the data of the others starts, -1 if
-	// none has data (zstd:chunked, which has no landmark to say so).
+	// restSeg is the segment where the data of the others (the landmark's
+	// included) starts, -1 if none has data.
 	prioritized bool
 	restSeg     int
 }
@@ -433,20 +400,20 @@ func encTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// encMakePlan orders the entries and cuts the output stream into segments.
-func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
+// encMakePlan orders the entries and cuts the output stream into segments
+// as the format's layout says.
+func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *encPlan {
 	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}}
 	p.entries, p.missing = encOrder(entries, opt.Prioritized)
-	zstdChunked := opt.Format == FormatZstdChunked
-	rest := len(p.entries) // the first entry that is not prioritized
+	// The prioritized entries end where the landmark is.
+	rest := slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
+	p.prioritized = rest > 0
 	p.restSeg = -1
-	if zstdChunked {
-		// containers/storage leaves landmarks out of eStargz layers only: in
-		// zstd:chunked one would be a file in every container. The landmark
-		// goes; where it was, the prioritized entries end.
-		rest = slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
+	if !layout.Landmark {
+		// A format without landmarks (in zstd:chunked one would be a file in
+		// every container: containers/storage leaves them out of eStargz
+		// layers only): the prioritized entries simply lead.
 		p.entries = slices.Delete(p.entries, rest, rest+1)
-		p.prioritized = rest > 0
 	}
 	chunk := int64(opt.ChunkSize)
 
@@ -476,7 +443,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			cur.input += s.n
 		}
 	}
-	newTOC := func(te *encTOCEntry, seg int) int {
+	newTOC := func(te *lazy.TOCEntry, seg int) int {
 		p.toc = append(p.toc, te)
 		p.tocSeg = append(p.tocSeg, seg)
 		return len(p.toc) - 1
@@ -500,26 +467,26 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 		} else {
 			add(encSpan{off: e.hdrOff, n: e.dataOff - e.hdrOff, toc: -1})
 		}
-		te := &encTOCEntry{
-			Name:    h.Name,
-			Type:    encTypeName(h.Typeflag),
-			Size:    h.Size,
-			ModTime: encTime(h.ModTime),
-			Mode:    h.Mode,
-			UID:     h.Uid,
-			GID:     h.Gid,
-			Uname:   ifChanged(unames, h.Uid, h.Uname),
-			Gname:   ifChanged(gnames, h.Gid, h.Gname),
-		}
-		if zstdChunked {
-			te.AccessTime = encTime(h.AccessTime)
-			te.ChangeTime = encTime(h.ChangeTime)
+		te := &lazy.TOCEntry{
+			TOCEntry: estargz.TOCEntry{
+				Name:        h.Name,
+				Type:        encTypeName(h.Typeflag),
+				Size:        h.Size,
+				ModTime3339: encTime(h.ModTime),
+				Mode:        h.Mode,
+				UID:         h.Uid,
+				GID:         h.Gid,
+				Uname:       ifChanged(unames, h.Uid, h.Uname),
+				Gname:       ifChanged(gnames, h.Gid, h.Gname),
+			},
+			AccessTime: encTime(h.AccessTime),
+			ChangeTime: encTime(h.ChangeTime),
 		}
 		switch h.Typeflag {
 		case tar.TypeLink, tar.TypeSymlink:
 			te.LinkName = h.Linkname
 		case tar.TypeChar, tar.TypeBlock:
-			te.DevMajor, te.DevMinor = h.Devmajor, h.Devminor
+			te.DevMajor, te.DevMinor = int(h.Devmajor), int(h.Devminor)
 		}
 		for k, v := range h.PAXRecords {
 			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
@@ -546,7 +513,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			}
 			ce := te
 			if off > 0 {
-				ce = &encTOCEntry{Name: h.Name, Type: "chunk"}
+				ce = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{Name: h.Name, Type: "chunk"}}
 			}
 			ce.ChunkOffset = off
 			if e.size > chunk {
@@ -573,7 +540,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions) *encPlan {
 			add(encSpan{off: e.dataOff + e.size, n: e.pad(), toc: -1})
 		}
 	}
-	if zstdChunked {
+	if layout.EndArchive {
 		p.trailer = make([]byte, 2*encBlock)
 		add(encSpan{n: int64(len(p.trailer)), lit: p.trailer, toc: -1})
 	}

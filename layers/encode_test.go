@@ -532,6 +532,8 @@ type encZstdChunkedTOC struct {
 		Name        string     `json:"name"`
 		Size        int64      `json:"size"`
 		ModTime     *time.Time `json:"modtime"`
+		AccessTime  *time.Time `json:"accesstime"`
+		ChangeTime  *time.Time `json:"changetime"`
 		Digest      string     `json:"digest"`
 		Offset      int64      `json:"offset"`
 		EndOffset   int64      `json:"endOffset"`

@@ -1,6 +1,10 @@
 package layers
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/coldstart-dev/coldstart/layers/lazy"
+)
 
 // Sentinel errors. Every error returned by this package that falls in one of
 // these classes wraps the sentinel, so callers can test with errors.Is while
@@ -13,8 +17,10 @@ var (
 	// ErrNotTar: the (decompressed) layer bytes are not a tar archive.
 	ErrNotTar = errors.New("layer is not a tar archive")
 
-	// ErrCorrupt: the compressed stream is corrupt or truncated.
-	ErrCorrupt = errors.New("corrupt or truncated layer")
+	// ErrCorrupt: the compressed stream, or a lazy layer's footer or TOC,
+	// is corrupt or truncated. It is lazy.ErrCorrupt, which the format
+	// packages return.
+	ErrCorrupt = lazy.ErrCorrupt
 
 	// ErrDigestMismatch: the bytes read do not hash to the digest that the
 	// descriptor or config promised.

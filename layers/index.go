@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Compression is the compression of a layer blob, as sniffed from its bytes.
@@ -291,7 +292,8 @@ func WithLogger(l *slog.Logger) Option {
 func IsForeign(mt types.MediaType) bool {
 	switch mt {
 	case types.DockerForeignLayer, types.OCIRestrictedLayer, types.OCIUncompressedRestrictedLayer,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+		//lint:ignore SA1019 recognized, never written: image-spec deprecates producing these layers
+		ocispec.MediaTypeImageLayerNonDistributableZstd:
 		return true
 	}
 	return false
@@ -360,7 +362,7 @@ func IndexLayer(ctx context.Context, l v1.Layer, opts ...Option) (*Index, error)
 	}
 	idx.MediaType = mt
 	if idx.Lazy == ZstdChunked {
-		if d, ok := layerAnnotation(l, "containerd.io/snapshot/stargz/toc.digest"); ok {
+		if d, ok := layerAnnotation(l, estargz.TOCJSONDigestAnnotation); ok {
 			if h, err := v1.NewHash(d); err == nil {
 				idx.TOCDigest = h
 			}
