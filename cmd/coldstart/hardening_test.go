@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/internal/faultproxy"
 	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart/internal/faultproxy"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/internal/faultproxy"
 	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart/internal/faultproxy"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
