@@ -84,6 +84,15 @@ func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error
 		if err != nil {
 			return nil, err
 		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			// Archive metadata, not a file (containerd skips it, and Go's
+			// reader applies none of its records to later entries): it
+			// cannot stay in place once entries are reordered, and goes.
+			// The reader has consumed its records but not their padding:
+			// the next header starts at the next block.
+			pos = dataOff + encPad(dataOff)
+			continue
+		}
 		if dataOff-pos < encBlock || (dataOff-pos)%encBlock != 0 {
 			return nil, fmt.Errorf("%w: entry %q: unexpected header layout at offset %d", ErrNotTar, h.Name, pos)
 		}
@@ -99,14 +108,6 @@ func encIndexTar(ctx context.Context, src *io.SectionReader) ([]*encEntry, error
 		case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		case tar.TypeGNUSparse:
 			return nil, fmt.Errorf("%w: entry %q is a sparse file, which layers must not use", ErrNotTar, h.Name)
-		case tar.TypeXGlobalHeader:
-			// Archive metadata, not a file (containerd skips it, and Go's
-			// reader applies none of its records to later entries): it
-			// cannot stay in place once entries are reordered, and goes.
-			// The reader has consumed its records; the next header starts
-			// at the next block.
-			pos = dataOff + encPad(dataOff)
-			continue
 		default:
 			return nil, fmt.Errorf("%w: entry %q has unsupported type %q", ErrNotTar, h.Name, h.Typeflag)
 		}

@@ -988,6 +988,44 @@ func TestEncodeDuplicates(t *testing.T) {
 	}
 }
 
+// TestEncodeGlobalHeaders: PAX global headers (git archive writes one
+// first) are archive metadata: the lazy formats leave them out and keep
+// every entry, wherever they are in the tar; a link to the first of two
+// copies of a name keeps that copy's content.
+func TestEncodeGlobalHeaders(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	global := func() {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header",
+			PAXRecords: map[string]string{"comment": "0123456789abcdef0123456789abcdef01234567"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(name, body string) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(body)), Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	global()
+	file("a", "first copy")
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "link", Linkname: "a", Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	global()
+	file("a", "second copy")
+	file("b", "b")
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked} {
+		blob, res := encode(t, b.Bytes(), encOpts(f))
+		encVerifyLazy(t, blob, res, map[string][]byte{"a": []byte("second copy"), "link": []byte("first copy"), "b": []byte("b")})
+	}
+}
+
 // encTOCJSON extracts the TOC JSON of an eStargz blob.
 func encTOCJSON(t *testing.T, blob []byte) []byte {
 	t.Helper()
