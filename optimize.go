@@ -7,7 +7,6 @@ import (
 	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/report"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Result is what Optimize did.
@@ -16,7 +15,8 @@ type Result struct {
 	// Source and Destination are the references, as parsed.
 	Source, Destination imageref.Ref
 	// Comparisons estimates the cold start of every image before and after,
-	// in the order of Images (nil with WithCompare(false)).
+	// in the order of Images (nil with WithCompare(false)): the same as
+	// Images[i].Estimate.
 	Comparisons []*report.Comparison `json:"-"`
 	// CompareError says why the comparison is missing, when it could not
 	// be made: the image was written all the same.
@@ -61,7 +61,7 @@ func Optimize(ctx context.Context, src, dst string, opts ...Option) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	oo := o.optimizeOptions(bases)
+	oo := append(o.optimizeOptions(bases), optimize.WithEstimate(o.compare))
 	var res *optimize.Result
 	if art.Index != nil {
 		res, err = optimize.Index(ctx, art.Index, oo...)
@@ -77,40 +77,17 @@ func Optimize(ctx context.Context, src, dst string, opts ...Option) (*Result, er
 		return nil, err
 	}
 	if o.compare {
-		out.Comparisons, out.CompareError = o.compareBeforeAfter(ctx, art, res, bases)
-	}
-	return out, nil
-}
-
-// compareBeforeAfter estimates the cold-start cost of every input image and
-// its output, platform by platform.
-func (o *options) compareBeforeAfter(ctx context.Context, in *imageref.Artifact, res *optimize.Result, bases []v1.Image) ([]*report.Comparison, error) {
-	var before, after []v1.Image
-	if in.Index != nil {
-		bi, err := optimize.IndexImages(ctx, in.Index)
-		if err != nil {
-			return nil, err
+		for _, ir := range res.Images {
+			if ir.Estimate == nil {
+				// An image optimized before with these options is returned
+				// as it is, unread.
+				out.CompareError = fmt.Errorf("image %s was already optimized with these options: nothing to compare", ir.InputDigest)
+				out.Comparisons = nil
+				break
+			}
+			ir.Estimate.Before.Image, ir.Estimate.After.Image = sref.String(), dref.String()
+			out.Comparisons = append(out.Comparisons, ir.Estimate)
 		}
-		ai, err := optimize.IndexImages(ctx, res.Index)
-		if err != nil {
-			return nil, err
-		}
-		if len(bi) != len(ai) {
-			return nil, fmt.Errorf("%d images before, %d after", len(bi), len(ai))
-		}
-		for i := range bi {
-			before, after = append(before, bi[i].Image), append(after, ai[i].Image)
-		}
-	} else {
-		before, after = []v1.Image{in.Image}, []v1.Image{res.Image}
-	}
-	var out []*report.Comparison
-	for i := range before {
-		c, err := report.Compare(ctx, before[i], after[i], o.reportOptions(bases)...)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -258,7 +259,8 @@ type imageRecord struct {
 // manifest digest names its config and every layer) and the fingerprint
 // of every option that shapes the output, the profiler included.
 func (o *options) recordKey(in v1.Hash) string {
-	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint()})
+	// The record holds the estimate too: a new cost model makes new records.
+	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint(), "model " + report.ModelVersion})
 }
 
 func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
@@ -291,6 +293,12 @@ func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1
 		return nil, nil, false
 	}
 	ir := rec.Result
+	if o.estimate && ir.Estimate == nil {
+		return nil, nil, false // recorded without the estimate, which needs the layers read
+	}
+	if !o.estimate {
+		ir.Estimate = nil
+	}
 	ir.Layers = append([]LayerResult(nil), rec.Result.Layers...)
 	ir.CacheHits, ir.CacheMisses = 0, 0
 	out := make([]v1.Layer, len(ls))

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -66,6 +67,8 @@ type ImageResult struct {
 	ProfileWarnings []string `json:"profileWarnings,omitempty"`
 	// MissingPrioritized lists start-up paths not found in the image.
 	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
+	// Estimate compares the cold start before and after (WithEstimate).
+	Estimate *report.Comparison `json:"estimate,omitempty"`
 	// CacheHits and CacheMisses count converted layers found in, and not
 	// found in, the conversion cache.
 	CacheHits    int   `json:"cacheHits"`
@@ -333,6 +336,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 				if err := o.cache.Put(gctx, key, nl); err != nil {
 					o.logger.Warn("conversion cache: storing layer", "layer", idx.Digest, "err", err)
 				}
+				o.storeTOCTail(gctx, nl.(*fileLayer).path, enc)
 			}
 			out[i] = nl
 			lr.Action = ActionRewritten
@@ -362,6 +366,11 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 	}
 	if !changed {
 		ir.OutputDigest = ir.InputDigest
+		if o.estimate {
+			if ir.Estimate, err = o.estimateImage(ctx, img, img, idxs, ls, ls, p, ir, prio, warnings, tmp); err != nil {
+				return nil, nil, wrap(fmt.Errorf("estimating the cold start: %w", err))
+			}
+		}
 		o.storeRecord(ctx, inDigest, ir, keys, keptAnnots)
 		return img, ir, nil
 	}
@@ -378,6 +387,11 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		return nil, nil, wrap(err)
 	}
 	ir.OutputDigest = d.String()
+	if o.estimate {
+		if ir.Estimate, err = o.estimateImage(ctx, img, newImg, idxs, ls, out, p, ir, prio, warnings, tmp); err != nil {
+			return nil, nil, wrap(fmt.Errorf("estimating the cold start: %w", err))
+		}
+	}
 	o.storeRecord(ctx, inDigest, ir, keys, keptAnnots)
 	return newImg, ir, nil
 }

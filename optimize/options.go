@@ -36,6 +36,7 @@ type options struct {
 	progress     func(Progress)
 	cache        cache.Cache
 	networks     []report.Network
+	estimate     bool
 }
 
 // BasePolicy says what happens to the layers of the base images.

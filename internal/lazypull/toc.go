@@ -47,6 +47,9 @@ type TOC struct {
 	Prefetch Range
 	// Digest is the digest of the TOC JSON.
 	Digest v1.Hash
+	// Landmarks counts the prefetch landmark entries at the root, which
+	// Index leaves out.
+	Landmarks int
 
 	r       *estargz.Reader
 	dec     estargz.Decompressor
@@ -181,6 +184,7 @@ func (t *TOC) walk() error {
 			if dir == "" {
 				p = base
 				if base == layers.PrefetchLandmark || base == layers.NoPrefetchLandmark {
+					t.Landmarks++
 					continue
 				}
 			}

@@ -54,6 +54,11 @@ func Compare(ctx context.Context, before, after v1.Image, opts ...Option) (*Comp
 	if err != nil {
 		return nil, fmt.Errorf("after: %w", err)
 	}
+	return newComparison(b, a), nil
+}
+
+// newComparison puts two reports side by side.
+func newComparison(b, a *Report) *Comparison {
 	c := &Comparison{Version: Version, Before: b, After: a}
 	for _, s := range []struct {
 		metric string
@@ -74,7 +79,7 @@ func Compare(ctx context.Context, before, after v1.Image, opts ...Option) (*Comp
 			newRatio("fullPullSeconds", eb.Network, eb.FullPullSeconds, ea.FullPullSeconds),
 			newRatio("lazyStartSeconds", eb.Network, eb.LazyStartSeconds, ea.LazyStartSeconds))
 	}
-	return c, nil
+	return c
 }
 
 func newRatio(metric, network string, b, a float64) Ratio {

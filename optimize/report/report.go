@@ -20,6 +20,11 @@ import (
 // Version is the version of the report's JSON document.
 const Version = 1
 
+// ModelVersion changes whenever the model would estimate other figures for
+// the same image: estimates kept elsewhere (the optimizer's image records)
+// are made anew.
+const ModelVersion = "1"
+
 // Scenario names one way of starting the image.
 type Scenario string
 
@@ -237,34 +242,63 @@ func (o *options) estimateWith(ctx context.Context, img v1.Image, given *profile
 		return nil, fmt.Errorf("creating a temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-
-	r := &Report{Version: Version, Image: o.name, Rates: o.rates, Layers: []Layer{}, TopFiles: []FileCost{}}
+	in := &inputs{img: img, tmp: tmp}
 	if d, err := img.Digest(); err == nil {
-		r.Digest = d.String()
+		in.digest = d.String()
 	}
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest: %w", err)
 	}
+	in.manifestBytes = int64(len(raw))
 	mf, err := img.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest: %w", err)
 	}
+	in.configBytes = mf.Config.Size
 	cfg, err := img.ConfigFile()
 	if err != nil || cfg == nil {
 		return nil, fmt.Errorf("reading the config: %w", errors.Join(err, errors.New("no config")))
 	}
-	if cfg.OS != "" {
-		r.Platform = cfg.OS + "/" + cfg.Architecture
-		if cfg.Variant != "" {
-			r.Platform += "/" + cfg.Variant
-		}
+	in.platform = platformOf(cfg)
+	if in.layers, err = o.readLayers(ctx, img, mf, cfg, tmp); err != nil {
+		return nil, err
 	}
-	m := &model{config: mf.Config.Size, rates: o.rates, concurrency: o.concurrency}
+	return o.estimateInputs(ctx, in, given, used)
+}
+
+// inputs is what the model is built from: read from an image by
+// estimateWith, or given by a caller that read them already (Layers).
+type inputs struct {
+	digest, platform           string
+	manifestBytes, configBytes int64
+	layers                     []*layerInfo
+	// img and tmp serve the profiler when no profile is given; nil and ""
+	// for given inputs, which need a profile.
+	img v1.Image
+	tmp string
+}
+
+func platformOf(cfg *v1.ConfigFile) string {
+	if cfg.OS == "" {
+		return ""
+	}
+	p := cfg.OS + "/" + cfg.Architecture
+	if cfg.Variant != "" {
+		p += "/" + cfg.Variant
+	}
+	return p
+}
+
+// estimateInputs builds the model of in and estimates every scenario.
+func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile.Profile, used **profile.Profile) (*Report, error) {
+	r := &Report{Version: Version, Image: o.name, Digest: in.digest, Platform: in.platform, Rates: o.rates, Layers: []Layer{}, TopFiles: []FileCost{}}
+	m := &model{config: in.configBytes, rates: o.rates, concurrency: o.concurrency, layers: in.layers}
 	if o.indexBytes > 0 {
 		m.manifests = append(m.manifests, o.indexBytes)
 	}
-	m.manifests = append(m.manifests, int64(len(raw)))
+	m.manifests = append(m.manifests, in.manifestBytes)
+	var err error
 
 	held := map[v1.Hash]bool{}
 	for d := range o.held {
@@ -283,10 +317,6 @@ func (o *options) estimateWith(ctx context.Context, img v1.Image, given *profile
 			held[d] = true
 		}
 	}
-	m.layers, err = o.readLayers(ctx, img, mf, cfg, tmp)
-	if err != nil {
-		return nil, err
-	}
 	for _, l := range m.layers {
 		l.held = held[l.desc.Digest]
 		if l.held {
@@ -304,8 +334,14 @@ func (o *options) estimateWith(ctx context.Context, img v1.Image, given *profile
 	}
 
 	prof := given
+	if prof == nil && o.profile != nil {
+		prof = o.profile
+	}
 	if prof == nil {
-		prof, err = o.findProfile(ctx, img, ov, m.layers, tmp)
+		if in.img == nil {
+			return nil, errors.New("report: estimating given layers needs WithProfile")
+		}
+		prof, err = o.findProfile(ctx, in.img, ov, m.layers, in.tmp)
 		if err != nil {
 			return nil, err
 		}
