@@ -74,14 +74,14 @@ const topWasted = 20
 // IndexImage indexes every layer of img, at most WithConcurrency at a time,
 // and checks each layer's DiffID against the config.
 func IndexImage(ctx context.Context, img v1.Image, opts ...Option) ([]*layers.Index, error) {
-	o, err := makeOptions(opts)
+	o, err := newPipeline(opts)
 	if err != nil {
 		return nil, err
 	}
 	return o.indexImage(ctx, img)
 }
 
-func (o *options) indexImage(ctx context.Context, img v1.Image) ([]*layers.Index, error) {
+func (o *pipeline) indexImage(ctx context.Context, img v1.Image) ([]*layers.Index, error) {
 	ls, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
@@ -121,7 +121,7 @@ func (o *options) indexImage(ctx context.Context, img v1.Image) ([]*layers.Index
 
 // Analyze indexes every layer of img and measures what no container sees.
 func Analyze(ctx context.Context, img v1.Image, opts ...Option) (*Analysis, error) {
-	o, err := makeOptions(opts)
+	o, err := newPipeline(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -263,11 +263,11 @@ func (x *outIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 
 // optimizeIndex optimizes every image of idx and of the indexes nested in
 // it; other entries (attestations, unknown artifacts) stay as they are.
-func (o *options) optimizeIndex(ctx context.Context, idx v1.ImageIndex, tmp *tempDir) (v1.ImageIndex, []*ImageResult, error) {
+func (o *pipeline) optimizeIndex(ctx context.Context, idx v1.ImageIndex, tmp *tempDir) (v1.ImageIndex, []*ImageResult, error) {
 	return o.optimizeIndexDepth(ctx, idx, tmp, nil)
 }
 
-func (o *options) optimizeIndexDepth(ctx context.Context, idx v1.ImageIndex, tmp *tempDir, seen []v1.Hash) (v1.ImageIndex, []*ImageResult, error) {
+func (o *pipeline) optimizeIndexDepth(ctx context.Context, idx v1.ImageIndex, tmp *tempDir, seen []v1.Hash) (v1.ImageIndex, []*ImageResult, error) {
 	d, err := idx.Digest()
 	if err != nil {
 		return nil, nil, err

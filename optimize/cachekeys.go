@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"runtime/debug"
 	"slices"
@@ -165,10 +166,18 @@ func linksKey(lp *layerPlan, idxs []*layers.Index) []any {
 	return out
 }
 
+// memory is what the optimizer keeps in the conversion cache and finds
+// there again: layer indexes, profiles, converted layers, their TOC tails
+// and image records. Without a cache it remembers nothing.
+type memory struct {
+	c      cache.Cache // nil: no cache
+	logger *slog.Logger
+}
+
 // cachedIndex returns the index of l from the cache, or nil.
 // diffID comes from the image config: asking the layer may decompress it.
-func (o *options) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, string) {
-	if o.cache == nil || diffID.Hex == "" {
+func (m *memory) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, string) {
+	if m.c == nil || diffID.Hex == "" {
 		return nil, ""
 	}
 	dgst, err := l.Digest()
@@ -176,16 +185,16 @@ func (o *options) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (
 		return nil, ""
 	}
 	key := "index/v1/" + diffID.Hex
-	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
+	b, _, err := cache.GetBytes(ctx, m.c, key, maxRecord)
 	if err != nil {
 		if !errors.Is(err, cache.ErrNotFound) {
-			o.logger.Warn("conversion cache: reading layer index", "key", key, "err", err)
+			m.logger.Warn("conversion cache: reading layer index", "key", key, "err", err)
 		}
 		return nil, key
 	}
 	var idx layers.Index
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&idx); err != nil {
-		o.logger.Warn("conversion cache: bad layer index", "key", key, "err", err)
+		m.logger.Warn("conversion cache: bad layer index", "key", key, "err", err)
 		return nil, key
 	}
 	if idx.Digest != dgst || idx.DiffID != diffID {
@@ -194,17 +203,17 @@ func (o *options) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (
 	return &idx, key
 }
 
-func (o *options) storeIndex(ctx context.Context, key string, idx *layers.Index) {
-	if o.cache == nil || key == "" || idx.Foreign {
+func (m *memory) storeIndex(ctx context.Context, key string, idx *layers.Index) {
+	if m.c == nil || key == "" || idx.Foreign {
 		return
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(idx); err != nil {
-		o.logger.Warn("conversion cache: encoding layer index", "err", err)
+		m.logger.Warn("conversion cache: encoding layer index", "err", err)
 		return
 	}
-	if err := cache.PutBytes(ctx, o.cache, key, indexMediaType, buf.Bytes()); err != nil {
-		o.logger.Warn("conversion cache: storing layer index", "key", key, "err", err)
+	if err := cache.PutBytes(ctx, m.c, key, indexMediaType, buf.Bytes()); err != nil {
+		m.logger.Warn("conversion cache: storing layer index", "key", key, "err", err)
 	}
 }
 
@@ -221,8 +230,8 @@ func (o *options) profileKey(img v1.Image) (string, bool) {
 	return "profile/v1/" + hashJSON([]string{cfg.String(), o.profiler.Name()}), true
 }
 
-func (o *options) cachedProfile(ctx context.Context, key string) *profile.Profile {
-	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
+func (m *memory) cachedProfile(ctx context.Context, key string) *profile.Profile {
+	b, _, err := cache.GetBytes(ctx, m.c, key, maxRecord)
 	if err != nil {
 		return nil
 	}
@@ -233,13 +242,13 @@ func (o *options) cachedProfile(ctx context.Context, key string) *profile.Profil
 	return p
 }
 
-func (o *options) storeProfile(ctx context.Context, key string, p *profile.Profile) {
+func (m *memory) storeProfile(ctx context.Context, key string, p *profile.Profile) {
 	var buf bytes.Buffer
 	if err := p.WriteJSON(&buf); err != nil {
 		return
 	}
-	if err := cache.PutBytes(ctx, o.cache, key, profileMediaType, buf.Bytes()); err != nil {
-		o.logger.Warn("conversion cache: storing profile", "key", key, "err", err)
+	if err := cache.PutBytes(ctx, m.c, key, profileMediaType, buf.Bytes()); err != nil {
+		m.logger.Warn("conversion cache: storing profile", "key", key, "err", err)
 	}
 }
 
@@ -263,7 +272,7 @@ func (o *options) recordKey(in v1.Hash) string {
 	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint(), "model " + report.ModelVersion})
 }
 
-func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
+func (o *pipeline) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
 	if o.cache == nil {
 		return
 	}
@@ -281,7 +290,7 @@ func (o *options) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, 
 // as usual, when the record or a layer is missing or unreadable, or when
 // the rebuilt image's digest is not the one recorded: a replay is
 // byte-identical or does not happen.
-func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1.Hash, tmp *tempDir) (v1.Image, *ImageResult, bool) {
+func (o *pipeline) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1.Hash, tmp *tempDir) (v1.Image, *ImageResult, bool) {
 	key := o.recordKey(in)
 	b, _, err := cache.GetBytes(ctx, o.cache, key, maxRecord)
 	if err != nil {
@@ -313,7 +322,7 @@ func (o *options) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v1
 			out[i], kept[i] = ls[i], true
 			continue
 		}
-		l := o.reuse(ctx, k, tmp)
+		l := o.mem.reuse(ctx, k, tmp)
 		if l == nil {
 			return nil, nil, false
 		}

@@ -31,7 +31,7 @@ const tocTailMediaType types.MediaType = "application/vnd.coldstart.toc-tail.v1"
 
 // estimateImage compares the input image with the output, from what
 // optimizeImage has in hand.
-func (o *options) estimateImage(ctx context.Context, in, out v1.Image, idxs []*layers.Index, ls, outLs []v1.Layer, p *plan, ir *ImageResult, prio, warnings []string, tmp *tempDir) (*report.Comparison, error) {
+func (o *pipeline) estimateImage(ctx context.Context, in, out v1.Image, idxs []*layers.Index, ls, outLs []v1.Layer, p *plan, ir *ImageResult, prio, warnings []string, tmp *tempDir) (*report.Comparison, error) {
 	blobs := newBlobReaders(tmp)
 	defer blobs.close()
 	before, err := imageLayers(in)
@@ -153,7 +153,7 @@ func (b *blobReaders) close() {
 // lazy returns the footer and TOC of a converted lazy layer: its local blob
 // when this run wrote it, else the tail the conversion cache keeps with it,
 // else the whole blob.
-func (b *blobReaders) lazy(ctx context.Context, o *options, l v1.Layer) (io.ReaderAt, error) {
+func (b *blobReaders) lazy(ctx context.Context, o *pipeline, l v1.Layer) (io.ReaderAt, error) {
 	if fl, ok := l.(*fileLayer); ok {
 		f, err := os.Open(fl.path)
 		if err != nil {
@@ -210,8 +210,8 @@ func (t *tailReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // storeTOCTail keeps a converted lazy layer's footer and TOC in the cache,
 // so that a later run that reuses the layer can estimate with it without
 // reading the blob.
-func (o *options) storeTOCTail(ctx context.Context, path string, enc *layers.Encoded) {
-	if o.cache == nil || !enc.Format.Lazy() {
+func (m *memory) storeTOCTail(ctx context.Context, path string, enc *layers.Encoded) {
+	if m.c == nil || !enc.Format.Lazy() {
 		return
 	}
 	f, err := os.Open(path)
@@ -221,7 +221,7 @@ func (o *options) storeTOCTail(ctx context.Context, path string, enc *layers.Enc
 	defer f.Close()
 	t, err := lazypull.OpenTOC(f, enc.Size)
 	if err != nil {
-		o.logger.Warn("conversion cache: reading the TOC of a converted layer", "layer", enc.Digest, "err", err)
+		m.logger.Warn("conversion cache: reading the TOC of a converted layer", "layer", enc.Digest, "err", err)
 		return
 	}
 	from := enc.Size
@@ -233,7 +233,7 @@ func (o *options) storeTOCTail(ctx context.Context, path string, enc *layers.Enc
 	if _, err := f.ReadAt(data[8:], from); err != nil && !errors.Is(err, io.EOF) {
 		return
 	}
-	if err := cache.PutBytes(ctx, o.cache, "toc/v1/"+enc.Digest.String(), tocTailMediaType, data); err != nil {
-		o.logger.Warn("conversion cache: storing a TOC", "layer", enc.Digest, "err", err)
+	if err := cache.PutBytes(ctx, m.c, "toc/v1/"+enc.Digest.String(), tocTailMediaType, data); err != nil {
+		m.logger.Warn("conversion cache: storing a TOC", "layer", enc.Digest, "err", err)
 	}
 }

@@ -112,11 +112,11 @@ func (r *Result) Close() error {
 }
 
 // reuse returns the converted layer stored under key, or nil.
-func (o *options) reuse(ctx context.Context, key string, tmp *tempDir) v1.Layer {
-	l, err := o.cache.Get(ctx, key)
+func (m *memory) reuse(ctx context.Context, key string, tmp *tempDir) v1.Layer {
+	l, err := m.c.Get(ctx, key)
 	if err != nil {
 		if !errors.Is(err, cache.ErrNotFound) {
-			o.logger.Warn("conversion cache: reading layer", "key", key, "err", err)
+			m.logger.Warn("conversion cache: reading layer", "key", key, "err", err)
 		}
 		return nil
 	}
@@ -145,7 +145,7 @@ func describeReused(lr *LayerResult, l v1.Layer) error {
 // does. On success the caller must Close the result after writing its
 // output (Result.Image).
 func Image(ctx context.Context, img v1.Image, opts ...Option) (*Result, error) {
-	return run(ctx, opts, func(o *options, tmp *tempDir, res *Result) error {
+	return run(ctx, opts, func(o *pipeline, tmp *tempDir, res *Result) error {
 		out, ir, err := o.optimizeImage(ctx, img, nil, tmp)
 		if err != nil {
 			return err
@@ -160,7 +160,7 @@ func Image(ctx context.Context, img v1.Image, opts ...Option) (*Result, error) {
 // success the caller must Close the result after writing its output
 // (Result.Index).
 func Index(ctx context.Context, idx v1.ImageIndex, opts ...Option) (*Result, error) {
-	return run(ctx, opts, func(o *options, tmp *tempDir, res *Result) error {
+	return run(ctx, opts, func(o *pipeline, tmp *tempDir, res *Result) error {
 		out, irs, err := o.optimizeIndex(ctx, idx, tmp)
 		if err != nil {
 			return err
@@ -170,10 +170,23 @@ func Index(ctx context.Context, idx v1.ImageIndex, opts ...Option) (*Result, err
 	})
 }
 
-// run makes the options and the temporary directory, runs fn and sums the
-// images' figures into the result.
-func run(ctx context.Context, opts []Option, fn func(o *options, tmp *tempDir, res *Result) error) (_ *Result, err error) {
+// pipeline is one optimization: the options and what the steps share (the
+// memory of the conversion cache is one of the options').
+type pipeline struct{ *options }
+
+// newPipeline makes the options of a call.
+func newPipeline(opts []Option) (*pipeline, error) {
 	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline{o}, nil
+}
+
+// run makes the pipeline and the temporary directory, runs fn and sums the
+// images' figures into the result.
+func run(ctx context.Context, opts []Option, fn func(o *pipeline, tmp *tempDir, res *Result) error) (_ *Result, err error) {
+	o, err := newPipeline(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +230,7 @@ func run(ctx context.Context, opts []Option, fn func(o *options, tmp *tempDir, r
 
 // optimizeImage optimizes one image. desc is its descriptor in an index, if
 // any.
-func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Descriptor, tmp *tempDir) (v1.Image, *ImageResult, error) {
+func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Descriptor, tmp *tempDir) (v1.Image, *ImageResult, error) {
 	inDigest, err := img.Digest()
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading image digest: %w", err)
@@ -314,7 +327,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 		if o.cache != nil {
 			key = o.layerKey(idx, lp, idxs)
 			keys[i] = key
-			if cl := o.reuse(ctx, key, tmp); cl != nil {
+			if cl := o.mem.reuse(ctx, key, tmp); cl != nil {
 				out[i] = cl
 				lr.Action = ActionReused
 				lr.Reason += " (reused from the conversion cache)"
@@ -336,7 +349,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 				if err := o.cache.Put(gctx, key, nl); err != nil {
 					o.logger.Warn("conversion cache: storing layer", "layer", idx.Digest, "err", err)
 				}
-				o.storeTOCTail(gctx, nl.(*fileLayer).path, enc)
+				o.mem.storeTOCTail(gctx, nl.(*fileLayer).path, enc)
 			}
 			out[i] = nl
 			lr.Action = ActionRewritten
@@ -399,7 +412,7 @@ func (o *options) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Desc
 // keptLazyAnnotations returns the annotations the descriptor of a kept lazy
 // layer must carry so that its puller can verify it (derived from the blob,
 // every other annotation kept), or nil when it carries them already.
-func (o *options) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *layers.Index, tmp *tempDir) (map[string]string, error) {
+func (o *pipeline) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *layers.Index, tmp *tempDir) (map[string]string, error) {
 	d, err := partial.Descriptor(l)
 	if err != nil {
 		return nil, err
@@ -451,7 +464,7 @@ func (o *options) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *laye
 }
 
 // roles decides, per layer, whether it is kept, converted or rewritten.
-func (o *options) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, ir *ImageResult) ([]Role, []string) {
+func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, ir *ImageResult) ([]Role, []string) {
 	roles := make([]Role, len(idxs))
 	reasons := make([]string, len(idxs))
 	policy := o.basePolicy
@@ -485,7 +498,7 @@ func (o *options) roles(idxs []*layers.Index, ov *layers.Overlay, files []string
 
 // convertLayer writes the layer's kept entries to a temporary tar, encodes
 // it into a temporary blob, and returns a layer backed by that blob.
-func (o *options) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	var rc io.Reader
 	if extracted := tars.opened(li); extracted != nil {

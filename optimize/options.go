@@ -37,6 +37,8 @@ type options struct {
 	cache        cache.Cache
 	networks     []report.Network
 	estimate     bool
+	// mem is the conversion cache as the optimizer uses it.
+	mem *memory
 }
 
 // BasePolicy says what happens to the layers of the base images.
@@ -100,6 +102,7 @@ func makeOptions(opts []Option) (*options, error) {
 		}
 	}
 	o.indexOptions = append(o.indexOptions, layers.WithLogger(o.logger))
+	o.mem = &memory{c: o.cache, logger: o.logger}
 	return o, nil
 }
 
@@ -138,15 +141,15 @@ func WithIndexOptions(opts ...layers.Option) Option {
 
 // index indexes l, whose DiffID the image config says is diffID, or takes
 // its index from the cache.
-func (o *options) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, error) {
-	if idx, key := o.cachedIndex(ctx, l, diffID); idx != nil {
+func (o *pipeline) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, error) {
+	if idx, key := o.mem.cachedIndex(ctx, l, diffID); idx != nil {
 		return idx, nil
 	} else if key != "" {
 		idx, err := layers.IndexLayer(ctx, l, o.indexOptions...)
 		if err != nil {
 			return nil, err
 		}
-		o.storeIndex(ctx, key, idx)
+		o.mem.storeIndex(ctx, key, idx)
 		return idx, nil
 	}
 	return layers.IndexLayer(ctx, l, o.indexOptions...)
@@ -300,7 +303,7 @@ func WithProgress(fn func(Progress)) Option {
 }
 
 // resolveBases reads the layer digests of the base images.
-func (o *options) resolveBases(ctx context.Context) error {
+func (o *pipeline) resolveBases(ctx context.Context) error {
 	for i, img := range o.baseImages {
 		ls, err := img.Layers()
 		if err != nil {
@@ -322,13 +325,13 @@ func (o *options) resolveBases(ctx context.Context) error {
 
 // startupFiles returns the prioritized files for img, and the profile's
 // warnings.
-func (o *options) startupFiles(ctx context.Context, img v1.Image, fsys profile.FS) ([]string, []string, error) {
+func (o *pipeline) startupFiles(ctx context.Context, img v1.Image, fsys profile.FS) ([]string, []string, error) {
 	if o.prioritized != nil || o.profiler == nil {
 		return o.prioritized, nil, nil
 	}
 	key, cacheable := o.profileKey(img)
 	if cacheable {
-		if p := o.cachedProfile(ctx, key); p != nil {
+		if p := o.mem.cachedProfile(ctx, key); p != nil {
 			return p.Files, p.Warnings, nil
 		}
 	}
@@ -337,7 +340,7 @@ func (o *options) startupFiles(ctx context.Context, img v1.Image, fsys profile.F
 		return nil, nil, fmt.Errorf("profiling start-up files: %w", err)
 	}
 	if cacheable {
-		o.storeProfile(ctx, key, p)
+		o.mem.storeProfile(ctx, key, p)
 	}
 	return p.Files, p.Warnings, nil
 }
@@ -366,7 +369,7 @@ const lazyRequestsPerLayer = 3
 // layer and every layer above it in full, so keeping a gzip base costs cold
 // nodes the whole image, while converting it costs warm nodes the base's
 // TOC and start-up files. The policy with the smaller worst case wins.
-func (o *options) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
+func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
 	if !o.encode.Format.Lazy() {
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
 	}

@@ -12,7 +12,7 @@ import (
 // ProfileImage runs profiler (profile.StaticProfiler() when nil) over img's
 // merged filesystem and returns its profile, with Image set to img's digest.
 func ProfileImage(ctx context.Context, img v1.Image, profiler profile.Profiler, opts ...Option) (*profile.Profile, error) {
-	o, err := makeOptions(opts)
+	o, err := newPipeline(opts)
 	if err != nil {
 		return nil, err
 	}

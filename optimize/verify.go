@@ -95,24 +95,31 @@ func VerifyImages(ctx context.Context, src, dst []PlatformImage, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
-	v := &Verification{OK: true}
+	res := &Verification{OK: true}
 	if len(src) != len(dst) {
-		v.OK = false
-		v.Images = append(v.Images, &ImageVerification{Differences: []string{
+		res.OK = false
+		res.Images = append(res.Images, &ImageVerification{Differences: []string{
 			fmt.Sprintf("source has %d images, target %d", len(src), len(dst))}})
-		return v, nil
+		return res, nil
 	}
+	v := &verifier{tempDir: o.tempDir, concurrency: o.concurrency}
 	for i := range src {
-		iv, err := o.verifyImage(ctx, src[i], dst[i])
+		iv, err := v.verifyImage(ctx, src[i], dst[i])
 		if err != nil {
 			return nil, err
 		}
 		if len(iv.Differences) > 0 {
-			v.OK = false
+			res.OK = false
 		}
-		v.Images = append(v.Images, iv)
+		res.Images = append(res.Images, iv)
 	}
-	return v, nil
+	return res, nil
+}
+
+// verifier judges targets against their sources.
+type verifier struct {
+	tempDir     string
+	concurrency int
 }
 
 // runnableImages lists the images of an index that run: attestation
@@ -133,7 +140,7 @@ func runnableImages(ctx context.Context, idx v1.ImageIndex) ([]PlatformImage, er
 }
 
 // verifyImage compares one image pair.
-func (o *options) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVerification, error) {
+func (v *verifier) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVerification, error) {
 	iv := &ImageVerification{}
 	if p := s.Descriptor.Platform; p != nil {
 		iv.Platform = p.String()
@@ -157,13 +164,13 @@ func (o *options) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageVe
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.concurrency)
-	sLayers, err := o.readVerifyLayers(gctx, g, s.Image, false)
+	g.SetLimit(v.concurrency)
+	sLayers, err := v.readVerifyLayers(gctx, g, s.Image, false)
 	if err != nil {
 		g.Wait()
 		return nil, fmt.Errorf("source image %s: %w", sd, err)
 	}
-	dLayers, err := o.readVerifyLayers(gctx, g, d.Image, true)
+	dLayers, err := v.readVerifyLayers(gctx, g, d.Image, true)
 	if err != nil {
 		g.Wait()
 		return nil, fmt.Errorf("target image %s: %w", dd, err)
@@ -253,7 +260,7 @@ type verifyLayer struct {
 // readVerifyLayers starts reading every layer of img in g, each once; the
 // layers are filled in when g is done. With lazy (the target), blobs are
 // kept in temporary files until their TOC is checked.
-func (o *options) readVerifyLayers(ctx context.Context, g *errgroup.Group, img v1.Image, lazy bool) ([]*verifyLayer, error) {
+func (v *verifier) readVerifyLayers(ctx context.Context, g *errgroup.Group, img v1.Image, lazy bool) ([]*verifyLayer, error) {
 	ls, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
@@ -283,7 +290,7 @@ func (o *options) readVerifyLayers(ctx context.Context, g *errgroup.Group, img v
 			side = "target"
 		}
 		g.Go(func() error {
-			if err := o.readVerifyLayer(ctx, l, desc, cf.RootFS.DiffIDs[i], lazy, vl); err != nil {
+			if err := v.readVerifyLayer(ctx, l, desc, cf.RootFS.DiffIDs[i], lazy, vl); err != nil {
 				return fmt.Errorf("%s layer %d %s: %w", side, i, desc.Digest, err)
 			}
 			return nil
@@ -296,7 +303,7 @@ func (o *options) readVerifyLayers(ctx context.Context, g *errgroup.Group, img v
 // and DiffID, reads its tar stream with the independent applier's reader
 // and, when lazy, keeps the blob in a temporary file to read its TOC with
 // the estargz reader afterwards.
-func (o *options) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Descriptor, diffID v1.Hash, lazy bool, vl *verifyLayer) error {
+func (v *verifier) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Descriptor, diffID v1.Hash, lazy bool, vl *verifyLayer) error {
 	rc, err := l.Compressed()
 	if err != nil {
 		return fmt.Errorf("opening blob: %w", err)
@@ -306,7 +313,7 @@ func (o *options) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Desc
 	var blobFile *os.File
 	sinks := []io.Writer{blobHash}
 	if lazy {
-		if blobFile, err = os.CreateTemp(o.tempDir, "coldstart-verify-*"); err != nil {
+		if blobFile, err = os.CreateTemp(v.tempDir, "coldstart-verify-*"); err != nil {
 			return err
 		}
 		defer func() { blobFile.Close(); os.Remove(blobFile.Name()) }()
@@ -349,12 +356,12 @@ func (o *options) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Desc
 	if !lazy || len(vl.problems) > 0 {
 		return nil
 	}
-	return o.readLazyView(blobFile, counted.n, desc, vl)
+	return v.readLazyView(blobFile, counted.n, desc, vl)
 }
 
 // readLazyView reads a lazy layer's TOC view and checks what its pullers
 // verify; a layer that is not lazy is left alone.
-func (o *options) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl *verifyLayer) error {
+func (v *verifier) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl *verifyLayer) error {
 	format := lazyFormatOf(f, size)
 	annots := desc.Annotations
 	if format == "" {
