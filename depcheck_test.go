@@ -16,19 +16,19 @@ const module = "github.com/coldstart-dev/coldstart"
 // may import nothing of the module but internal helpers it is listed with.
 var allowed = map[string][]string{
 	"":                           {"imageref", "layers", "optimize", "optimize/profile", "optimize/profile/run", "optimize/report"},
-	"imageref":                   {},
-	"cache":                      {},
-	"layers":                     {"layers/lazy", "layers/lazy/estargzfmt", "layers/lazy/zstdchunkedfmt"},
+	"imageref":                   {"internal/ctxio"},
+	"cache":                      {"internal/ctxio"},
+	"layers":                     {"internal/ctxio", "layers/lazy", "layers/lazy/estargzfmt", "layers/lazy/zstdchunkedfmt"},
 	"layers/lazy":                {},
 	"layers/lazy/estargzfmt":     {"layers/lazy"},
 	"layers/lazy/zstdchunkedfmt": {"layers/lazy"},
-	"optimize":                   {"cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
+	"optimize":                   {"internal/ctxio", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
 	"optimize/profile":           {"layers", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath"},
 	"optimize/profile/run":       {"layers", "optimize/profile", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath", "internal/mountinfo", "internal/rootfs"},
 	"optimize/report":            {"layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/shaper", "internal/units"},
 	"internal/oracle":            {},
 	"internal/lazypull":          {"layers"},
-	"internal/rootfs":            {"layers"},
+	"internal/rootfs":            {"internal/ctxio", "layers"},
 }
 
 // TestImportGraph: no library package imports upward (the command, the

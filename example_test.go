@@ -47,7 +47,7 @@ func Example() {
 	fmt.Println("same filesystem:", v.OK)
 	// Output:
 	// removed bytes: 1048576
-	// digest: sha256:40fc6ad6d82eb89843768cf8d05173b9b5d493b3d9e7b470722d2e6067c84f0d
+	// digest: sha256:d6ab7a98da43a19164d63fe93aa15933bf7ef5b91e862dfc13474a2a0e80f8bf
 	// same filesystem: true
 }
 

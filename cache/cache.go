@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -122,7 +123,7 @@ func GetBytes(ctx context.Context, c Cache, key string, limit int64) ([]byte, *v
 	defer rc.Close()
 	var buf bytes.Buffer
 	buf.Grow(int(desc.Size))
-	if _, err := io.Copy(&buf, ctxReader{ctx, rc}); err != nil {
+	if _, err := io.Copy(&buf, ctxio.Reader(ctx, rc)); err != nil {
 		return nil, nil, fmt.Errorf("reading cache entry %s: %w", key, err)
 	}
 	return buf.Bytes(), desc, nil

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -228,7 +229,7 @@ func verifyFile(ctx context.Context, f *os.File, want v1.Hash, size int64) (reas
 		return fmt.Sprintf("blob %s has %d bytes, want %d", want, fi.Size(), size), nil
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, io.NewSectionReader(f, 0, size+1)})
+	n, err := io.Copy(h, ctxio.Reader(ctx, io.NewSectionReader(f, 0, size+1)))
 	if err != nil {
 		return "", err
 	}
@@ -361,7 +362,7 @@ func (d *Dir) writeBlob(ctx context.Context, l v1.Layer, desc *v1.Descriptor) er
 	defer rc.Close()
 	return d.writeFile(d.blobPath(desc.Digest.Hex), "blob-*", func(w io.Writer) error {
 		v := newVerifier(rc, desc.Digest, desc.Size)
-		_, err := io.Copy(w, ctxReader{ctx, v})
+		_, err := io.Copy(w, ctxio.Reader(ctx, v))
 		return err
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -352,7 +353,7 @@ func (w *layoutWriter) storeBlob(ctx context.Context, want v1.Hash, size int64, 
 		return err
 	}
 	h, _ := newHasher(want)
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx: ctx, r: rc})
+	n, err := io.Copy(io.MultiWriter(tmp, h), ctxio.Reader(ctx, rc))
 	if err != nil {
 		rc.Close()
 		return err

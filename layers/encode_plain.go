@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	"hash/crc32"
 	"io"
 )
@@ -67,7 +68,7 @@ func encodeGzip(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 	diff := sha256.New()
 	crc := crc32.NewIEEE()
 	hashAll := func(ctx context.Context) error {
-		r := &encCtxReader{ctx: ctx, r: io.NewSectionReader(src, 0, size)}
+		r := ctxio.Reader(ctx, io.NewSectionReader(src, 0, size))
 		_, err := io.CopyBuffer(io.MultiWriter(diff, crc), r, make([]byte, encReadBuf))
 		return err
 	}
@@ -91,7 +92,7 @@ func encodeZstd(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 		return nil, err
 	}
 	diff := sha256.New()
-	r := &encCtxReader{ctx: ctx, r: io.NewSectionReader(src, 0, src.Size()), progress: opt.report}
+	r := &encProgressReader{r: ctxio.Reader(ctx, io.NewSectionReader(src, 0, src.Size())), progress: opt.report}
 	if _, err := io.Copy(zw, io.TeeReader(r, diff)); err != nil {
 		zw.Close()
 		if cerr := ctx.Err(); cerr != nil {
@@ -105,17 +106,13 @@ func encodeZstd(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 	return &Encoded{DiffID: encHash(diff), UncompressedSize: src.Size()}, nil
 }
 
-// encCtxReader stops reading when ctx is done and reports progress.
-type encCtxReader struct {
-	ctx      context.Context
+// encProgressReader reports the bytes read through it.
+type encProgressReader struct {
 	r        io.Reader
 	progress func(int64)
 }
 
-func (c *encCtxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
+func (c *encProgressReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if c.progress != nil {
 		c.progress(int64(n))

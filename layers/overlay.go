@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 )
@@ -496,5 +497,81 @@ func (o *Overlay) DuplicateContent() []DuplicateGroup {
 		}
 		return out[i].Paths[0] < out[j].Paths[0]
 	})
+	return out
+}
+
+// MaxSymlinks is how many symbolic links Resolve follows before it gives
+// up, as the kernel's ELOOP does.
+const MaxSymlinks = 40
+
+// Resolve follows the absolute path p through the merged filesystem, as the
+// kernel does when a process opens it: every symbolic link on the way is
+// followed inside the image root (absolute targets start again at the root,
+// ".." stops at the root), and a directory that exists only implicitly, as
+// the parent of entries, is walked through. It returns the entry reached
+// and, in order, the symbolic links crossed on the way; ok is false when
+// the path leads nowhere (a missing component, a loop, a file used as a
+// directory). This is the one symlink resolver of the images coldstart
+// reads: the optimizer's prioritization, the cost model and the pull client
+// use it.
+func (o *Overlay) Resolve(p string) (final Ref, links []Ref, ok bool) {
+	rest := splitPath(p)
+	cur := "."
+	hops := 0
+	found := false
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case ".":
+			continue
+		case "..":
+			if cur != "." {
+				cur = path.Dir(cur)
+			}
+			found = false
+			continue
+		}
+		next := c
+		if cur != "." {
+			next = cur + "/" + c
+		}
+		r, exists := o.Lookup(next)
+		if !exists {
+			// An implicit directory, or nothing: the next lookup says.
+			cur, found = next, false
+			continue
+		}
+		e := o.Entry(r)
+		switch e.Type {
+		case TypeSymlink:
+			links = append(links, r)
+			if hops++; hops > MaxSymlinks {
+				return Ref{}, links, false
+			}
+			if strings.HasPrefix(e.Linkname, "/") {
+				cur = "."
+			}
+			rest = append(splitPath(e.Linkname), rest...)
+			found = false
+			continue
+		case TypeDir:
+		default:
+			if len(rest) > 0 {
+				return Ref{}, links, false // a file used as a directory
+			}
+		}
+		cur, final, found = next, r, true
+	}
+	return final, links, found
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
 	return out
 }

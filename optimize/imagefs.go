@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -65,7 +66,7 @@ func (t *layerTars) extract(i int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(f, &ctxReader{ctx: t.ctx, r: dec}); err != nil {
+	if _, err := io.Copy(f, ctxio.Reader(t.ctx, dec)); err != nil {
 		t.tmp.discard(f)
 		return nil, fmt.Errorf("decompressing layer %d: %w", i, err)
 	}
@@ -89,18 +90,6 @@ func (t *layerTars) close() {
 			t.files[i] = nil
 		}
 	}
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // newImageFS is the merged filesystem of an image over its lazily

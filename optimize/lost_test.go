@@ -330,3 +330,17 @@ func layerAnnotations(t *testing.T, img v1.Image) []map[string]string {
 	}
 	return out
 }
+
+// TestPrioritizeThroughImplicitDir: a start-up file under a directory the
+// layers only imply (no entry of its own) is found and goes first; it was
+// reported missing when the optimizer resolved paths its own way.
+func TestPrioritizeThroughImplicitDir(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("app/other", "o"), testimage.File("app/server", "s")}})
+	_, res := optimizeImage(t, src, optimize.WithPrioritizedFiles([]string{"/app/server"}), optimize.WithProfiler(nil))
+	if m := res.Images[0].MissingPrioritized; len(m) != 0 {
+		t.Errorf("missing: %v", m)
+	}
+	if n := res.Layers[0].Prioritized; n != 1 {
+		t.Errorf("%d entries prioritized, want 1", n)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
@@ -437,7 +438,7 @@ func (o *pipeline) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *lay
 		if err != nil {
 			return nil, fmt.Errorf("reading blob: %w", err)
 		}
-		n, err := io.Copy(f, &ctxReader{ctx: ctx, r: rc})
+		n, err := io.Copy(f, ctxio.Reader(ctx, rc))
 		rc.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading blob: %w", err)

@@ -1,7 +1,6 @@
 package optimize
 
 import (
-	"path"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/layers"
@@ -408,21 +407,30 @@ func (p *plan) isLinkTarget(r layers.Ref) bool {
 	return t[r.Entry]
 }
 
-// maxLinkHops bounds symlink resolution, as the kernel's ELOOP does.
-const maxLinkHops = 40
+// maxLinkHops bounds hard-link chains, as layers.MaxSymlinks bounds
+// symbolic links.
+const maxLinkHops = layers.MaxSymlinks
 
 // prioritize resolves each path (absolute, in the image) through the
-// image's symlinks and assigns the links on the way and the file reached to
-// the layer that provides them, in the given order. Paths in layers that are
-// not rewritten stay where they are.
+// image's symlinks (layers.Overlay.Resolve) and assigns the links on the way
+// and the file reached to the layer that provides them in the output, in
+// the given order. Paths in layers that are not rewritten stay where they
+// are.
 func (p *plan) prioritize(paths []string) {
 	seen := map[layers.Ref]bool{}
 	for _, want := range paths {
-		refs, ok := p.resolve(want)
+		final, links, ok := p.ov.Resolve(want)
 		if !ok {
 			p.missing = append(p.missing, want)
+		} else {
+			links = append(links, final)
 		}
-		for _, r := range refs {
+		for _, r := range links {
+			// The entry that provides the path in the output (an identical
+			// re-add gives way to the copy beneath it).
+			if pr, ok := p.provider[p.ov.Entry(r).Path]; ok {
+				r = pr
+			}
 			if seen[r] {
 				continue
 			}
@@ -435,66 +443,6 @@ func (p *plan) prioritize(paths []string) {
 	}
 }
 
-// resolve walks want through the merged filesystem, following symlinks
-// inside the image root. It returns the symlinks crossed and the final
-// entry; ok is false when the path does not lead to an existing entry.
-func (p *plan) resolve(want string) ([]layers.Ref, bool) {
-	var out []layers.Ref
-	rest := splitPath(want)
-	cur := "."
-	hops := 0
-	for len(rest) > 0 {
-		c := rest[0]
-		rest = rest[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			cur = parentOrRoot(cur)
-			continue
-		}
-		next := path.Join(cur, c)
-		r, ok := p.provider[next]
-		if !ok {
-			return out, false
-		}
-		e := p.ov.Entry(r)
-		if e.Type == layers.TypeSymlink {
-			out = append(out, r)
-			if hops++; hops > maxLinkHops {
-				return out, false
-			}
-			target := e.Linkname
-			if strings.HasPrefix(target, "/") {
-				cur = "."
-			}
-			rest = append(splitPath(target), rest...)
-			continue
-		}
-		cur = next
-		if len(rest) == 0 {
-			out = append(out, r)
-		}
-	}
-	return out, cur != "."
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func parentOrRoot(p string) string {
-	if d := parentDir(p); d != "" {
-		return d
-	}
-	return "."
-}
 
 // parentDir returns the parent of a cleaned relative path: "." for a
 // top-level path, "" for the root.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	"github.com/coldstart-dev/coldstart/internal/oracle"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
@@ -319,7 +320,7 @@ func (v *verifier) readVerifyLayer(ctx context.Context, l v1.Layer, desc *v1.Des
 		defer func() { blobFile.Close(); os.Remove(blobFile.Name()) }()
 		sinks = append(sinks, blobFile)
 	}
-	counted := &countingHashReader{r: &ctxReader{ctx: ctx, r: rc}, h: io.MultiWriter(sinks...)}
+	counted := &countingHashReader{r: ctxio.Reader(ctx, rc), h: io.MultiWriter(sinks...)}
 	dec, err := oracle.Decompress(counted)
 	if err != nil {
 		vl.problems = append(vl.problems, err.Error())

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/coldstart-dev/coldstart/internal/ctxio"
 	"github.com/coldstart-dev/coldstart/layers"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -256,7 +257,7 @@ func (x *extractor) layer(li int, l v1.Layer, idx *layers.Index, plan layerPlan)
 		return err
 	}
 	defer dec.Close()
-	tr := tar.NewReader(&ctxReader{ctx: x.ctx, r: dec})
+	tr := tar.NewReader(ctxio.Reader(x.ctx, dec))
 	for ei := 0; ei <= plan.last; {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -651,16 +652,4 @@ func perm(mode int64) fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
