@@ -443,7 +443,6 @@ func (p *plan) prioritize(paths []string) {
 	}
 }
 
-
 // parentDir returns the parent of a cleaned relative path: "." for a
 // top-level path, "" for the root.
 func parentDir(p string) string {
