@@ -276,8 +276,8 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	if desc != nil && desc.Platform != nil {
 		ir.Platform = desc.Platform.String()
 	}
-	tars := newLayerTars(ctx, ls, tmp)
-	defer tars.close()
+	tars := newSpool(ctx, ls, tmp)
+	defer tars.Close()
 	prio, warnings, err := o.startupFiles(ctx, img, newImageFS(ov, tars))
 	if err != nil {
 		return nil, nil, wrap(err)
@@ -499,10 +499,10 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 
 // convertLayer writes the layer's kept entries to a temporary tar, encodes
 // it into a temporary blob, and returns a layer backed by that blob.
-func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	var rc io.Reader
-	if extracted := tars.opened(li); extracted != nil {
+	if extracted := tars.Spooled(li); extracted != nil {
 		// Already decompressed for the profiler: read that copy.
 		rc = io.NewSectionReader(extracted, 0, idx.UncompressedSize)
 	} else {
@@ -532,7 +532,7 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layerTars
 			f := ls.file
 			fe := &idxs[f.Layer].Entries[f.Entry]
 			rp.Links[i] = layers.LinkSource{File: fe, Open: func() (io.ReadCloser, error) {
-				t, err := tars.tar(f.Layer)
+				t, err := tars.Tar(f.Layer)
 				if err != nil {
 					return nil, fmt.Errorf("layer %d: %w", f.Layer, err)
 				}

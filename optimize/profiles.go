@@ -40,8 +40,8 @@ func ProfileImage(ctx context.Context, img v1.Image, profiler profile.Profiler, 
 		return nil, err
 	}
 	defer tmp.remove()
-	tars := newLayerTars(ctx, ls, tmp)
-	defer tars.close()
+	tars := newSpool(ctx, ls, tmp)
+	defer tars.Close()
 	p, err := profiler.Profile(ctx, img, newImageFS(ov, tars))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", d, err)

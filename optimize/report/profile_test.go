@@ -86,8 +86,9 @@ func TestImageFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys := newImageFS(ov, ls, tmp)
-	defer fsys.close()
+	spool := layers.NewSpool(context.Background(), len(ls), tmp, func(i int) (io.ReadCloser, error) { return os.Open(ls[i].blob) })
+	defer spool.Close()
+	fsys := profile.ImageFS(ov, func(i int) (io.ReaderAt, error) { return spool.Tar(i) })
 	if fi, err := fsys.Lstat("/bin"); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
 		t.Fatalf("Lstat /bin: %v, %v", fi, err)
 	}
