@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/imageref"
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
@@ -50,10 +51,8 @@ type options struct {
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{logger: slog.New(slog.DiscardHandler), userAgent: "coldstart", compare: true}
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

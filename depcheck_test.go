@@ -15,20 +15,20 @@ const module = "github.com/coldstart-dev/coldstart"
 // (internal/oracle) imports none of what it judges. A package not listed
 // may import nothing of the module but internal helpers it is listed with.
 var allowed = map[string][]string{
-	"":                           {"imageref", "layers", "optimize", "optimize/profile", "optimize/profile/run", "optimize/report"},
-	"imageref":                   {"internal/ctxio"},
-	"cache":                      {"internal/ctxio"},
-	"layers":                     {"internal/ctxio", "layers/lazy", "layers/lazy/estargzfmt", "layers/lazy/zstdchunkedfmt"},
+	"":                           {"internal/funcopt", "imageref", "layers", "optimize", "optimize/profile", "optimize/profile/run", "optimize/report"},
+	"imageref":                   {"internal/funcopt", "internal/ctxio"},
+	"cache":                      {"internal/funcopt", "internal/ctxio"},
+	"layers":                     {"internal/funcopt", "internal/ctxio", "layers/lazy", "layers/lazy/estargzfmt", "layers/lazy/zstdchunkedfmt"},
 	"layers/lazy":                {},
 	"layers/lazy/estargzfmt":     {"layers/lazy"},
 	"layers/lazy/zstdchunkedfmt": {"layers/lazy"},
-	"optimize":                   {"internal/ctxio", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
-	"optimize/profile":           {"layers", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath"},
-	"optimize/profile/run":       {"layers", "optimize/profile", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath", "internal/mountinfo", "internal/rootfs"},
-	"optimize/report":            {"layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/shaper", "internal/units"},
+	"optimize":                   {"internal/funcopt", "internal/ctxio", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
+	"optimize/profile":           {"internal/funcopt", "layers", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath"},
+	"optimize/profile/run":       {"internal/funcopt", "layers", "optimize/profile", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath", "internal/mountinfo", "internal/rootfs"},
+	"optimize/report":            {"internal/funcopt", "layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/shaper", "internal/units"},
 	"internal/oracle":            {},
-	"internal/lazypull":          {"layers"},
-	"internal/rootfs":            {"internal/ctxio", "layers"},
+	"internal/lazypull":          {"internal/funcopt", "layers"},
+	"internal/rootfs":            {"internal/funcopt", "internal/ctxio", "layers"},
 }
 
 // TestImportGraph: no library package imports upward (the command, the

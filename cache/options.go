@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -54,13 +55,8 @@ func makeOptions(opts []Option) (*options, error) {
 		settle:     25 * time.Millisecond,
 		attempts:   8,
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

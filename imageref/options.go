@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -85,13 +86,8 @@ func makeOptions(opts []Option) (*options, error) {
 		stall:     DefaultStallTimeout,
 		secrets:   &secrets{},
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

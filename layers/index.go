@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -245,10 +246,8 @@ type options struct {
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{maxEntries: defaultMaxEntries, maxSize: defaultMaxSize, logger: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

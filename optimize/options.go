@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/cache"
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
@@ -96,10 +97,8 @@ func makeOptions(opts []Option) (*options, error) {
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
 	}
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	o.indexOptions = append(o.indexOptions, layers.WithLogger(o.logger))
 	o.mem = &memory{c: o.cache, logger: o.logger}

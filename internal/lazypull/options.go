@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -38,10 +39,8 @@ func makeOptions(opts []Option) (*options, error) {
 		concurrency: DefaultConcurrency,
 		logger:      slog.New(slog.DiscardHandler),
 	}
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

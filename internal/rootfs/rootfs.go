@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/ctxio"
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/layers"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -88,13 +89,8 @@ type Result struct {
 // between entries and while copying content.
 func Extract(ctx context.Context, dir string, ls []v1.Layer, ov *layers.Overlay, opts ...Option) (*Result, error) {
 	o := &options{logger: slog.New(slog.DiscardHandler), owners: os.Geteuid() == 0}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	if ov == nil {
 		return nil, errors.New("rootfs: Extract: nil overlay")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 )
 
 // Option configures Static, StaticProfiler and ReadPathList.
@@ -40,13 +42,8 @@ func defaultOptions() *options {
 
 func makeOptions(opts []Option) (*options, error) {
 	o := defaultOptions()
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -46,10 +47,8 @@ func makeOptions(opts []Option) (*options, error) {
 		topFiles:    DefaultTopFiles,
 		logger:      slog.New(slog.DiscardHandler),
 	}
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	if o.profile != nil && o.profiler != nil {
 		return nil, errors.New("report: WithProfile and WithProfiler are exclusive")

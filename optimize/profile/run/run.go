@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/funcopt"
 	"github.com/coldstart-dev/coldstart/internal/rootfs"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
@@ -73,13 +74,8 @@ func makeOptions(opts []Option) (*options, error) {
 		hostname: defaultHostname,
 		maxFiles: defaultMaxFiles,
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(o); err != nil {
-			return nil, err
-		}
+	if _, err := funcopt.Apply(o, opts); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
