@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Names inside an OCI image layout.
@@ -28,7 +29,7 @@ const (
 	layoutIndexFile   = "index.json"
 	layoutMarkerFile  = "oci-layout"
 	layoutBlobsDir    = "blobs"
-	annotationRefName = "org.opencontainers.image.ref.name"
+	annotationRefName = specs.AnnotationRefName
 
 	// Manifests and configs are read into memory; these bound how much.
 	maxManifestSize = 4 << 20

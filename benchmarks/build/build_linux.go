@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // contextTime is the mtime of the files copy steps add from an image
@@ -265,9 +266,9 @@ func configure(img v1.Image, r *Recipe, bt *base) (v1.Image, error) {
 		cfg.ExposedPorts[p] = struct{}{}
 	}
 	cfg.Labels = map[string]string{
-		"org.opencontainers.image.title":       r.Name,
-		"org.opencontainers.image.description": r.Description,
-		"dev.coldstart.benchmark.recipe":       r.Key,
+		specs.AnnotationTitle:            r.Name,
+		specs.AnnotationDescription:      r.Description,
+		"dev.coldstart.benchmark.recipe": r.Key,
 	}
 	for k, v := range r.Config.Labels {
 		cfg.Labels[k] = v
@@ -276,8 +277,8 @@ func configure(img v1.Image, r *Recipe, bt *base) (v1.Image, error) {
 		return nil, err
 	}
 	out, ok := mutate.Annotations(img, map[string]string{
-		"org.opencontainers.image.base.name":   "debian:" + bt.Suite + "-" + bt.Variant,
-		"org.opencontainers.image.base.digest": bt.digest.String(),
+		specs.AnnotationBaseImageName:   "debian:" + bt.Suite + "-" + bt.Variant,
+		specs.AnnotationBaseImageDigest: bt.digest.String(),
 	}).(v1.Image)
 	if !ok {
 		return nil, errors.New("mutate.Annotations did not return an image")
