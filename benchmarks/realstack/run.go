@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -34,7 +35,8 @@ const remoteLabel = "containerd.io/snapshot/remote"
 
 // Ready is the condition under which a started container counts as
 // ready: a line of its stdout or stderr matching Line, or Port accepting
-// TCP connections on the host (containers share the host's network).
+// TCP connections on the host (then the container shares the host's
+// network; otherwise it has a network namespace of its own).
 type Ready struct {
 	Line    *regexp.Regexp
 	Port    int
@@ -105,8 +107,7 @@ func (n *Node) Pull(ctx context.Context, ref, snapshotter string) error {
 }
 
 // Run pulls ref, creates and starts a container from it with the image's
-// entrypoint, command, environment, user and working directory (on the
-// host's network), and waits for the ready condition. The clock starts
+// entrypoint, command, environment, user and working directory, and waits for the ready condition. The clock starts
 // before the pull and stops when the condition holds. The container is
 // killed and deleted before Run returns; the image stays.
 func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunResult, err error) {
@@ -152,12 +153,21 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 		return nil, fmt.Errorf("pulling %s: %w", ref, err)
 	}
 	pulled := time.Now()
+	// A network namespace of its own (loopback only, as ctr run gives),
+	// or the host's when readiness is a port probed from the host.
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if o.Ready.Port != 0 {
+		specOpts = append(specOpts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	}
+	// runc's state in the node's directory too (its default is
+	// /run/containerd/runc).
+	runtimeOpts := &runcoptions.Options{Root: filepath.Join(n.cfg.Dir, "runc")}
 	ct, err := c.NewContainer(ctx, id,
+		client.WithRuntime("io.containerd.runc.v2", runtimeOpts),
 		client.WithImage(img),
 		client.WithSnapshotter(o.Snapshotter),
 		client.WithNewSnapshot(id, img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithHostNamespace(specs.NetworkNamespace),
-			oci.WithHostHostsFile, oci.WithHostResolvconf))
+		client.WithNewSpec(specOpts...))
 	if err != nil {
 		return nil, fmt.Errorf("creating container: %w", err)
 	}
