@@ -128,10 +128,12 @@ type Result struct {
 	RateMbit float64 `json:"rateMbit"`
 	// LinkMBps is the link's measured throughput: one GET of the largest
 	// blob through the shaped link, in MB/s (10^6 bytes).
-	LinkMBps  float64           `json:"linkMBps"`
-	Versions  map[string]string `json:"versions"`
-	Summaries []Summary         `json:"summaries"`
-	Runs      []RunRecord       `json:"runs"`
+	LinkMBps float64           `json:"linkMBps"`
+	Versions map[string]string `json:"versions"`
+	// Variants are what was measured, with their layouts.
+	Variants  []Variant   `json:"variants"`
+	Summaries []Summary   `json:"summaries"`
+	Runs      []RunRecord `json:"runs"`
 }
 
 func (c *Config) step(format string, args ...any) {
@@ -168,7 +170,7 @@ func Bench(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{Image: cfg.Image, RateMbit: cfg.RateMbit, Versions: Versions(cfg.Bin)}
+	res = &Result{Image: cfg.Image, RateMbit: cfg.RateMbit, Versions: Versions(cfg.Bin), Variants: cfg.Variants}
 	regDir := filepath.Join(work, "registry")
 	_ = os.RemoveAll(regDir)
 	cfg.step("starting the registry (link %g Mbit/s)", cfg.RateMbit)

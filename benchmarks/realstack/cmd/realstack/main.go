@@ -70,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nodes := fs.String("nodes", "cold,warm", "node kinds: cold, warm")
 	rate := fs.Float64("rate", 100, "the registry link's rate in Mbit/s (0: unshaped)")
 	runs := fs.Int("runs", 3, "runs per variant and node")
+	recipe := fs.String("recipe", "", "read the ready condition from a benchmark recipe.json (benchmarks/images/NAME/recipe.json)")
+	installOnly := fs.Bool("install", false, "only build the stack's binaries into -bin, then exit")
 	readyLine := fs.String("ready-line", "", "ready when a line of the container's output matches this regexp")
 	readyPort := fs.Int("ready-port", 0, "ready when this TCP port accepts connections (host network)")
 	readyTimeout := fs.Duration("ready-timeout", 120*time.Second, "give up on a run after this long")
@@ -85,6 +87,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	ready := realstack.Ready{Port: *readyPort, Timeout: *readyTimeout}
+	if *recipe != "" {
+		if err := readRecipeReady(*recipe, readyLine, readyPort, &ready); err != nil {
+			return err
+		}
+	}
 	if *readyLine != "" {
 		re, err := regexp.Compile(*readyLine)
 		if err != nil {
@@ -92,8 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		ready.Line = re
 	}
-	if ready.Line == nil && ready.Port == 0 {
-		return errors.New("give -ready-line or -ready-port")
+	if ready.Line == nil && ready.Port == 0 && !*installOnly {
+		return errors.New("give -ready-line, -ready-port or -recipe")
 	}
 	mod, err := realstack.FindModule(".")
 	if err != nil {
@@ -113,6 +120,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	progress("installing the stack into %s (go build; skipped when up to date)", *bin)
 	if err := realstack.Install(ctx, mod, *bin, stderr); err != nil {
 		return err
+	}
+	if *installOnly {
+		return nil
 	}
 
 	cfg := realstack.Config{Image: *image, Base: *base, RateMbit: *rate, Runs: *runs, Ready: ready,
@@ -152,6 +162,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(cfg.Variants) == 0 {
 		return errors.New("nothing to measure: give -variant NAME=DIR or -original DIR")
 	}
+	// The standard variants in their order, others after them.
+	rank := func(v realstack.Variant) int {
+		if i := slices.Index(realstack.StandardVariants, v.Name); i >= 0 {
+			return i
+		}
+		return len(realstack.StandardVariants)
+	}
+	slices.SortStableFunc(cfg.Variants, func(a, b realstack.Variant) int { return rank(a) - rank(b) })
 	res, err := realstack.Bench(ctx, cfg)
 	if err != nil && res == nil {
 		return err
@@ -175,4 +193,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		realstack.WriteTable(stderr, res)
 	}
 	return err
+}
+
+// readRecipeReady reads the "ready" object of a benchmark recipe.json:
+// {"line": RE, "port": N, "timeout": "60s"}.
+func readRecipeReady(path string, line *string, port *int, ready *realstack.Ready) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Ready struct {
+			Line    string `json:"line"`
+			Port    int    `json:"port"`
+			Timeout string `json:"timeout"`
+		} `json:"ready"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Ready.Line != "" {
+		*line = r.Ready.Line
+	}
+	if r.Ready.Port != 0 {
+		*port = r.Ready.Port
+		ready.Port = r.Ready.Port
+	}
+	if r.Ready.Timeout != "" {
+		d, err := time.ParseDuration(r.Ready.Timeout)
+		if err != nil {
+			return fmt.Errorf("%s: ready.timeout: %w", path, err)
+		}
+		// The recipe's timeout is for a local start; a pull over a
+		// shaped link takes longer, so it only raises the default.
+		ready.Timeout = max(ready.Timeout, d)
+	}
+	return nil
 }
