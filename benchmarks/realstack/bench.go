@@ -113,7 +113,7 @@ type Summary struct {
 	// Layers and RemoteLayers as in the runs (the fewest remote layers of
 	// any run); Mode is "remote" when every layer of every run was a
 	// remote snapshot, "fallback" when a lazy pull downloaded a layer,
-	// "full" for the overlayfs pulls.
+	// "full" for the overlayfs pulls, "none" when no run succeeded.
 	Layers       int    `json:"layers"`
 	RemoteLayers int    `json:"remoteLayers"`
 	Mode         string `json:"mode"`
@@ -307,11 +307,13 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 			if s.RemoteLayers < 0 {
 				s.RemoteLayers = 0
 			}
-			if v.Lazy {
+			switch {
+			case s.OK == 0:
+				s.Mode = "none"
+			case v.Lazy && s.RemoteLayers == s.Layers:
+				s.Mode = "remote"
+			case v.Lazy:
 				s.Mode = "fallback"
-				if s.OK > 0 && s.RemoteLayers == s.Layers {
-					s.Mode = "remote"
-				}
 			}
 			s.Seconds = NewStat(secs)
 			s.Bytes = int64(NewStat(bytes).Median)
