@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -110,12 +111,14 @@ type Summary struct {
 	Requests  int   `json:"requests"`
 	BlobGETs  int   `json:"blobGETs"`
 	RangeGETs int   `json:"rangeGETs"`
-	// Layers and RemoteLayers as in the runs (the fewest remote layers of
-	// any run); Mode is "remote" when every layer of every run was a
-	// remote snapshot, "fallback" when a lazy pull downloaded a layer,
-	// "full" for the overlayfs pulls, "none" when no run succeeded.
+	// Layers, RemoteLayers and HeldLayers as in the runs (those of the
+	// run with the fewest remote layers); Mode is "remote" when every
+	// layer of every run was a remote snapshot or held before the pull,
+	// "fallback" when a lazy pull downloaded a layer, "full" for the
+	// overlayfs pulls, "none" when no run succeeded.
 	Layers       int    `json:"layers"`
 	RemoteLayers int    `json:"remoteLayers"`
+	HeldLayers   int    `json:"heldLayers"`
 	Mode         string `json:"mode"`
 	// OK runs of Runs; failed runs have an Error in their RunRecord.
 	OK   int `json:"ok"`
@@ -229,8 +232,8 @@ func Bench(ctx context.Context, cfg Config) (res *Result, err error) {
 					rec.Error = err.Error()
 					cfg.step("%s on a %s node, run %d: FAILED: %v", v.Name, nk, i+1, firstLine(err.Error()))
 				} else {
-					cfg.step("%s on a %s node, run %d: %.2f s, %.1f MB, %d requests, remote %d/%d layers",
-						v.Name, nk, i+1, rec.Seconds, float64(rec.Traffic.Bytes)/1e6, rec.Traffic.Requests, rec.RemoteLayers, rec.Layers)
+					cfg.step("%s on a %s node, run %d: %.2f s, %.1f MB, %d requests, layers: %d remote + %d held of %d",
+						v.Name, nk, i+1, rec.Seconds, float64(rec.Traffic.Bytes)/1e6, rec.Traffic.Requests, rec.RemoteLayers, rec.HeldLayers, rec.Layers)
 				}
 				res.Runs = append(res.Runs, rec)
 			}
@@ -255,6 +258,8 @@ func measureOne(ctx context.Context, cfg *Config, node *Node, reg *Registry, v V
 		if err := node.Pull(ctx, baseRef, sn); err != nil {
 			return fmt.Errorf("warming the node with the base image: %w", err)
 		}
+		// The unpacked base is written back now, not during the run.
+		syscall.Sync()
 	} else if err := DropCaches(); err != nil {
 		return fmt.Errorf("dropping the page cache: %w", err)
 	}
@@ -301,7 +306,7 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 				ranges = append(ranges, float64(r.Traffic.RangeGETs))
 				s.Layers = r.Layers
 				if s.RemoteLayers < 0 || r.RemoteLayers < s.RemoteLayers {
-					s.RemoteLayers = r.RemoteLayers
+					s.RemoteLayers, s.HeldLayers = r.RemoteLayers, r.HeldLayers
 				}
 			}
 			if s.RemoteLayers < 0 {
@@ -310,7 +315,7 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 			switch {
 			case s.OK == 0:
 				s.Mode = "none"
-			case v.Lazy && s.RemoteLayers == s.Layers:
+			case v.Lazy && s.RemoteLayers+s.HeldLayers == s.Layers:
 				s.Mode = "remote"
 			case v.Lazy:
 				s.Mode = "fallback"

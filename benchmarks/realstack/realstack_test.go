@@ -64,10 +64,11 @@ func TestSummarize(t *testing.T) {
 		rr("original", Cold, 10, 0, 100, ""), rr("original", Cold, 12, 0, 100, ""), rr("original", Cold, 0, 0, 0, "timeout"),
 		rr("coldstart", Cold, 2, 4, 9, ""), rr("coldstart", Cold, 1, 4, 11, ""),
 		rr("coldstart-keep", Cold, 9, 3, 80, ""), rr("coldstart-keep", Cold, 8, 4, 70, ""),
+		{Variant: "coldstart-keep", Node: Warm, RunResult: RunResult{Seconds: 1, Layers: 4, RemoteLayers: 3, HeldLayers: 1}},
 	}
-	got := Summarize("img", vs, []string{Cold}, runs)
-	if len(got) != 3 {
-		t.Fatalf("%d summaries, want 3", len(got))
+	got := Summarize("img", vs, []string{Cold, Warm}, runs)
+	if len(got) != 6 {
+		t.Fatalf("%d summaries, want 6", len(got))
 	}
 	if s := got[0]; s.Mode != "full" || s.OK != 2 || s.Runs != 3 || s.Seconds != (Stat{11, 10, 12}) || s.Bytes != 100 {
 		t.Errorf("original: %+v", s)
@@ -77,6 +78,12 @@ func TestSummarize(t *testing.T) {
 	}
 	if s := got[2]; s.Mode != "fallback" || s.RemoteLayers != 3 {
 		t.Errorf("coldstart-keep: one run with a downloaded layer must make it a fallback: %+v", s)
+	}
+	if s := got[5]; s.Mode != "remote" || s.HeldLayers != 1 {
+		t.Errorf("coldstart-keep on a warm node: the held base is no fallback: %+v", s)
+	}
+	if s := got[3]; s.Mode != "none" || s.Runs != 0 {
+		t.Errorf("original on a warm node, no runs: %+v", s)
 	}
 }
 

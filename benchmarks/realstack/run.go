@@ -16,6 +16,7 @@ import (
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -74,11 +75,15 @@ type RunResult struct {
 	// ran.
 	Layers       int `json:"layers"`
 	RemoteLayers int `json:"remoteLayers"`
-	FUSEMounts   int `json:"fuseMounts"`
+	// HeldLayers were snapshots on the node before the pull (a warm
+	// node's base); they are neither remote nor downloaded.
+	HeldLayers int `json:"heldLayers"`
+	FUSEMounts int `json:"fuseMounts"`
 }
 
-// Remote says whether every layer was a remote snapshot.
-func (r *RunResult) Remote() bool { return r.Layers > 0 && r.RemoteLayers == r.Layers }
+// Remote says whether every layer the pull brought was a remote snapshot:
+// none was downloaded.
+func (r *RunResult) Remote() bool { return r.Layers > 0 && r.RemoteLayers+r.HeldLayers == r.Layers }
 
 // Resolver reaches every registry over plain HTTP.
 func Resolver() docker.ResolverOptions {
@@ -147,6 +152,14 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 		pullOpts = append(pullOpts, client.WithImageHandlerWrapper(source.AppendDefaultLabelsHandlerWrapper(ref, o.PrefetchSize)))
 	}
 
+	held := map[string]bool{}
+	if err := c.SnapshotService(o.Snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		held[info.Name] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("listing the snapshots: %w", err)
+	}
+
 	start := time.Now()
 	img, err := c.Pull(ctx, ref, pullOpts...)
 	if err != nil {
@@ -202,15 +215,16 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 		o.AtReady()
 	}
 	res := &RunResult{Seconds: readyAt.Sub(start).Seconds(), PullSeconds: pulled.Sub(start).Seconds()}
-	if err := n.checkRemote(ctx, c, img, o.Snapshotter, res); err != nil {
+	if err := n.checkRemote(ctx, c, img, o.Snapshotter, held, res); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// checkRemote counts the image's layers that are remote snapshots and the
-// stargz FUSE mounts below the node's directory.
-func (n *Node) checkRemote(ctx context.Context, c *client.Client, img client.Image, snapshotter string, res *RunResult) error {
+// checkRemote counts the image's layers that are remote snapshots, those
+// held before the pull, and the stargz FUSE mounts below the node's
+// directory.
+func (n *Node) checkRemote(ctx context.Context, c *client.Client, img client.Image, snapshotter string, held map[string]bool, res *RunResult) error {
 	diffIDs, err := img.RootFS(ctx)
 	if err != nil {
 		return err
@@ -222,7 +236,9 @@ func (n *Node) checkRemote(ctx context.Context, c *client.Client, img client.Ima
 		if err != nil {
 			return fmt.Errorf("snapshot of layer %s: %w", chain, err)
 		}
-		if _, ok := info.Labels[remoteLabel]; ok {
+		if held[chain.String()] {
+			res.HeldLayers++
+		} else if _, ok := info.Labels[remoteLabel]; ok {
 			res.RemoteLayers++
 		}
 	}
