@@ -74,6 +74,9 @@ type RunRecord struct {
 	// Traffic is what the registry served from the start of the pull
 	// until the ready condition held (requests completed by then).
 	Traffic Traffic `json:"traffic"`
+	// LoadAvg is the machine's 1-minute load average when the run
+	// started: the benchmark machines are shared.
+	LoadAvg float64 `json:"loadAvg"`
 	Error   string  `json:"error,omitempty"`
 }
 
@@ -224,7 +227,7 @@ func Bench(ctx context.Context, cfg Config) (res *Result, err error) {
 				if err := ctx.Err(); err != nil {
 					return res, err
 				}
-				rec := RunRecord{Variant: v.Name, Node: nk, Run: i + 1}
+				rec := RunRecord{Variant: v.Name, Node: nk, Run: i + 1, LoadAvg: loadAvg()}
 				if err := measureOne(ctx, &cfg, node, reg, v, refs[v.Name], baseRef, nk, i, &rec); err != nil {
 					if ctx.Err() != nil {
 						return res, ctx.Err()
@@ -232,8 +235,8 @@ func Bench(ctx context.Context, cfg Config) (res *Result, err error) {
 					rec.Error = err.Error()
 					cfg.step("%s on a %s node, run %d: FAILED: %v", v.Name, nk, i+1, firstLine(err.Error()))
 				} else {
-					cfg.step("%s on a %s node, run %d: %.2f s, %.1f MB, %d requests, layers: %d remote + %d held of %d",
-						v.Name, nk, i+1, rec.Seconds, float64(rec.Traffic.Bytes)/1e6, rec.Traffic.Requests, rec.RemoteLayers, rec.HeldLayers, rec.Layers)
+					cfg.step("%s on a %s node, run %d: %.2f s, %.1f MB, %d requests, layers: %d remote + %d held of %d (load %.1f)",
+						v.Name, nk, i+1, rec.Seconds, float64(rec.Traffic.Bytes)/1e6, rec.Traffic.Requests, rec.RemoteLayers, rec.HeldLayers, rec.Layers, rec.LoadAvg)
 				}
 				res.Runs = append(res.Runs, rec)
 			}
@@ -396,4 +399,15 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// loadAvg is the 1-minute load average (0 when unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(b), "%g", &l)
+	return l
 }
