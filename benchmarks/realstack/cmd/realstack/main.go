@@ -16,7 +16,8 @@
 //	realstack -image python -ready-line '^ready: ' -original DIR -base BASE_DIR \
 //	    -coldstart BIN -refconvert BIN [-profile RUN.json] [-variants LIST]
 //
-// The variant named "original" is pulled in full with overlayfs; every
+// -tables FILE.json... prints the tables of earlier results without
+// measuring. The variant named "original" is pulled in full with overlayfs; every
 // other one lazily through the stargz snapshotter. Needs Linux and root;
 // the stack's binaries are built into -bin on first use.
 package main
@@ -80,8 +81,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bin := fs.String("bin", "", "directory of the stack's binaries (default: benchmarks/.work/realstack/bin), built when missing")
 	out := fs.String("out", "", "write the JSON here (default: stdout)")
 	table := fs.Bool("table", true, "print a Markdown table of the summaries on stderr")
+	tables := fs.Bool("tables", false, "measure nothing: print the Markdown tables of the result JSON files given as arguments on stdout")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *tables {
+		return printTables(fs.Args(), stdout)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -227,6 +232,22 @@ func readRecipeReady(path string, line *string, port *int, ready *realstack.Read
 		// The recipe's timeout is for a local start; a pull over a
 		// shaped link takes longer, so it only raises the default.
 		ready.Timeout = max(ready.Timeout, d)
+	}
+	return nil
+}
+
+// printTables prints the table of each result file.
+func printTables(files []string, w io.Writer) error {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var res realstack.Result
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		realstack.WriteTable(w, &res)
 	}
 	return nil
 }
