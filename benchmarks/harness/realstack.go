@@ -145,7 +145,7 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		layouts[v.Name], lazy[v.Name] = v.Layout, v.Lazy
 	}
 	for _, s := range res.Summaries {
-		rs := RealStart{Image: name, Network: network, Node: s.Node, Variant: s.Variant, Seconds: s.Seconds.Median,
+		st := RealStart{Image: name, Network: network, Node: s.Node, Variant: s.Variant, Seconds: s.Seconds.Median,
 			Min: s.Seconds.Min, Max: s.Seconds.Max, Bytes: s.Bytes, Requests: s.Req, Mode: s.Mode, OK: s.OK, Runs: s.Runs}
 		if prof != nil && nw.BytesPerSecond > 0 {
 			var held []v1.Image
@@ -153,13 +153,13 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 				held = append(held, baseImg)
 			}
 			if p, err := r.estimate(ctx, "oci:"+layouts[s.Variant], prof, nw, held); err == nil {
-				rs.PredictedSeconds = p.FullPullSeconds
+				st.PredictedSeconds = p.FullPullSeconds
 				if lazy[s.Variant] {
-					rs.PredictedSeconds = p.LazyStartSeconds
+					st.PredictedSeconds = p.LazyStartSeconds
 				}
 			}
 		}
-		r.res.RealStack = append(r.res.RealStack, rs)
+		r.res.RealStack = append(r.res.RealStack, st)
 	}
 	return nil
 }
