@@ -99,7 +99,7 @@ const (
 	// (benchmarks/RESULTS.md): the start of a container whose files are
 	// local (the median of the full pulls' time after their pull: 0.33 to
 	// 1.05 s), a lazy layer's mount, and opening and reading files through
-// FUSE.
+	// FUSE.
 	DefaultContainerStart = 450 * time.Millisecond
 	DefaultLazyMount      = 30 * time.Millisecond
 	DefaultLazyReadRate   = 55e6
