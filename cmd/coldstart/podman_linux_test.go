@@ -1,29 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"os/exec"
 	"path"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/podman"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -34,21 +25,8 @@ import (
 )
 
 // Tests with the real podman (Debian's 4.3.1: containers/storage 1.43,
-// containers/image 5.23), each in a private store, pulling through a
-// counting proxy from Debian's docker-registry. One thing podman 4.3 run as
-// root keeps outside any store it is given: containers/image's blob info
-// cache, /var/lib/containers/cache/blob-info-cache-v1.boltdb (digest pairs
-// and the repositories blobs were seen in). It can only point podman at
-// layers that the private store itself holds, so it cannot change what
-// these tests see; it is left as podman leaves it.
-
-// podmanStore is a private podman: its own storage, run state, storage.conf,
-// registries.conf, containers.conf and signature policy under dir.
-type podmanStore struct {
-	dir  string
-	env  []string
-	args []string
-}
+// containers/image 5.23), each in a private store (internal/podman),
+// pulling through a counting proxy from Debian's docker-registry.
 
 // podmanTools skips (or fails, see registrytest.RequireTools) when podman,
 // runc or a static busybox is missing, or when not root.
@@ -57,223 +35,67 @@ func podmanTools(t *testing.T) (busybox []byte) {
 	if testing.Short() {
 		t.Skip("runs podman")
 	}
-	for _, tool := range []string{"podman", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			registrytest.SkipOrFail(t, "%s not installed (apt-get install podman runc)", tool)
-		}
+	if err := podman.Check(); err != nil {
+		registrytest.SkipOrFail(t, "%v", err)
 	}
-	if os.Geteuid() != 0 {
-		registrytest.SkipOrFail(t, "podman tests run as root (private overlay storage)")
-	}
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) {
-		registrytest.SkipOrFail(t, "no static /bin/busybox (apt-get install busybox-static): %v", err)
+	b, err := podman.Busybox()
+	if err != nil {
+		registrytest.SkipOrFail(t, "%v", err)
 	}
 	return b
 }
 
-// newPodmanStore writes the configuration of a private store whose pulls
-// from registry (a loopback host) use plain HTTP; partial says whether
-// partial (zstd:chunked / eStargz) pulls are enabled. Everything it leaves
-// behind is removed when the test ends.
+// podmanStore is a private podman for one test.
+type podmanStore struct{ *podman.Store }
+
+// newPodmanStore makes a private store whose pulls from registry (a
+// loopback host) use plain HTTP; partial says whether partial
+// (zstd:chunked / eStargz) pulls are enabled. Everything it leaves behind
+// is removed when the test ends.
 func newPodmanStore(t *testing.T, registry string, partial bool) *podmanStore {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "coldstart-podman-")
+	s, err := podman.NewStore("", registry, partial)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &podmanStore{dir: dir}
-	t.Cleanup(func() { p.destroy(t) })
-	files := map[string]string{
-		"storage.conf": fmt.Sprintf(`[storage]
-driver = "overlay"
-graphroot = %q
-runroot = %q
-
-[storage.options]
-pull_options = {enable_partial_images = "%t", use_hard_links = "false", ostree_repos = ""}
-`, filepath.Join(dir, "root"), filepath.Join(dir, "runroot"), partial),
-		"registries.conf": fmt.Sprintf(`unqualified-search-registries = []
-
-[[registry]]
-location = %q
-insecure = true
-`, registry),
-		"containers.conf": `[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-`,
-		"policy.json": `{"default":[{"type":"insecureAcceptAnything"}]}`,
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
 		}
-	}
-	p.env = append(os.Environ(),
-		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
-		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(dir, "registries.conf"),
-		"CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
-		"TMPDIR="+filepath.Join(dir, "tmp"),
-	)
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	p.args = []string{
-		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-		"--tmpdir", filepath.Join(dir, "libpod"), "--storage-driver", "overlay",
-		"--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc",
-	}
-	return p
-}
-
-// podman runs podman on the store and returns its output.
-func (p *podmanStore) podman(args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command("podman", append(append([]string{}, p.args...), args...)...)
-	cmd.Env = p.env
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	if err != nil {
-		err = fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, lastLines(e.String(), 20))
-	}
-	return o.String(), e.String(), err
-}
-
-func (p *podmanStore) must(t *testing.T, args ...string) (stdout, stderr string) {
-	t.Helper()
-	o, e, err := p.podman(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o, e
+	})
+	return &podmanStore{s}
 }
 
 // pull pulls ref with debug logging and returns the log.
 func (p *podmanStore) pull(t *testing.T, ref string) string {
 	t.Helper()
-	_, e := p.must(t, "--log-level", "debug", "pull", "--signature-policy", filepath.Join(p.dir, "policy.json"), ref)
-	return e
+	log, err := p.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
 }
 
 // files lists what a container of ref sees: find / -xdev inside it.
 func (p *podmanStore) files(t *testing.T, ref string) []string {
 	t.Helper()
-	o, _ := p.must(t, "run", "--rm", "--network", "none", "--pull", "never",
-		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-		"--entrypoint", "/bin/find", ref, "/", "-xdev")
-	out := strings.Split(strings.TrimSpace(o), "\n")
-	sort.Strings(out)
-	return out
-}
-
-// destroy removes the containers, images and storage of the store, then
-// unmounts whatever is still mounted under it, deepest first, and deletes it.
-func (p *podmanStore) destroy(t *testing.T) {
-	_, _, _ = p.podman("rm", "--all", "--force")
-	_, _, _ = p.podman("rmi", "--all", "--force")
-	_, _, _ = p.podman("system", "reset", "--force")
-	for _, m := range mountsUnder(p.dir) {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", m, err)
-		}
-	}
-	if err := os.RemoveAll(p.dir); err != nil {
-		t.Errorf("removing the podman store: %v", err)
-	}
-}
-
-// mountsUnder lists the mount points at or under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	out, err := p.Files(context.Background(), ref)
 	if err != nil {
-		return nil
+		t.Fatal(err)
 	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(fields[4], `\040`, " ")
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// blobProxy is a reverse proxy in front of a registry that records, for
-// every request, the Range asked and the bytes of body sent.
-type blobProxy struct {
-	Host string
-	mu   sync.Mutex
-	log  []proxied
-}
-
-type proxied struct {
-	Method, Path, Range string
-	Status              int
-	Bytes               int64
-}
-
-func newBlobProxy(t *testing.T, registry string) *blobProxy {
+// newBlobProxy starts a counting proxy in front of registry, stopped when
+// the test ends.
+func newBlobProxy(t *testing.T, registry string) *podman.Proxy {
 	t.Helper()
-	up := &url.URL{Scheme: "http", Host: registry}
-	p := &blobProxy{}
-	rp := httputil.NewSingleHostReverseProxy(up)
-	rp.ModifyResponse = func(r *http.Response) error {
-		r.Body = &countingBody{ReadCloser: r.Body, done: func(n int64) {
-			p.mu.Lock()
-			p.log = append(p.log, proxied{Method: r.Request.Method, Path: r.Request.URL.Path,
-				Range: r.Request.Header.Get("Range"), Status: r.StatusCode, Bytes: n})
-			p.mu.Unlock()
-		}}
-		return nil
+	px, err := podman.NewProxy(registry)
+	if err != nil {
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	p.Host = strings.TrimPrefix(srv.URL, "http://")
-	return p
-}
-
-// take returns the requests recorded so far and forgets them.
-func (p *blobProxy) take() []proxied {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	l := p.log
-	p.log = nil
-	return l
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n    int64
-	once sync.Once
-	done func(int64)
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
-	return n, err
-}
-
-func (b *countingBody) Close() error {
-	b.once.Do(func() { b.done(b.n) })
-	return b.ReadCloser.Close()
+	t.Cleanup(func() { px.Close() })
+	return px
 }
 
 // podmanImage writes an OCI layout of a two-layer image that runs with a
@@ -395,11 +217,6 @@ func containerDiff(want, got []string) (extra, missing []string) {
 	return extra, missing
 }
 
-var (
-	partialOK   = regexp.MustCompile(`Retrieved partial blob (sha256:[0-9a-f]{64})`)
-	partialFail = regexp.MustCompile(`Failed to retrieve partial blob: ((?:[^"\\]|\\.)*)`)
-)
-
 // TestPodmanZstdChunked: podman takes coldstart's zstd:chunked as its own.
 // A container sees exactly the input's files (no prefetch landmark or other
 // metadata entry), whether podman pulls partially or downloads the layers,
@@ -429,8 +246,8 @@ func TestPodmanZstdChunked(t *testing.T) {
 	t.Run("partial", func(t *testing.T) {
 		p := newPodmanStore(t, px.Host, true)
 		log := p.pull(t, zref)
-		if m := partialOK.FindAllStringSubmatch(log, -1); len(m) != len(zstd) {
-			t.Errorf("podman pulled %d of %d layers partially:\n%s", len(m), len(zstd), lastLines(log, 30))
+		if m := podman.PartialBlobs(log); len(m) != len(zstd) {
+			t.Errorf("podman pulled %d of %d layers partially:\n%s", len(m), len(zstd), podman.LastLines(log, 30))
 		}
 		check(t, p, zref)
 	})
@@ -442,17 +259,17 @@ func TestPodmanZstdChunked(t *testing.T) {
 	t.Run("next-to-estargz", func(t *testing.T) {
 		p := newPodmanStore(t, px.Host, true)
 		elog := p.pull(t, eref)
-		if m := partialOK.FindAllStringSubmatch(elog, -1); len(m) != len(esgz) {
-			t.Errorf("podman pulled %d of %d eStargz layers partially:\n%s", len(m), len(esgz), lastLines(elog, 30))
+		if m := podman.PartialBlobs(elog); len(m) != len(esgz) {
+			t.Errorf("podman pulled %d of %d eStargz layers partially:\n%s", len(m), len(esgz), podman.LastLines(elog, 30))
 		}
-		px.take()
+		px.Take()
 		log := p.pull(t, zref)
-		for _, m := range partialFail.FindAllStringSubmatch(log, -1) {
-			t.Errorf("podman fell back to a full download: %s", m[1])
+		for _, m := range podman.PartialFailures(log) {
+			t.Errorf("podman fell back to a full download: %s", m)
 		}
 		got := map[string]bool{}
-		for _, m := range partialOK.FindAllStringSubmatch(log, -1) {
-			got[m[1]] = true
+		for _, m := range podman.PartialBlobs(log) {
+			got[m] = true
 		}
 		for _, d := range zstd {
 			if !got[d] {
@@ -461,7 +278,7 @@ func TestPodmanZstdChunked(t *testing.T) {
 		}
 		// The registry agrees: no zstd:chunked layer was downloaded whole.
 		var served int64
-		for _, r := range px.take() {
+		for _, r := range px.Take() {
 			if r.Method != http.MethodGet || !strings.Contains(r.Path, "/blobs/") {
 				continue
 			}
@@ -604,16 +421,16 @@ func TestPodmanUpdate(t *testing.T) {
 
 	p := newPodmanStore(t, px.Host, true)
 	p.pull(t, px.Host+"/app:v1")
-	px.take()
+	px.Take()
 	start := time.Now()
 	log := p.pull(t, px.Host+"/app:v2")
 	took := time.Since(start)
-	if m := partialFail.FindStringSubmatch(log); m != nil {
-		t.Errorf("podman fell back to a full download: %s", m[1])
+	for _, m := range podman.PartialFailures(log) {
+		t.Errorf("podman fell back to a full download: %s", m)
 	}
 	var served, gets int64
 	var ranges []string
-	for _, r := range px.take() {
+	for _, r := range px.Take() {
 		if r.Method != http.MethodGet || !strings.Contains(r.Path, "/blobs/") {
 			continue
 		}
