@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"optimize":                   {"internal/funcopt", "internal/ctxio", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
 	"optimize/profile":           {"internal/funcopt", "layers", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath"},
 	"optimize/profile/run":       {"internal/funcopt", "layers", "optimize/profile", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath", "internal/mountinfo", "internal/rootfs"},
-	"optimize/report":            {"internal/funcopt", "layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/shaper", "internal/units"},
+	"optimize/report":            {"internal/funcopt", "layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/partialpull", "internal/shaper", "internal/units"},
 	"internal/oracle":            {},
 	"internal/lazypull":          {"internal/funcopt", "layers"},
 	"internal/rootfs":            {"internal/funcopt", "internal/ctxio", "layers"},
