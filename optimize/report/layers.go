@@ -91,7 +91,7 @@ func (o *options) given(l *Layers) (*inputs, error) {
 	}
 	in := &inputs{digest: l.Digest, platform: l.Platform, manifestBytes: l.ManifestBytes, configBytes: l.ConfigBytes}
 	for i, ld := range l.Layers {
-		li := &layerInfo{desc: ld.Descriptor, idx: ld.Index}
+		li := &layerInfo{desc: ld.Descriptor, idx: ld.Index, partial: openPartial(ld.Blob, ld.Descriptor)}
 		if ld.Blob != nil && (ld.Index == nil || ld.Index.Lazy != layers.NotLazy) {
 			t, err := lazypull.OpenTOC(ld.Blob, ld.Descriptor.Size)
 			switch {

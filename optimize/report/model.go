@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/coldstart-dev/coldstart/internal/lazypull"
+	"github.com/coldstart-dev/coldstart/internal/partialpull"
 	"github.com/coldstart-dev/coldstart/layers"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -36,6 +37,9 @@ type layerInfo struct {
 	held      bool
 	// blob is the temporary file that holds the compressed blob.
 	blob string
+	// partial is the layer as containers/storage reads it when it pulls
+	// it partially, nil when it downloads it whole.
+	partial *partialpull.Layer
 }
 
 // compression of the layer's chunks: gzip for eStargz, zstd for
@@ -87,6 +91,7 @@ const (
 	catLayer
 	catPrefetch
 	catOnDemand
+	catFiles
 )
 
 // build is one scenario's plan and its accounting.
@@ -147,6 +152,8 @@ func (b *build) count(bytes int64, cat category) {
 		b.cost.PrefetchBytes += bytes
 	case catOnDemand:
 		b.cost.OnDemandBytes += bytes
+	case catFiles:
+		b.cost.FileBytes += bytes
 	}
 }
 
@@ -502,13 +509,13 @@ func (b *build) phases(tm timing) Phases {
 		ph.Start = tm.end[b.start] - tm.start[b.start]
 	}
 	switch b.scen {
-	case FullPull, LowerBound:
+	case FullPull, LowerBound, PartialPull:
 		dl := 0.0
 		for _, t := range b.downloadTasks {
 			dl = math.Max(dl, tm.end[t])
 		}
 		dl = math.Min(dl, startAt)
-		if b.scen == FullPull {
+		if b.scen != LowerBound {
 			ph.Download, ph.Unpack, ph.Start = dl, startAt-dl, total-startAt
 		} else {
 			ph.Download, ph.OnDemand, ph.Start = dl, startAt-dl, total-startAt

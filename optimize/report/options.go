@@ -20,6 +20,7 @@ type options struct {
 	profiler    profile.Profiler
 	held        map[v1.Hash]bool
 	baseImages  []v1.Image
+	previous    v1.Image
 	networks    []Network
 	rates       Rates
 	concurrency int
@@ -112,6 +113,22 @@ func WithBaseImage(imgs ...v1.Image) Option {
 			}
 		}
 		o.baseImages = append(o.baseImages, imgs...)
+		return nil
+	}
+}
+
+// WithPrevious names an earlier version of the image that the node holds:
+// every layer of it is held (in every scenario), and the files of its
+// eStargz and zstd:chunked layers, which a node with partial pulls pulled
+// partially, are where a partial pull (PartialPull) copies the files it
+// does not fetch, by content digest. It also makes the report show the
+// partial pull. The default is none.
+func WithPrevious(img v1.Image) Option {
+	return func(o *options) error {
+		if img == nil {
+			return errors.New("report: nil previous image")
+		}
+		o.previous = img
 		return nil
 	}
 }

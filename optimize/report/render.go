@@ -274,6 +274,9 @@ func (r *Report) doc() doc {
 	if n := len(r.Held); n > 0 {
 		node = fmt.Sprintf("holds %d of %d layers", n, len(r.Layers))
 	}
+	if r.Previous != "" {
+		node += ", and the previous version " + shortDigest(r.Previous)
+	}
 	d.facts = append(d.facts, [2]string{"node", node})
 	rates := "defaults (run with calibration to measure this machine)"
 	if r.Rates.Calibrated {
@@ -320,6 +323,9 @@ func (r *Report) doc() doc {
 		}
 		st.rows = append(st.rows, []string{name, units.Bytes(s.Bytes), strconv.Itoa(s.Requests), size(s.MetadataBytes),
 			size(s.LayerBytes), size(s.PrefetchBytes), size(s.OnDemandBytes), size(s.UnpackBytes)})
+		if s.FileBytes > 0 {
+			st.notes = append(st.notes, fmt.Sprintf("%s: %s of its bytes are the files it holds in no layer, one multi-range request per layer.", s.Scenario.Title(), units.Bytes(s.FileBytes)))
+		}
 	}
 	if estimated {
 		st.notes = append(st.notes, "* estimated: layers that are not lazy yet are taken as converted to eStargz with the start-up files first, their chunks compressed at the layer's ratio.")

@@ -23,7 +23,7 @@ const Version = 1
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "1"
+const ModelVersion = "2"
 
 // Scenario names one way of starting the image.
 type Scenario string
@@ -43,6 +43,12 @@ const (
 	// IfOptimized: a lazy start after converting every layer that is not
 	// lazy yet with the profile (an estimate; nothing is written).
 	IfOptimized Scenario = "if-optimized"
+	// PartialPull: a node with containers/storage's partial pulls
+	// (podman, CRI-O) fetches the TOC of every eStargz or zstd:chunked
+	// layer it does not hold and then only the files it holds in no layer
+	// it pulled partially (WithPrevious), all before the container starts;
+	// it downloads the other layers whole.
+	PartialPull Scenario = "partial-pull"
 )
 
 // Title is the scenario as a table shows it.
@@ -56,6 +62,8 @@ func (s Scenario) Title() string {
 		return "lower bound"
 	case IfOptimized:
 		return "if optimized"
+	case PartialPull:
+		return "partial pull (podman)"
 	}
 	return string(s)
 }
@@ -77,8 +85,11 @@ type Report struct {
 	// Profile summarizes the start-up files.
 	Profile ProfileSummary `json:"profile"`
 	// Held lists the layers the node holds, by digest.
-	Held   []string `json:"held,omitempty"`
-	Layers []Layer  `json:"layers"`
+	Held []string `json:"held,omitempty"`
+	// Previous is the digest of the earlier version of the image the node
+	// holds (WithPrevious).
+	Previous string  `json:"previous,omitempty"`
+	Layers   []Layer `json:"layers"`
 	// Bytes and requests of each scenario (the same figures as in
 	// Scenarios, for scripts).
 	FullPullBytes       int64  `json:"fullPullBytes"`
@@ -89,6 +100,11 @@ type Report struct {
 	LowerBoundRequests  int    `json:"lowerBoundRequests"`
 	IfOptimizedBytes    *int64 `json:"ifOptimizedBytes,omitempty"`
 	IfOptimizedRequests *int   `json:"ifOptimizedRequests,omitempty"`
+	// PartialPullBytes and PartialPullRequests are set when the partial
+	// pull applies: WithPrevious, or a layer that containers/storage pulls
+	// partially.
+	PartialPullBytes    *int64 `json:"partialPullBytes,omitempty"`
+	PartialPullRequests *int   `json:"partialPullRequests,omitempty"`
 	// Scenarios details each scenario's bytes.
 	Scenarios []ScenarioCost `json:"scenarios"`
 	// Estimates holds the estimated seconds to ready, per network.
@@ -141,6 +157,14 @@ type Layer struct {
 	StartupFiles int    `json:"startupFiles"`
 	StartupBytes int64  `json:"startupBytes"`
 	Note         string `json:"note,omitempty"`
+	// PartialPullBytes and PartialPullRequests are what a partial pull
+	// fetches of it (TOC and files, or the whole blob); PartialPullFiles
+	// the files it fetches, PartialPullCopied the files it copies from
+	// layers the node pulled partially. Set when the partial pull applies.
+	PartialPullBytes    int64 `json:"partialPullBytes,omitempty"`
+	PartialPullRequests int   `json:"partialPullRequests,omitempty"`
+	PartialPullFiles    int   `json:"partialPullFiles,omitempty"`
+	PartialPullCopied   int   `json:"partialPullCopied,omitempty"`
 }
 
 // ScenarioCost is what one scenario fetches.
@@ -148,13 +172,16 @@ type ScenarioCost struct {
 	Scenario Scenario `json:"scenario"`
 	Bytes    int64    `json:"bytes"`
 	Requests int      `json:"requests"`
-	// MetadataBytes: manifests, config, footers and TOCs. LayerBytes:
-	// whole layers. PrefetchBytes: prefetch ranges. OnDemandBytes: chunks
-	// read on demand.
+	// MetadataBytes: the registry ping, manifests, config, footers and
+	// TOCs. LayerBytes: whole layers. PrefetchBytes: prefetch ranges.
+	// OnDemandBytes: chunks read on demand. FileBytes: the multi-range
+	// responses of a partial pull (the files it lacks, multipart headers
+	// included).
 	MetadataBytes int64 `json:"metadataBytes"`
 	LayerBytes    int64 `json:"layerBytes"`
 	PrefetchBytes int64 `json:"prefetchBytes"`
 	OnDemandBytes int64 `json:"onDemandBytes"`
+	FileBytes     int64 `json:"fileBytes,omitempty"`
 	// UnpackBytes is the uncompressed size of the layers unpacked.
 	UnpackBytes int64 `json:"unpackBytes"`
 	// Estimated is set when part of the figures is estimated (layers not
@@ -171,6 +198,7 @@ type NetworkEstimate struct {
 	LazyStartSeconds   float64  `json:"lazyStartSeconds"`
 	LowerBoundSeconds  float64  `json:"lowerBoundSeconds"`
 	IfOptimizedSeconds *float64 `json:"ifOptimizedSeconds,omitempty"`
+	PartialPullSeconds *float64 `json:"partialPullSeconds,omitempty"`
 	// Phases splits each scenario's time into the segments of the chart.
 	Phases []Phases `json:"phases"`
 }
@@ -320,6 +348,16 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 			held[d] = true
 		}
 	}
+	var prev *previous
+	if o.previous != nil {
+		if prev, err = o.readPrevious(ctx, o.previous, m.layers); err != nil {
+			return nil, err
+		}
+		r.Previous = prev.digest
+		for _, d := range prev.layers {
+			held[d] = true
+		}
+	}
 	for _, l := range m.layers {
 		l.held = held[l.desc.Digest]
 		if l.held {
@@ -389,6 +427,14 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 	if whatIf != nil {
 		r.IfOptimizedBytes, r.IfOptimizedRequests = &whatIf.cost.Bytes, &whatIf.cost.Requests
 	}
+	var partial *build
+	var partialStats []partialLayerStat
+	if m.partialApplies(prev) {
+		partial, partialStats = m.partialPull(m.partialStore(prev))
+		builds = append(builds, partial)
+		r.Scenarios = append(r.Scenarios, partial.cost)
+		r.PartialPullBytes, r.PartialPullRequests = &partial.cost.Bytes, &partial.cost.Requests
+	}
 
 	nets := append([]Network(nil), o.networks...)
 	for _, b := range o.budgets {
@@ -401,6 +447,12 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 		r.Estimates = append(r.Estimates, estimateOn(n, builds))
 	}
 	r.Layers = m.layerSummaries(lazy)
+	for i, st := range partialStats {
+		r.Layers[i].PartialPullBytes, r.Layers[i].PartialPullRequests = st.bytes, st.requests
+		if st.plan != nil {
+			r.Layers[i].PartialPullFiles, r.Layers[i].PartialPullCopied = st.plan.FetchedFiles, st.plan.CopiedFiles
+		}
+	}
 	r.TopFiles = m.topFiles(lazy, nets, o.topFiles)
 	for _, b := range o.budgets {
 		for _, e := range r.Estimates {
@@ -450,6 +502,9 @@ func estimateOn(n Network, builds []*build) NetworkEstimate {
 		case IfOptimized:
 			t := ph.Total
 			e.IfOptimizedSeconds = &t
+		case PartialPull:
+			t := ph.Total
+			e.PartialPullSeconds = &t
 		}
 	}
 	return e
@@ -520,6 +575,7 @@ func readLayer(ctx context.Context, l v1.Layer, desc v1.Descriptor, name string,
 	}
 	idx.MediaType = desc.MediaType
 	li.idx, li.blob = idx, name
+	li.partial = openPartial(f, desc)
 	if idx.Lazy != layers.NotLazy {
 		if t, err := lazypull.OpenTOC(f, idx.Size); err == nil {
 			li.toc = t
