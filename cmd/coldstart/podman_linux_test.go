@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,9 +16,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/podman"
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
-	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/klauspost/compress/zstd"
 )
@@ -98,33 +95,12 @@ func newBlobProxy(t *testing.T, registry string) *podman.Proxy {
 	return px
 }
 
-// podmanImage writes an OCI layout of a two-layer image that runs with a
-// static busybox: a base with the shell and /etc, and the application layer
-// app. It returns the layout and the paths of the merged filesystem.
+// podmanImage writes an OCI layout of podman.Image (a busybox base and
+// the application layer app) and returns it with the paths of the merged
+// filesystem.
 func podmanImage(t *testing.T, busybox []byte, app testimage.Layer) (layout string, want []string) {
 	t.Helper()
-	base := testimage.Layer{
-		testimage.Dir("bin", 0o755),
-		testimage.File("bin/busybox", string(busybox), testimage.Mode(0o755)),
-		testimage.Symlink("bin/sh", "busybox"),
-		testimage.Symlink("bin/find", "busybox"),
-		testimage.Dir("etc", 0o755),
-		testimage.File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", testimage.Mode(0o644)),
-		testimage.File("etc/group", "root:x:0:\nshadow:x:42:\n", testimage.Mode(0o644)),
-		testimage.File("etc/shadow", "root:*:19000:0:99999:7:::\n", testimage.Mode(0o640), testimage.Owner(0, 42)),
-		testimage.File("etc/motd", "deleted above\n", testimage.Mode(0o644)),
-		testimage.Dir("proc", 0o755), testimage.Dir("sys", 0o755), testimage.Dir("dev", 0o755),
-		testimage.Dir("run", 0o755), testimage.Dir("tmp", 0o1777), testimage.Dir("root", 0o700),
-	}
-	var ls []v1.Layer
-	for _, l := range []testimage.Layer{base, app} {
-		c, err := l.Compressed(compression.GZip, testimage.WithParents())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, c)
-	}
-	img, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/sh", "/app/main.sh"}}, ls...)
+	img, err := podman.Image(busybox, app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,16 +122,6 @@ func podmanImage(t *testing.T, busybox []byte, app testimage.Layer) (layout stri
 	return "oci:" + layout, want
 }
 
-// pseudoRandom returns n incompressible bytes that depend on seed.
-func pseudoRandom(seed string, n int) string {
-	b := make([]byte, 0, n+sha256.Size)
-	for i := 0; len(b) < n; i++ {
-		s := sha256.Sum256([]byte(fmt.Sprintf("%s %d", seed, i)))
-		b = append(b, s[:]...)
-	}
-	return string(b[:n])
-}
-
 // podmanApp is an application layer with the kinds of entries real layers
 // hold: a large file, an empty file, a symlink, a hard link, files owned by
 // others, a copy of a base file, a whiteout of a base file.
@@ -163,7 +129,7 @@ func podmanApp() testimage.Layer {
 	return testimage.Layer{
 		testimage.Dir("app", 0o755),
 		testimage.File("app/main.sh", "#!/bin/sh\necho ready\n", testimage.Mode(0o755)),
-		testimage.File("app/data.bin", pseudoRandom("data", 600<<10), testimage.Mode(0o644)),
+		testimage.File("app/data.bin", podman.PseudoRandom("data", 600<<10), testimage.Mode(0o644)),
 		testimage.File("app/empty", "", testimage.Mode(0o600)),
 		testimage.Symlink("app/start", "main.sh"),
 		testimage.Hardlink("app/main-hard", "app/main.sh"),
@@ -362,40 +328,17 @@ func zstdLayers(t *testing.T, ref string) map[string]*zstdLayer {
 	return out
 }
 
-// podmanAppVersion is an application layer of many files; version v2
-// changes ten of them and adds one.
-func podmanAppVersion(v2 bool) testimage.Layer {
-	l := testimage.Layer{
-		testimage.Dir("app", 0o755),
-		testimage.File("app/main.sh", "#!/bin/sh\necho ready\n", testimage.Mode(0o755)),
-		testimage.File("app/data.bin", pseudoRandom("data", 600<<10), testimage.Mode(0o644)),
-	}
-	for i := range 200 {
-		seed := fmt.Sprintf("module %d", i)
-		if v2 && i%20 == 0 {
-			seed += " v2"
-		}
-		// Compressible text of 2 to 40 KiB.
-		text := strings.Repeat(pseudoRandom(seed, 64)+"\n", (2<<10+i*190)/65)
-		l = append(l, testimage.File(fmt.Sprintf("app/lib/mod%03d.py", i), text, testimage.Mode(0o644)))
-	}
-	if v2 {
-		l = append(l, testimage.File("app/lib/added.py", strings.Repeat(pseudoRandom("added", 64)+"\n", 100), testimage.Mode(0o644)))
-	}
-	return l
-}
-
 // TestPodmanUpdate: after pulling v1 of a zstd:chunked image, pulling v2,
 // whose application layer changed in a few files, skips the unchanged base
 // layer and fetches from the changed one its TOC and the compressed ranges
 // of the files podman does not hold already (by content digest), nothing
-// else.
+// else; coldstart report --previous v1 predicts those bytes and requests.
 func TestPodmanUpdate(t *testing.T) {
 	busybox := podmanTools(t)
 	reg := registrytest.StartDistribution(t)
 	px := newBlobProxy(t, reg.Host)
-	src1, _ := podmanImage(t, busybox, podmanAppVersion(false))
-	src2, want2 := podmanImage(t, busybox, podmanAppVersion(true))
+	src1, _ := podmanImage(t, busybox, podman.AppVersion(false))
+	src2, want2 := podmanImage(t, busybox, podman.AppVersion(true))
 	l1 := optimizeTo(t, src1, reg.Ref("app:v1"), "zstdchunked")
 	l2 := optimizeTo(t, src2, reg.Ref("app:v2"), "zstdchunked")
 	if len(l1) != 2 || len(l2) != 2 || l1[0] != l2[0] || l1[1] == l2[1] {
@@ -454,6 +397,24 @@ func TestPodmanUpdate(t *testing.T) {
 	}
 	t.Logf("v2 pull after v1: %v; application layer: %d of %d blob bytes in %d GETs (%s): TOC %d + %d changed files %d",
 		took.Round(time.Millisecond), served, app.Size, gets, strings.Join(ranges, ", "), app.ManifestLen, changed, changedBytes)
+	// What coldstart report --previous predicts for the application layer:
+	// exactly what the registry served.
+	stdout, stderr, code := run(t, "report", reg.Ref("app:v2"), "--previous", reg.Ref("app:v1"), "--format", "json", "--network", "edge")
+	if code != 0 {
+		t.Fatalf("report --previous: exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Layers []struct {
+			PartialPullBytes    int64 `json:"partialPullBytes"`
+			PartialPullRequests int64 `json:"partialPullRequests"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Layers) != 2 {
+		t.Fatalf("report --previous: %v\n%s", err, stdout)
+	}
+	if l := rep.Layers[1]; l.PartialPullBytes != served || l.PartialPullRequests != gets || rep.Layers[0].PartialPullRequests != 0 {
+		t.Errorf("report --previous predicts %+v of the layers; the registry served %d bytes in %d GETs of the application layer", rep.Layers, served, gets)
+	}
 	extra, missing := containerDiff(want2, p.files(t, px.Host+"/app:v2"))
 	if len(extra)+len(missing) > 0 {
 		t.Errorf("container of v2: extra %q, missing %q", extra, missing)
