@@ -44,6 +44,7 @@ type options struct {
 	profiler   profile.Profiler
 	editConfig func(*profile.Config) error
 	bases      []string
+	previous   string
 	overwrite  bool
 	compare    bool
 	measure    bool
@@ -152,6 +153,21 @@ func WithBases(refs ...string) Option {
 			}
 		}
 		o.bases = append(o.bases, refs...)
+		return nil
+	}
+}
+
+// WithPrevious names an earlier version of the image that nodes hold
+// (report.WithPrevious): Report counts its layers as held, and its
+// partial pull (containers/storage, podman) fetches only the files that
+// are in none of its eStargz and zstd:chunked layers. An index is narrowed
+// to the platform asked, as the image is. The default is none.
+func WithPrevious(ref string) Option {
+	return func(o *options) error {
+		if _, err := imageref.Parse(ref); err != nil {
+			return fmt.Errorf("%w: previous: %w", ErrInvalid, err)
+		}
+		o.previous = ref
 		return nil
 	}
 }

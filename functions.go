@@ -158,8 +158,9 @@ func Profile(ctx context.Context, ref string, opts ...Option) (*profile.Profile,
 
 // Report estimates what a cold start of the image ref names costs (see the
 // report package): bytes, requests and seconds of a full pull, a lazy start
-// and the lower bound, on the networks WithReportOptions names, for a node
-// that holds WithBases' layers. report.WithMeasurement measures it for
+// and the lower bound (and a partial pull, see WithPrevious), on the
+// networks WithReportOptions names, for a node that holds WithBases' layers
+// and WithPrevious' image. report.WithMeasurement measures it for
 // real; it needs a registry reference, whose name this function passes.
 func Report(ctx context.Context, ref string, opts ...Option) (*report.Report, error) {
 	o, err := makeOptions(opts)
@@ -186,6 +187,13 @@ func Report(ctx context.Context, ref string, opts ...Option) (*report.Report, er
 		if p, err := v1.ParsePlatform(o.platforms); err == nil && o.platforms != "" && o.platforms != "all" {
 			ro = append(ro, report.WithPlatform(*p))
 		}
+	}
+	if o.previous != "" {
+		prev, err := o.readOne(ctx, o.previous)
+		if err != nil {
+			return nil, fmt.Errorf("previous %s: %w", o.previous, err)
+		}
+		ro = append(ro, report.WithPrevious(prev.img))
 	}
 	ro = append(ro, o.reportOptions(bases)...)
 	r, err := report.Estimate(ctx, one.img, ro...)

@@ -14,6 +14,7 @@ type reportFlags struct {
 	cached, bases, networks, budgets                  []string
 	measure, calibrate                                bool
 	top                                               int
+	previous                                          string
 }
 
 func newReport(g *globals) *cobra.Command {
@@ -26,7 +27,9 @@ estimated seconds to ready for a full pull, a lazy start (eStargz / zstd:chunked
 layers mounted from their TOC, prefetch, then the start-up files' chunks on
 demand; a layer that cannot be mounted lazily is downloaded whole first),
 the lower bound and, when some layer is not
-lazy yet, the lazy start after optimizing. Networks: datacenter (10 Gbit/s,
+lazy yet, the lazy start after optimizing. With --previous IMAGE2 (an earlier
+version the node holds) or eStargz / zstd:chunked layers, also podman's
+partial pull: the TOCs, then the files in no layer it holds. Networks: datacenter (10 Gbit/s,
 1 ms), cloud (1 Gbit/s, 10 ms), edge (100 Mbit/s, 50 ms) or RATE,RTT.
 
 --profile takes "static" (predicted from the entrypoint) or a FILE: a profile
@@ -37,7 +40,8 @@ beside the estimate. --budget NETWORK=SECONDS fails the command (exit 1),
 after printing, when the lazy start estimate on NETWORK exceeds SECONDS.`,
 		Example: `  coldstart report registry.example.com/app:1 --network edge --budget edge=2
   coldstart report localhost:5000/app:1 --measure --shape 100Mbit,20ms
-  coldstart report oci:./app --cached sha256:... --format svg > start.svg`,
+  coldstart report oci:./app --cached sha256:... --format svg > start.svg
+  coldstart report registry.example.com/app:2 --previous registry.example.com/app:1`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options(cmd.Context(), g)
@@ -63,6 +67,7 @@ after printing, when the lazy start estimate on NETWORK exceeds SECONDS.`,
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer the node holds (repeatable, or comma-separated)")
 	fl.StringSliceVar(&f.bases, "base", nil, "image whose layers the node holds (repeatable, or comma-separated)")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to estimate: datacenter, cloud, edge or RATE,RTT (repeatable; default: the three named)")
+	fl.StringVar(&f.previous, "previous", "", "an earlier version of IMAGE that the node holds (its layers, and for podman's partial pull its files)")
 	fl.StringVar(&f.compare, "compare", "", "a second image to put beside IMAGE")
 	_ = fl.MarkDeprecated("compare", "use 'coldstart compare IMAGE IMAGE2'")
 	fl.BoolVar(&f.measure, "measure", false, "also measure a real full pull and lazy start from the registry")
@@ -141,6 +146,9 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 		coldstart.WithMeasure(f.measure), coldstart.WithReportOptions(ro...))
 	if f.platform != "" {
 		opts = append(opts, coldstart.WithPlatforms(f.platform))
+	}
+	if f.previous != "" {
+		opts = append(opts, coldstart.WithPrevious(f.previous))
 	}
 	return opts, nil
 }
