@@ -283,7 +283,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		return nil, nil, wrap(err)
 	}
 	roles, reasons := o.roles(idxs, ov, prio, ir)
-	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format.Lazy())
+	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format)
 	p.prioritize(prio)
 	ir.MissingPrioritized = p.missing
 	ir.StartupFiles = len(prio)

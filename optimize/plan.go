@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"strings"
+	"time"
 
 	"github.com/coldstart-dev/coldstart/layers"
 )
@@ -65,15 +66,59 @@ type plan struct {
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
-// role, dedupe says whether to drop what no container sees and lazy whether
-// the output is eStargz or zstd:chunked.
-func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe, lazy bool) *plan {
+// role, dedupe says whether to drop what no container sees and f is the
+// output format.
+func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool, f layers.Format) *plan {
 	p := makePlanEntries(ov, roles, reasons, dedupe)
 	p.findLinkSources()
-	if lazy {
+	if f.Lazy() {
 		p.findParentDirs()
 	}
+	if f == layers.FormatZstdChunked {
+		p.addRootDirs()
+	}
 	return p
+}
+
+// addRootDirs gives every rewritten or converted layer that has no entry
+// for the root directory one, before its first entry: the root's entry of
+// the layers below when there is one, else 0755, root-owned, from 1970.
+// containers/storage (1.43, Debian's podman) stages a partially pulled
+// layer in a directory it creates 0700 and sets the root's mode only from
+// an entry for it, so without one a container that runs as another user
+// than root cannot reach any file of the image. Whole pulls and
+// containerd ignore the root's entry.
+func (p *plan) addRootDirs() {
+	for li, idx := range p.ov.Layers() {
+		lp := p.layers[li]
+		if lp.role == RoleKeep {
+			continue
+		}
+		first, hasRoot := -1, false
+		for ei := range idx.Entries {
+			if lp.role == RoleRewrite && !lp.keep[ei] {
+				continue
+			}
+			if first < 0 {
+				first = ei
+			}
+			if e := &idx.Entries[ei]; e.Path == "." && e.Type == layers.TypeDir {
+				hasRoot = true
+				break
+			}
+		}
+		if first < 0 || hasRoot {
+			continue
+		}
+		root, ok := p.dirBefore(li, ".")
+		if !ok {
+			root = &layers.Entry{Path: ".", Name: "./", Type: layers.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0).UTC()}
+		}
+		if lp.dirs == nil {
+			lp.dirs = map[int][]*layers.Entry{}
+		}
+		lp.dirs[first] = append([]*layers.Entry{root}, lp.dirs[first]...)
+	}
 }
 
 func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *plan {
