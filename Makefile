@@ -50,7 +50,8 @@ demo: build
 
 # The benchmark report: real images built from Debian packages, conversion
 # against the reference converter, time to ready on a shaped loopback
-# registry. Needs Linux and root; installs what is missing (Debian packages).
+# registry, the real stack, podman pulling a new version partially. Needs
+# Linux and root; installs what is missing (Debian packages).
 # Writes benchmarks/RESULTS.md, results.json and the charts.
 bench: bench-deps
 	$(GO) run ./benchmarks/cmd/bench -runs 3 -out benchmarks
@@ -65,8 +66,8 @@ bench-quick: bench-deps
 bench-deps:
 	@command -v debootstrap >/dev/null && command -v docker-registry >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap docker-registry >/dev/null)
-	@command -v runc >/dev/null && command -v fusermount3 >/dev/null && command -v skopeo >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc fuse3 skopeo >/dev/null)
+	@command -v runc >/dev/null && command -v fusermount3 >/dev/null && command -v skopeo >/dev/null && command -v podman >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc fuse3 skopeo podman >/dev/null)
 
 # The real lazy-pulling stack (benchmarks/realstack, its own Go module):
 # containerd v2 + stargz-snapshotter + runc, docker-registry behind a

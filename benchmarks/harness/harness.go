@@ -53,6 +53,9 @@ type Config struct {
 	// RealStack, when set, also measures every image's variants on the
 	// real stack (see RealStackConfig).
 	RealStack *RealStackConfig
+	// Podman, when set, also measures a new version of some images pulled
+	// by podman after the previous one (see PodmanConfig).
+	Podman *PodmanConfig
 }
 
 // Stat is a median with its min and max.
@@ -95,6 +98,14 @@ type ImageConversion struct {
 	EStargz     Conversion `json:"estargz"`
 	ZstdChunked Conversion `json:"zstdChunked"`
 	Warm        Conversion `json:"warm"`
+	// Verify is coldstart verify of the input against the eStargz output
+	// (the independent oracle, internal/oracle).
+	Verify Conversion `json:"verify"`
+	// DefaultCold and DefaultWarm are the command a user types, with its
+	// defaults (cache on, the before/after comparison on): with an empty
+	// cache, and again from the cache it filled.
+	DefaultCold Conversion `json:"defaultCold"`
+	DefaultWarm Conversion `json:"defaultWarm"`
 	// BeforeAfter is the SVG picture "coldstart optimize --report" draws
 	// of the image's estimated start before and after optimizing.
 	BeforeAfter string `json:"-"`
@@ -158,7 +169,9 @@ type Results struct {
 	Dedupe     []Dedupe          `json:"dedupe"`
 	Startup    []ImageStart      `json:"startup"`
 	RealStack  []RealStart       `json:"realStack,omitempty"`
-	Notes      []string          `json:"notes,omitempty"`
+	// PodmanUpdate is the podman benchmark, per image.
+	PodmanUpdate []PodmanUpdate `json:"podmanUpdate,omitempty"`
+	Notes        []string       `json:"notes,omitempty"`
 }
 
 // Machine describes where the figures come from.
@@ -242,6 +255,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		for _, name := range cfg.Images {
 			if err := r.startup(ctx, name); err != nil {
 				return nil, fmt.Errorf("time to ready of %s: %w", name, err)
+			}
+		}
+	}
+	if cfg.Podman != nil {
+		for _, name := range cfg.Podman.Images {
+			if r.layouts[name] == "" {
+				return nil, fmt.Errorf("podman: image %s is not among the images built", name)
+			}
+			if err := r.podmanUpdate(ctx, name); err != nil {
+				return nil, fmt.Errorf("podman, %s: %w", name, err)
 			}
 		}
 	}
@@ -383,6 +406,14 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 		warm, warmCPU, warmRSS = append(warm, m.wall), append(warmCPU, m.cpu), append(warmRSS, m.rssMiB)
 	}
 	ic.Warm = Conversion{WallSeconds: stat(warm), CPUSeconds: stat(warmCPU), PeakRSSMiB: stat(warmRSS), OutputBytes: es.OutputBytes}
+	r.step("%s: coldstart verify x%d", name, r.cfg.Runs)
+	if ic.Verify, err = r.timeRuns(ctx, r.bin, "verify", src, "oci:"+esOut); err != nil {
+		return nil, err
+	}
+	r.step("%s: coldstart optimize with its defaults, empty cache then warm x%d", name, r.cfg.Runs)
+	if ic.DefaultCold, ic.DefaultWarm, err = r.defaultPath(ctx, name, src); err != nil {
+		return nil, err
+	}
 	// The before/after picture a user gets: once more from the warm cache,
 	// with the comparison on and written by --report (not timed).
 	r.step("%s: before/after report", name)
@@ -403,6 +434,46 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	r.layouts[name+"/reference"] = refOut
 	r.layouts[name+"/static"] = esOut
 	return ic, nil
+}
+
+// timeRuns runs bin Runs times and returns its figures.
+func (r *runner) timeRuns(ctx context.Context, bin string, args ...string) (Conversion, error) {
+	var wall, cpu, rss []float64
+	for i := 0; i < r.cfg.Runs; i++ {
+		m, err := r.exec(ctx, bin, args...)
+		if err != nil {
+			return Conversion{}, err
+		}
+		wall, cpu, rss = append(wall, m.wall), append(cpu, m.cpu), append(rss, m.rssMiB)
+	}
+	return Conversion{WallSeconds: stat(wall), CPUSeconds: stat(cpu), PeakRSSMiB: stat(rss)}, nil
+}
+
+// defaultPath times "coldstart optimize -q SRC DST" as a user runs it
+// (the cache and the before/after comparison on): each run with an empty
+// cache into a fresh destination, then again from that cache into the
+// same destination.
+func (r *runner) defaultPath(ctx context.Context, name, src string) (cold, warm Conversion, err error) {
+	var cw, cc, cr, ww, wc, wr []float64
+	for i := 0; i < r.cfg.Runs; i++ {
+		cacheDir := filepath.Join(r.cfg.Work, "cache", name+"-default")
+		out := filepath.Join(r.cfg.Work, "out", name, "default")
+		_ = os.RemoveAll(cacheDir)
+		_ = os.RemoveAll(out)
+		m, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, "oci:"+out)
+		if err != nil {
+			return cold, warm, err
+		}
+		cw, cc, cr = append(cw, m.wall), append(cc, m.cpu), append(cr, m.rssMiB)
+		if m, err = r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, src, "oci:"+out); err != nil {
+			return cold, warm, err
+		}
+		ww, wc, wr = append(ww, m.wall), append(wc, m.cpu), append(wr, m.rssMiB)
+		_ = os.RemoveAll(cacheDir)
+		_ = os.RemoveAll(out)
+	}
+	return Conversion{WallSeconds: stat(cw), CPUSeconds: stat(cc), PeakRSSMiB: stat(cr)},
+		Conversion{WallSeconds: stat(ww), CPUSeconds: stat(wc), PeakRSSMiB: stat(wr)}, nil
 }
 
 func ratio(a, b float64) float64 {

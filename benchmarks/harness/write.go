@@ -20,6 +20,7 @@ const (
 	targetEdgeSpeedup       = 5.0
 	targetLowerBoundRatio   = 1.5
 	targetPredictionError   = 0.20
+	targetPodmanError       = 0.15
 )
 
 // Write writes results.json, RESULTS.md and the SVG charts into dir, each
@@ -108,6 +109,19 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 	}
 	fmt.Fprintf(w, "\n![conversion](conversion.svg)\n\n")
 
+	fmt.Fprintf(w, "## Verify, and the command as a user types it\n\n"+
+		"verify: `coldstart verify INPUT OUTPUT` of the input against the eStargz output above (the independent applier, `internal/oracle`, "+
+		"applies both images and compares every file), against the conversion it checks (`optimize --no-cache --compare=false`). "+
+		"Default path: `coldstart optimize -q INPUT oci:OUT` with its defaults (the layer cache, the before/after comparison), "+
+		"with an empty cache into a fresh destination, then once more from the cache it filled.\n\n")
+	fmt.Fprintf(w, "| image | optimize --no-cache | verify | verify / optimize | default, empty cache | default, warm cache | warm / empty |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, c := range res.Conversion {
+		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | %s | %.2fx |\n", c.Image, secs(c.EStargz.WallSeconds), secs(c.Verify.WallSeconds),
+			ratio(c.Verify.WallSeconds.Median, c.EStargz.WallSeconds.Median), secs(c.DefaultCold.WallSeconds), secs(c.DefaultWarm.WallSeconds),
+			ratio(c.DefaultWarm.WallSeconds.Median, c.DefaultCold.WallSeconds.Median))
+	}
+	fmt.Fprintf(w, "\n")
+
 	var pics []string
 	for _, c := range res.Conversion {
 		if c.BeforeAfter != "" {
@@ -156,6 +170,7 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 		}
 	}
 	writeRealStack(w, res)
+	writePodman(w, res)
 
 	fmt.Fprintf(w, "\n## Targets\n\n| target | result |\n|---|---|\n")
 	for _, c := range res.Conversion {
@@ -163,6 +178,9 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 		fmt.Fprintf(w, "| %s: output at most +2%% (without dedupe) | %+.1f%%: %s |\n", c.Image, 100*(c.SizeRatioNoDedupe-1), verdict(c.SizeRatioNoDedupe <= targetSizeRatio))
 		fmt.Fprintf(w, "| %s: peak RSS under %d MiB | %.0f MiB: %s |\n", c.Image, targetRSSMiB, c.EStargz.PeakRSSMiB.Max, verdict(c.EStargz.PeakRSSMiB.Max < targetRSSMiB))
 		fmt.Fprintf(w, "| %s: warm cache >= 20x faster | %.0fx: %s |\n", c.Image, c.WarmSpeedup, verdict(c.WarmSpeedup >= 20))
+		if c.Verify.WallSeconds.Median > 0 {
+			fmt.Fprintf(w, "| %s: verify no slower than optimize --no-cache | %s vs %s: %s |\n", c.Image, secs(c.Verify.WallSeconds), secs(c.EStargz.WallSeconds), verdict(c.Verify.WallSeconds.Median <= c.EStargz.WallSeconds.Median))
+		}
 	}
 	for _, s := range res.Startup {
 		best := s.Static
@@ -185,6 +203,23 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 				e = -e
 			}
 			fmt.Fprintf(w, "| %s on %s: prediction within ±20%% | %.0f%%: %s |\n", s.Image, s.Network, 100*e, verdict(e <= targetPredictionError))
+		}
+	}
+	for _, p := range res.PodmanUpdate {
+		for _, x := range []struct {
+			what     string
+			measured float64
+			pred     float64
+		}{
+			{"bytes", float64(p.Update.Bytes), float64(p.Update.PredictedBytes)},
+			{"pull seconds", p.Update.PullSeconds.Median, p.Update.PredictedPullSeconds},
+			{"seconds to ready", p.Update.ReadySeconds.Median, p.Update.PredictedReadySeconds},
+		} {
+			if x.measured == 0 {
+				continue
+			}
+			e := relErr(x.pred, x.measured)
+			fmt.Fprintf(w, "| %s, podman v2 after v1: predicted %s within ±15%% | %+.0f%%: %s |\n", p.Image, x.what, 100*e, verdict(e <= targetPodmanError && e >= -targetPodmanError))
 		}
 	}
 	if len(res.Notes) > 0 {
@@ -296,5 +331,51 @@ func writeRealStack(w io.Writer, res *Results) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s |\n", s.Image, s.Network, s.Node, s.Variant,
 			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds)
+	}
+}
+
+// relErr is (predicted - measured) / measured.
+func relErr(predicted, measured float64) float64 {
+	if measured == 0 {
+		return 0
+	}
+	return (predicted - measured) / measured
+}
+
+// writePodman writes the table of the podman benchmark.
+func writePodman(w io.Writer, res *Results) {
+	if len(res.PodmanUpdate) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## A new version with podman (partial pull)\n\n%s with `enable_partial_images = \"true\"`, a private store per run "+
+		"(`internal/podman`: runc, cgroupfs, `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`, no network), pulling from Debian's "+
+		"docker-registry through the in-process shaping proxy (`internal/shaper`) at %s. v2 is the image with one layer edited after the "+
+		"build (below); v1 and v2 are converted with `coldstart optimize --to zstdchunked` (every other layer keeps its digest). Each run "+
+		"pulls v1 on an empty store, runs it to its ready line, then pulls v2 and runs it. Bytes and requests are what the registry served "+
+		"(a counting proxy in front of the shaping one: ping, manifest, config, blobs); seconds are `podman pull`'s wall time, and with "+
+		"`podman run` until the ready line. Predicted = the partial-pull scenario of `coldstart report` (v2 with `--previous v1`) "+
+		"on the same link, with the rates calibrated just before and the registry's time per request probed through the proxies; the "+
+		"predicted pull leaves out the container's start (`ContainerStart`).\n\n", res.PodmanUpdate[0].Podman, res.PodmanUpdate[0].Network)
+	for _, p := range res.PodmanUpdate {
+		fmt.Fprintf(w, "%s: %s; the changed layer is %s as zstd:chunked, the image %s.\n\n", p.Image, p.Changed, units.Bytes(p.ChangedLayerBytes), units.Bytes(p.ImageBytes))
+	}
+	fmt.Fprintf(w, "| image | pull | bytes | predicted | error | requests (predicted) | podman pull | predicted | error | pull + run to ready | predicted | error |\n"+
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, p := range res.PodmanUpdate {
+		for _, x := range []struct {
+			what string
+			pp   PodmanPull
+		}{{"v1, empty store", p.Cold}, {"v2 after v1", p.Update}} {
+			pp := x.pp
+			ready, readyErr := "–", "–"
+			if pp.ReadySeconds.Median > 0 {
+				ready = secs(pp.ReadySeconds)
+				readyErr = fmt.Sprintf("%+.0f%%", 100*relErr(pp.PredictedReadySeconds, pp.ReadySeconds.Median))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %+.1f%% | %d (%d) | %s | %.2f s | %+.0f%% | %s | %.2f s | %s |\n", p.Image, x.what,
+				units.Bytes(pp.Bytes), units.Bytes(pp.PredictedBytes), 100*relErr(float64(pp.PredictedBytes), float64(pp.Bytes)),
+				pp.Requests, pp.PredictedRequests, secs(pp.PullSeconds), pp.PredictedPullSeconds,
+				100*relErr(pp.PredictedPullSeconds, pp.PullSeconds.Median), ready, pp.PredictedReadySeconds, readyErr)
+		}
 	}
 }

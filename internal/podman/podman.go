@@ -86,6 +86,11 @@ func NewStore(tmp, registry string, partial bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// podman refuses a run root of more than 50 characters.
+	if rr := filepath.Join(dir, "runroot"); len(rr) > 50 {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("podman store in %s: the run root %s is longer than the 50 characters podman takes; use a shorter directory", tmp, rr)
+	}
 	s := &Store{Dir: dir}
 	var regs strings.Builder
 	for _, r := range strings.Split(registry, ",") {
@@ -178,10 +183,11 @@ func (s *Store) Files(ctx context.Context, ref string) ([]string, error) {
 	return out, nil
 }
 
-// RunUntil starts a container of ref (its own entrypoint) and returns when
-// a line of its output matches ready, then removes the container. It fails
-// when the container exits first or timeout passes.
-func (s *Store) RunUntil(ctx context.Context, ref string, ready *regexp.Regexp, timeout time.Duration) error {
+// RunUntil starts a container of ref (its own entrypoint), waits until a
+// line of its output matches ready, then removes the container. It returns
+// the time from the start of podman run to that line, and fails when the
+// container exits first or timeout passes.
+func (s *Store) RunUntil(ctx context.Context, ref string, ready *regexp.Regexp, timeout time.Duration) (time.Duration, error) {
 	name := fmt.Sprintf("coldstart-%d-%d", os.Getpid(), time.Now().UnixNano())
 	args := append(append([]string{"run"}, RunArgs...), "--name", name, ref)
 	rctx, cancel := context.WithTimeout(ctx, timeout)
@@ -189,13 +195,14 @@ func (s *Store) RunUntil(ctx context.Context, ref string, ready *regexp.Regexp, 
 	cmd := s.Command(rctx, args...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		return err
+		return 0, err
 	}
 	pw.Close()
 	found := make(chan bool, 1)
@@ -220,8 +227,10 @@ func (s *Store) RunUntil(ctx context.Context, ref string, ready *regexp.Regexp, 
 		}
 	}()
 	var ok bool
+	var took time.Duration
 	select {
 	case ok = <-found:
+		took = time.Since(start)
 	case <-rctx.Done():
 	}
 	// The container is done with, ready or not: remove it (podman run
@@ -232,11 +241,11 @@ func (s *Store) RunUntil(ctx context.Context, ref string, ready *regexp.Regexp, 
 	<-finished
 	switch {
 	case ok:
-		return nil
+		return took, nil
 	case rctx.Err() != nil:
-		return fmt.Errorf("podman run %s: no line matching %q within %v:\n%s", ref, ready, timeout, LastLines(out.String(), 20))
+		return 0, fmt.Errorf("podman run %s: no line matching %q within %v:\n%s", ref, ready, timeout, LastLines(out.String(), 20))
 	}
-	return fmt.Errorf("podman run %s: exited before a line matched %q (%v, %v):\n%s", ref, ready, waitErr, rmErr, LastLines(out.String(), 20))
+	return 0, fmt.Errorf("podman run %s: exited before a line matched %q (%v, %v):\n%s", ref, ready, waitErr, rmErr, LastLines(out.String(), 20))
 }
 
 // Close removes the containers, images and storage of the store, then

@@ -8,7 +8,9 @@
 // It needs Linux, root (debootstrap, chroot, fanotify for run profiles) and
 // Debian's docker-registry; `make bench` installs what is missing. Unless
 // -realstack-rate 0 (or -quick), it also measures every image on the real
-// stack with benchmarks/realstack (runc, fuse3 and skopeo from Debian).
+// stack with benchmarks/realstack (runc, fuse3 and skopeo from Debian), and
+// unless -podman "" (or -quick), a new version of the python image pulled
+// partially by podman after the old one (podman and runc from Debian).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -35,6 +38,8 @@ func main() {
 	networks := flag.String("networks", "cloud,edge", "networks for time to ready: names or RATE,RTT, separated by ';'")
 	realRate := flag.Float64("realstack-rate", 100, "also measure on the real stack (benchmarks/realstack) at this link rate in Mbit/s; 0: off (-quick: off)")
 	realNodes := flag.String("realstack-nodes", "cold,warm", "node kinds for the real stack")
+	podmanImages := flag.String("podman", "python", "images whose new version (one layer changed) podman pulls partially after the old one, comma-separated; \"\": off (-quick: off)")
+	podmanNet := flag.String("podman-network", harness.DefaultPodmanNetwork.Name, "the podman benchmark's shaped link, RATE,RTT")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -63,6 +68,22 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.Networks = append(cfg.Networks, nw)
+		}
+	}
+	if *podmanImages != "" && !*quick {
+		nw, err := report.ParseNetwork(*podmanNet)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -podman-network:", err)
+			os.Exit(2)
+		}
+		pc := &harness.PodmanConfig{Network: nw}
+		for _, name := range strings.Split(*podmanImages, ",") {
+			if slices.Contains(cfg.Images, name) {
+				pc.Images = append(pc.Images, name)
+			}
+		}
+		if len(pc.Images) > 0 {
+			cfg.Podman = pc
 		}
 	}
 	if *realRate > 0 && !*quick {
