@@ -26,6 +26,9 @@ const (
 // Write writes results.json, RESULTS.md and the SVG charts into dir, each
 // by temp file and rename.
 func Write(dir string, res *Results, command string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
