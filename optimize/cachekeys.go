@@ -107,6 +107,7 @@ func (o *options) fingerprint() string {
 	return hashJSON(map[string]any{
 		"networks": nets, "encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
 		"base": digests(o.baseLayers), "cached": digests(o.cachedLayers), "profiler": prof, "prioritized": o.prioritized,
+		"sparseLimit": o.sparseLimit,
 	})
 }
 

@@ -68,6 +68,9 @@ type ImageResult struct {
 	ProfileWarnings []string `json:"profileWarnings,omitempty"`
 	// MissingPrioritized lists start-up paths not found in the image.
 	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
+	// OnDemand lists the start-up files left out of the prefetch sections:
+	// large files read in part, through mmap (WithSparseLimit).
+	OnDemand []string `json:"onDemand,omitempty"`
 	// Estimate compares the cold start before and after (WithEstimate).
 	Estimate *report.Comparison `json:"estimate,omitempty"`
 	// CacheHits and CacheMisses count converted layers found in, and not
@@ -284,8 +287,9 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	}
 	roles, reasons := o.roles(idxs, ov, prio, ir)
 	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format.Lazy())
-	p.prioritize(prio)
+	p.prioritize(prio, o.sparseLimit)
 	ir.MissingPrioritized = p.missing
+	ir.OnDemand = p.sparse
 	ir.StartupFiles = len(prio)
 	ir.ProfileWarnings = warnings
 

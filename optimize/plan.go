@@ -1,6 +1,7 @@
 package optimize
 
 import (
+	"path"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/layers"
@@ -59,6 +60,9 @@ type plan struct {
 	provider map[string]layers.Ref
 	// missing lists prioritized paths not found in the image.
 	missing []string
+	// sparse lists the start-up files left out of the prefetch: large
+	// files programs read in part, through mmap (WithSparseLimit).
+	sparse []string
 	// linkTargets[l][e] says whether a hard link of layer l links to its
 	// entry e; computed when first needed.
 	linkTargets [][]bool
@@ -416,7 +420,7 @@ const maxLinkHops = layers.MaxSymlinks
 // and the file reached to the layer that provides them in the output, in
 // the given order. Paths in layers that are not rewritten stay where they
 // are.
-func (p *plan) prioritize(paths []string) {
+func (p *plan) prioritize(paths []string, sparseLimit int64) {
 	seen := map[layers.Ref]bool{}
 	for _, want := range paths {
 		final, links, ok := p.ov.Resolve(want)
@@ -436,11 +440,25 @@ func (p *plan) prioritize(paths []string) {
 			}
 			seen[r] = true
 			lp := p.layers[r.Layer]
+			e := p.ov.Entry(r)
+			if sparseLimit > 0 && e.Size > sparseLimit && readSparsely(e.Path) {
+				p.sparse = append(p.sparse, "/"+e.Path)
+				continue
+			}
 			if lp.role == RoleRewrite && lp.keep[r.Entry] {
-				lp.prioritized = append(lp.prioritized, p.ov.Entry(r).Path)
+				lp.prioritized = append(lp.prioritized, e.Path)
 			}
 		}
 	}
+}
+
+// readSparsely reports whether a program reads the file at p mostly through
+// mmap, touching the pages it needs: a shared object ("*.so", "*.so.N"), or
+// the JDK's class image (".../lib/modules").
+func readSparsely(p string) bool {
+	base := path.Base(p)
+	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.") ||
+		base == "modules" && path.Base(path.Dir(p)) == "lib"
 }
 
 // parentDir returns the parent of a cleaned relative path: "." for a

@@ -20,6 +20,7 @@ import (
 
 type optimizeFlags struct {
 	to, platform, format, report, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax, chunkSize string
+	sparseLimit                                                                                        string
 	level, concurrency                                                                                 int
 	bases, cached, networks                                                                            []string
 	noDedupe, force, overwrite, noCache, compare                                                       bool
@@ -66,6 +67,7 @@ read and wrote.`,
 	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstd:chunked, gzip or zstd")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "0", "largest file chunk in the lazy formats, e.g. 4MiB (0: 4 MiB)")
+	fl.StringVar(&f.sparseLimit, "sparse-limit", "8MiB", "leave start-up shared objects and JDK class images larger than this out of the prefetch: read in part, their chunks are fetched on demand (0: prefetch every start-up file)")
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
 	fl.StringVar(&f.profile, "prioritize", "static", "same as --profile FILE")
 	_ = fl.MarkHidden("prioritize")
@@ -107,6 +109,10 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	sparse, err := size("sparse-limit", f.sparseLimit)
+	if err != nil {
+		return nil, err
+	}
 	cached, err := digests("cached", f.cached)
 	if err != nil {
 		return nil, err
@@ -122,7 +128,7 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	oo := []optimize.Option{
 		optimize.WithFormat(format), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
 		optimize.WithDedupe(!f.noDedupe), optimize.WithForce(f.force), optimize.WithBasePolicy(policy),
-		optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...),
+		optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),
 	}
 	if len(nets) > 0 {
 		oo = append(oo, optimize.WithNetworks(nets...))
