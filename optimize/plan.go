@@ -1,10 +1,10 @@
 package optimize
 
 import (
-	"path"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 )
 
 // Role says what the optimizer may do with a layer.
@@ -441,7 +441,7 @@ func (p *plan) prioritize(paths []string, sparseLimit int64) {
 			seen[r] = true
 			lp := p.layers[r.Layer]
 			e := p.ov.Entry(r)
-			if sparseLimit > 0 && e.Size > sparseLimit && readSparsely(e.Path) {
+			if sparseLimit > 0 && e.Size > sparseLimit && profile.ReadInPart(e.Path) {
 				p.sparse = append(p.sparse, "/"+e.Path)
 				continue
 			}
@@ -450,15 +450,6 @@ func (p *plan) prioritize(paths []string, sparseLimit int64) {
 			}
 		}
 	}
-}
-
-// readSparsely reports whether a program reads the file at p mostly through
-// mmap, touching the pages it needs: a shared object ("*.so", "*.so.N"), or
-// the JDK's class image (".../lib/modules").
-func readSparsely(p string) bool {
-	base := path.Base(p)
-	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.") ||
-		base == "modules" && path.Base(path.Dir(p)) == "lib"
 }
 
 // parentDir returns the parent of a cleaned relative path: "." for a
