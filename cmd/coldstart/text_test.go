@@ -1,0 +1,84 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/registrytest"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// smallLayout writes a small linux/arm64 image (a file and a link) into a
+// new OCI layout.
+func smallLayout(t *testing.T) string {
+	t.Helper()
+	l, err := testimage.Layer{
+		testimage.Dir("etc", 0o755),
+		testimage.File("etc/hostname", "small\n"),
+		testimage.Symlink("etc/name", "hostname"),
+	}.Compressed("gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.ImageFrom(testimageConfig("arm64"), mutateAdd(l)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := testimage.WriteOCI(dir, "", img); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestErrorsAndTextSayItOnce: messages name what they are about once, in
+// words, and name the flag to use.
+func TestErrorsAndTextSayItOnce(t *testing.T) {
+	src := smallLayout(t)
+	// A budget error names the flag and the budget, once.
+	_, stderr, code := run(t, "report", "oci:"+src, "--budget", "edge")
+	if code != 2 || !strings.Contains(stderr, `--budget "edge": want NETWORK=SECONDS`) || strings.Contains(stderr, "budget: budget") {
+		t.Errorf("--budget edge: exit %d, %q", code, stderr)
+	}
+	// The report names the flag that calibrates.
+	out, stderr, code := run(t, "report", "oci:"+src, "--network", "edge")
+	if code != 0 || !strings.Contains(out, "--calibrate") || strings.Contains(out, "run with calibration") {
+		t.Errorf("report: exit %d, %s\n%s", code, stderr, out)
+	}
+	// A tag the registry does not have is said in words.
+	reg := registrytest.New(t)
+	for _, cmd := range []string{"analyze", "optimize"} {
+		args := []string{cmd, reg.Ref("app:nope")}
+		if cmd == "optimize" {
+			args = append(args, "oci:"+filepath.Join(t.TempDir(), "o"))
+		}
+		_, stderr, code := run(t, args...)
+		if code != 1 || !strings.Contains(stderr, `not found: no image tagged "nope" in `+reg.Ref("app")) || strings.Contains(stderr, "map[") {
+			t.Errorf("%s of a missing tag: exit %d, %q", cmd, code, stderr)
+		}
+	}
+	// verify names the platform of a single image, from its config.
+	dst := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := run(t, "optimize", "--no-cache", "--compare=false", "oci:"+src, "oci:"+dst); code != 0 {
+		t.Fatalf("optimize: exit %d: %s", code, stderr)
+	}
+	out, stderr, code = run(t, "verify", "oci:"+src, "oci:"+dst)
+	if code != 0 || !strings.HasPrefix(out, "linux/arm64: OK") {
+		t.Errorf("verify: exit %d, %q, %s; want it to start with linux/arm64: OK", code, out, stderr)
+	}
+}
+
+func testimageConfig(arch string) v1.ConfigFile {
+	return v1.ConfigFile{Architecture: arch, OS: "linux", Config: v1.Config{Entrypoint: []string{"/bin/true"}}}
+}
+
+func mutateAdd(ls ...v1.Layer) []mutate.Addendum {
+	var out []mutate.Addendum
+	for _, l := range ls {
+		out = append(out, mutate.Addendum{Layer: l})
+	}
+	return out
+}
