@@ -118,7 +118,9 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 	for _, s := range f.budgets {
 		b, err := report.ParseBudget(s)
 		if err != nil {
-			return nil, usageErr("--budget: %v", err)
+			// The error names the budget ("budget \"edge\": ..."): say
+			// it is the flag's.
+			return nil, usageErr("--%v", err)
 		}
 		ro = append(ro, report.WithBudget(b.Network, b.Seconds))
 	}

@@ -42,7 +42,7 @@ var svgPhases = []struct {
 }{
 	{"download", "#4e79a7"},
 	{"decompress + unpack", "#f28e2b"},
-	{"on-demand fetch", "#59a14f"},
+	{"start-up reads (prefetch wait, on demand)", "#59a14f"},
 }
 
 func xmlText(s string) string {
