@@ -14,7 +14,8 @@ func newAnalyze(g *globals) *cobra.Command {
 		Long: `analyze indexes every layer of IMAGE and reports, per layer, its digest,
 media type, sizes, file count, lazy format and wasted bytes: regular files that
 a later layer overwrote, deleted or hid. For a multi-platform index give
---platform OS/ARCH or --platform all.`,
+--platform OS/ARCH or --platform all. Text fits the terminal's width
+($COLUMNS, or 80 columns, when standard output is not a terminal).`,
 		Example: `  coldstart analyze registry.example.com/app:1
   coldstart analyze oci:./app --format json | jq .wastedBytes`,
 		Args: exactArgs(1),
@@ -32,6 +33,9 @@ a later layer overwrote, deleted or hid. For a multi-platform index give
 			a, err := coldstart.Analyze(cmd.Context(), args[0], opts...)
 			if err != nil {
 				return err
+			}
+			if format == optimize.FormatText {
+				return a.WriteText(g.stdout, g.width())
 			}
 			return a.Write(g.stdout, format)
 		},

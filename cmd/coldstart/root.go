@@ -24,6 +24,8 @@ type globals struct {
 	quiet        bool
 	stdout       io.Writer
 	stderr       io.Writer
+	// terminal, when set, replaces the terminal check (see term.go).
+	terminal func(io.Writer) (bool, int)
 }
 
 // subcommands lists the constructors of every command, in help order.

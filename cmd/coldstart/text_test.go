@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,4 +82,60 @@ func mutateAdd(ls ...v1.Layer) []mutate.Addendum {
 		out = append(out, mutate.Addendum{Layer: l})
 	}
 	return out
+}
+
+// TestAnalyzeWidth: analyze's text fits the terminal (its width), else
+// $COLUMNS, else 80 columns; paths are cut in the middle.
+func TestAnalyzeWidth(t *testing.T) {
+	long := "opt/" + strings.Repeat("a-rather-long-dir/", 2) + "wasted.bin"
+	dir := filepath.Join(t.TempDir(), "img")
+	var adds []v1.Layer
+	for i, l := range []testimage.Layer{
+		{testimage.Dir("opt", 0o755), testimage.File(long, strings.Repeat("x", 5000))},
+		{testimage.Whiteout(long)},
+	} {
+		cl, err := l.Compressed("gzip")
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		adds = append(adds, cl)
+	}
+	img, err := testimage.ImageFrom(testimageConfig("amd64"), mutateAdd(adds...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.WriteOCI(dir, "", img); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name, out string, width int) {
+		t.Helper()
+		if !strings.Contains(out, "…") || !strings.Contains(out, "wasted.bin") {
+			t.Errorf("%s: the long path is not cut in the middle:\n%s", name, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if n := len([]rune(line)); n > width {
+				t.Errorf("%s: %d columns, want at most %d: %q", name, n, width, line)
+			}
+		}
+	}
+	t.Setenv("COLUMNS", "")
+	out, stderr, code := run(t, "analyze", "oci:"+dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	check("no terminal", out, 80)
+	t.Setenv("COLUMNS", "76")
+	out, _, _ = run(t, "analyze", "oci:"+dir)
+	check("COLUMNS=76", out, 76)
+	// A terminal's own width wins over $COLUMNS.
+	var o, e strings.Builder
+	g := &globals{stdout: &o, stderr: &e, terminal: func(w io.Writer) (bool, int) { return w == &o, 100 }}
+	root := newRootWith(g)
+	root.SetArgs([]string{"analyze", "oci:" + dir})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(o.String(), long) {
+		t.Errorf("a 100-column terminal cuts a path that fits:\n%s", o.String())
+	}
 }
