@@ -96,12 +96,16 @@ func (o *pipeline) indexImage(ctx context.Context, img v1.Image) ([]*layers.Inde
 	if len(cfg.RootFS.DiffIDs) != len(ls) {
 		return nil, fmt.Errorf("config lists %d diff_ids for %d layers", len(cfg.RootFS.DiffIDs), len(ls))
 	}
+	image := ""
+	if d, err := img.Digest(); err == nil {
+		image = d.String()
+	}
 	out := make([]*layers.Index, len(ls))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.concurrency)
 	for i, l := range ls {
 		g.Go(func() error {
-			idx, err := o.index(gctx, l, cfg.RootFS.DiffIDs[i])
+			idx, err := o.index(gctx, l, cfg.RootFS.DiffIDs[i], image)
 			if err != nil {
 				return fmt.Errorf("layer %d: %w", i, err)
 			}

@@ -347,10 +347,11 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
 			}
 			if key != "" {
-				if err := o.cache.Put(gctx, key, nl); err != nil {
+				from := cache.Origin{Image: inDigest.String(), Layer: idx.Digest.String()}
+				if err := o.cache.Put(gctx, key, cache.From(nl, from)); err != nil {
 					o.logger.Warn("conversion cache: storing layer", "layer", idx.Digest, "err", err)
 				}
-				o.mem.storeTOCTail(gctx, nl.(*fileLayer).path, enc)
+				o.mem.storeTOCTail(gctx, nl.(*fileLayer).path, enc, from)
 			}
 			out[i] = nl
 			lr.Action = ActionRewritten

@@ -39,7 +39,7 @@ grows past its size cap.`,
 	var format string
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List cache entries: key, size, last use, digest",
+		Short: "List cache entries: key, size, last use, digest, and the image and layer each came from",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
@@ -62,9 +62,13 @@ grows past its size cap.`,
 				return enc.Encode(es)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tSIZE\tLAST USED (UTC)\tDIGEST")
+			fmt.Fprintln(tw, "KEY\tSIZE\tLAST USED (UTC)\tDIGEST\tFROM")
 			for _, e := range es {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Key, units.Bytes(e.Size), e.LastUsed.UTC().Format(time.DateTime), e.Digest)
+				from := "-"
+				if e.From != nil {
+					from = e.From.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Key, units.Bytes(e.Size), e.LastUsed.UTC().Format(time.DateTime), shortDigest(e.Digest.String()), from)
 			}
 			return tw.Flush()
 		},

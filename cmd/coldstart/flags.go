@@ -95,3 +95,11 @@ func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
 	}
 	return nil
 }
+
+// shortDigest cuts "sha256:<hex>" to 12 hex digits, as the summaries do.
+func shortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}

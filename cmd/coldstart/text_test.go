@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -137,5 +139,71 @@ func TestAnalyzeWidth(t *testing.T) {
 	}
 	if !strings.Contains(o.String(), long) {
 		t.Errorf("a 100-column terminal cuts a path that fits:\n%s", o.String())
+	}
+}
+
+// TestCacheLsFrom: every entry optimize puts in the cache says which image
+// (and layer) it came from, in text and JSON, and the output is the same
+// bytes with the cache as without.
+func TestCacheLsFrom(t *testing.T) {
+	src := smallLayout(t)
+	dir := t.TempDir()
+	cacheDir := filepath.Join(dir, "cache")
+	var res [2]struct {
+		Digest string
+		Images []struct {
+			InputDigest string
+			Layers      []struct{ InputDigest string }
+		}
+	}
+	for i, flags := range [][]string{{"--cache-dir", cacheDir}, {"--no-cache"}} {
+		args := append([]string{"optimize", "--format", "json", "--compare=false", "oci:" + src, "oci:" + filepath.Join(dir, fmt.Sprint("out", i))}, flags...)
+		out, stderr, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("optimize %v: exit %d: %s", flags, code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &res[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res[0].Digest != res[1].Digest {
+		t.Errorf("output %s with the cache, %s without", res[0].Digest, res[1].Digest)
+	}
+	image := res[0].Images[0].InputDigest
+	inputs := map[string]bool{}
+	for _, l := range res[0].Images[0].Layers {
+		inputs[l.InputDigest] = true
+	}
+	out, stderr, code := run(t, "cache", "ls", "--cache-dir", cacheDir, "--format", "json")
+	if code != 0 {
+		t.Fatalf("cache ls: exit %d: %s", code, stderr)
+	}
+	var es []struct {
+		Key  string
+		From *struct{ Image, Layer string }
+	}
+	if err := json.Unmarshal([]byte(out), &es); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range es {
+		kind, _, _ := strings.Cut(e.Key, "/")
+		kinds[kind]++
+		if e.From == nil || e.From.Image != image {
+			t.Errorf("%s: from %+v, want image %s", e.Key, e.From, image)
+			continue
+		}
+		if wantLayer := kind != "image" && kind != "profile"; wantLayer != inputs[e.From.Layer] {
+			t.Errorf("%s: from layer %q, input layers %v", e.Key, e.From.Layer, inputs)
+		}
+	}
+	for _, k := range []string{"layer", "index", "image"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s entry in %v", k, kinds)
+		}
+	}
+	text, _, _ := run(t, "cache", "ls", "--cache-dir", cacheDir)
+	if !strings.Contains(text, "FROM") || !strings.Contains(text, "image "+shortDigest(image)+", layer sha256:") {
+		t.Errorf("cache ls text does not say where entries came from:\n%s", text)
 	}
 }
