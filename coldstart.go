@@ -47,6 +47,7 @@ type options struct {
 	overwrite  bool
 	compare    bool
 	measure    bool
+	progress   func(optimize.Progress)
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -178,6 +179,16 @@ func WithMeasure(on bool) Option {
 	return func(o *options) error { o.measure = on; return nil }
 }
 
+// WithProgress makes Optimize report the progress of every layer: reading
+// the source (optimize.PhasePull), converting it (optimize.PhaseConvert)
+// and writing it to the destination (optimize.PhasePush), numbered as the
+// result numbers layers; see optimize.Progress. fn may be called from
+// several goroutines at once. The default is none: the functions are
+// silent.
+func WithProgress(fn func(optimize.Progress)) Option {
+	return func(o *options) error { o.progress = fn; return nil }
+}
+
 // refOptions are the registry options, with the platforms picked (spec ""
 // keeps every image).
 func (o *options) refOptions(spec string) ([]imageref.Option, error) {
@@ -195,6 +206,9 @@ func (o *options) refOptions(spec string) ([]imageref.Option, error) {
 // optimizeOptions are the options of the optimize package.
 func (o *options) optimizeOptions(bases []v1.Image) []optimize.Option {
 	out := []optimize.Option{optimize.WithLogger(o.logger), optimize.WithTempDir(o.tempDir)}
+	if o.progress != nil {
+		out = append(out, optimize.WithProgress(o.progress))
+	}
 	if len(o.limits) > 0 {
 		out = append(out, optimize.WithIndexOptions(o.limits...))
 	}

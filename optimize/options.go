@@ -292,8 +292,9 @@ func WithTempDir(dir string) Option {
 	}
 }
 
-// WithProgress sets a callback for encoding progress; it may be called from
-// several goroutines at once. The default is none.
+// WithProgress sets a callback for the progress of each layer: read and
+// indexed (PhasePull), encoded (PhaseConvert); see Progress. It may be
+// called from several goroutines at once. The default is none.
 func WithProgress(fn func(Progress)) Option {
 	return func(o *options) error {
 		o.progress = fn

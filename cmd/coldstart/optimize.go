@@ -49,7 +49,7 @@ read and wrote.`,
 			}
 			bars := g.progress()
 			if bars != nil {
-				opts = append(opts, coldstart.WithOptimizeOptions(optimize.WithProgress(bars.update)))
+				opts = append(opts, coldstart.WithProgress(bars.update))
 			}
 			res, err := coldstart.Optimize(cmd.Context(), args[0], args[1], opts...)
 			if bars != nil {

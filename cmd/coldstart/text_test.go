@@ -207,3 +207,35 @@ func TestCacheLsFrom(t *testing.T) {
 		t.Errorf("cache ls text does not say where entries came from:\n%s", text)
 	}
 }
+
+// TestProgressBars: on a terminal, optimize shows a bar per layer for each
+// of pull, convert and push, named "layer N" with the bytes it counts;
+// --quiet and output that is not a terminal show none.
+func TestProgressBars(t *testing.T) {
+	src := smallLayout(t)
+	optimizeOn := func(tty bool, extra ...string) (stdout, stderr string) {
+		var o, e strings.Builder
+		g := &globals{stdout: &o, stderr: &e, terminal: func(w io.Writer) (bool, int) { return tty && w == &e, 120 }}
+		root := newRootWith(g)
+		root.SetArgs(append([]string{"optimize", "--no-cache", "--compare=false", "oci:" + src, "oci:" + filepath.Join(t.TempDir(), "out")}, extra...))
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return o.String(), e.String()
+	}
+	out, stderr := optimizeOn(true)
+	for _, want := range []string{"pull    layer 0", "convert layer 0", "push    layer 0", "compressed", "tar bytes"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("terminal: no %q in\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(out, "layer 0 ") && strings.Contains(out, "[") {
+		t.Errorf("progress went to standard output:\n%s", out)
+	}
+	for name, args := range map[string][]string{"--quiet": {"--quiet"}, "no terminal": nil} {
+		_, stderr := optimizeOn(name == "--quiet", args...)
+		if strings.Contains(stderr, "layer 0") {
+			t.Errorf("%s: progress shown:\n%s", name, stderr)
+		}
+	}
+}
