@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/coldstart-dev/coldstart/internal/lazypull"
 	"github.com/coldstart-dev/coldstart/internal/units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -20,6 +21,10 @@ type Comparison struct {
 	// Ratios are after / before, for bytes and for seconds on every
 	// network.
 	Ratios []Ratio `json:"ratios"`
+	// Notes say why after is not faster than before, on each network
+	// where its lazy start is not faster (or its full pull slower); none
+	// when it is.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Ratio compares one figure.
@@ -78,9 +83,66 @@ func newComparison(b, a *Report) *Comparison {
 		c.Ratios = append(c.Ratios,
 			newRatio("fullPullSeconds", eb.Network, eb.FullPullSeconds, ea.FullPullSeconds),
 			newRatio("lazyStartSeconds", eb.Network, eb.LazyStartSeconds, ea.LazyStartSeconds))
+		if b.Digest != a.Digest {
+			c.Notes = append(c.Notes, notFaster(b, a, eb, ea)...)
+		}
 	}
 	return c
 }
+
+// notFaster explains, for one network, a lazy start that is not faster
+// after (less than 2% faster, or slower) and a full pull that is slower
+// (by more than 2%: a full pull of an image without waste stays as it
+// was), from the figures of both reports.
+func notFaster(b, a *Report, eb, ea NetworkEstimate) []string {
+	var notes []string
+	head := func(s Scenario, what string, bs, as float64) string {
+		return fmt.Sprintf("%s, %s: %s after optimizing (%s before, %s after): ", eb.Network, s.Title(), what, seconds(bs), seconds(as))
+	}
+	if eb.FullPullSeconds > 0 && ea.FullPullSeconds > eb.FullPullSeconds*1.02 {
+		why := fmt.Sprintf("the image is %s to download after, %s before", units.Bytes(a.FullPullBytes), units.Bytes(b.FullPullBytes))
+		if a.FullPullBytes < b.FullPullBytes {
+			why = fmt.Sprintf("it downloads %s less, but its %d requests (%d before) and the unpacking of its layers cost more",
+				units.Bytes(b.FullPullBytes-a.FullPullBytes), a.FullPullRequests, b.FullPullRequests)
+		}
+		notes = append(notes, head(FullPull, "slower", eb.FullPullSeconds, ea.FullPullSeconds)+why+".")
+	}
+	if eb.LazyStartSeconds == 0 || ea.LazyStartSeconds < eb.LazyStartSeconds*0.98 {
+		return notes
+	}
+	saved := b.LazyStartBytes - a.LazyStartBytes
+	extra := a.LazyStartRequests - b.LazyStartRequests
+	rtts := float64(extra) * ea.RTTSeconds
+	var transfer float64
+	if ea.BytesPerSecond > 0 {
+		transfer = float64(max(saved, 0)) / ea.BytesPerSecond
+	}
+	var why string
+	switch {
+	case extra > 0 && rtts >= transfer:
+		why = fmt.Sprintf("the image is only %s: mounting its %d lazy layers takes %d requests, %d more than before (footer and TOC of each layer, one after the other: about %s of round trips at %s), which cost more than the %s it saves (about %s)",
+			units.Bytes(b.FullPullBytes), lazyLayers(a), a.LazyStartRequests, extra, seconds(rtts), msRTT(ea.RTTSeconds), units.Bytes(max(saved, 0)), seconds(transfer))
+	case a.FullPullBytes > 0 && a.Profile.Bytes*2 >= a.FullPullBytes:
+		why = fmt.Sprintf("the container reads %s at start-up, most of the image (%s): a lazy start has little to leave behind", units.Bytes(a.Profile.Bytes), units.Bytes(a.FullPullBytes))
+	default:
+		why = fmt.Sprintf("it fetches %s in %d requests (%s in %d before); decompressing and checking the prefetched chunks and waiting for the prefetch outweigh the bytes saved",
+			units.Bytes(a.LazyStartBytes), a.LazyStartRequests, units.Bytes(b.LazyStartBytes), b.LazyStartRequests)
+	}
+	return append(notes, head(LazyStart, "not faster", eb.LazyStartSeconds, ea.LazyStartSeconds)+why+".")
+}
+
+// lazyLayers counts the distinct blobs a lazy start mounts lazily.
+func lazyLayers(r *Report) int {
+	seen := map[string]bool{}
+	for _, l := range r.Layers {
+		if l.Role == lazypull.RoleLazy.String() {
+			seen[l.Digest] = true
+		}
+	}
+	return len(seen)
+}
+
+func msRTT(s float64) string { return strconv.FormatFloat(s*1000, 'g', 4, 64) + " ms RTT" }
 
 func newRatio(metric, network string, b, a float64) Ratio {
 	r := Ratio{Metric: metric, Network: network, Before: b, After: a}
@@ -163,6 +225,7 @@ func (c *Comparison) doc() doc {
 			st.rows = append(st.rows, []string{networkLabel(eb), x.s.Title(), seconds(x.b), seconds(x.a), ratio(x.b, x.a)})
 		}
 	}
+	st.notes = append(st.notes, c.Notes...)
 	d.tables = append(d.tables, st)
 	lt := table{title: "Layers", head: []string{"IMAGE", "#", "DIGEST", "FORMAT", "SIZE", "LAZY START"},
 		right: []bool{false, true, false, false, true, false}}
