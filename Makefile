@@ -41,7 +41,7 @@ test-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEPS) >/dev/null; \
 	systemctl stop docker-registry >/dev/null 2>&1 || true  # the package may start one on :5000; tests start their own
 
-# The whole test suite (about 3 minutes on 2 cores), then every skipped
+# The whole test suite (about 4 minutes on 2 busy cores), then every skipped
 # test with its reason. Tests that need a registry server start Debian's
 # docker-registry themselves; tests whose tool is missing are skipped, and
 # CI sets COLDSTART_REQUIRE_TOOLS=1 to turn those skips into failures.

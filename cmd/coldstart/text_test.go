@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -236,6 +237,28 @@ func TestProgressBars(t *testing.T) {
 		_, stderr := optimizeOn(name == "--quiet", args...)
 		if strings.Contains(stderr, "layer 0") {
 			t.Errorf("%s: progress shown:\n%s", name, stderr)
+		}
+	}
+}
+
+// TestCommandFilesShort: each file of the command parses flags, calls the
+// library and prints; none grows past 150 lines (help texts live in
+// help.go, which may).
+func TestCommandFilesShort(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") || f == "help.go" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), "\n"); n > 150 {
+			t.Errorf("%s has %d lines, more than 150: move shared parsing to flags.go, texts to help.go, work to the library", f, n)
 		}
 	}
 }
