@@ -56,10 +56,10 @@ var emptyConfig = static.NewLayer([]byte("{}"), types.OCIEmptyJSON)
 // and one layer descriptor per entry, sorted by key: the descriptor that
 // was Put (media type, digest, size, annotations), plus the annotations
 // AnnotationKey, AnnotationDiffID and AnnotationCreated (and, for an entry
-// Put with an Origin, AnnotationFromImage and AnnotationFromLayer). Being an image
-// manifest, it keeps every blob it names from the registry's garbage
-// collector, and registries that accept OCI artifacts (distribution 2.8 and
-// later, Harbor, ECR, GAR, ACR, GHCR, Quay) store it.
+// Put with an Origin, AnnotationFromImage and AnnotationFromLayer). Being
+// an image manifest, it keeps every blob it names from the registry's
+// garbage collector, and registries that accept OCI artifacts
+// (distribution 2.8 and later, Harbor, ECR, GAR, ACR, GHCR, Quay) store it.
 //
 // Get returns a layer that is a *remote.MountableLayer: pushing an image
 // made of it to another repository of the same registry with ggcr's remote
