@@ -27,6 +27,15 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
+// callersError is an error of imageref that is the caller's (a malformed
+// reference): it wraps ErrInvalid without saying "invalid argument" before
+// its own "invalid image reference".
+type callersError struct{ err error }
+
+func (e callersError) Error() string        { return e.err.Error() }
+func (e callersError) Unwrap() error        { return e.err }
+func (e callersError) Is(target error) bool { return target == ErrInvalid }
+
 // Option configures the functions of this package.
 type Option func(*options) error
 
@@ -234,7 +243,7 @@ func (o *options) reportOptions(bases []v1.Image) []report.Option {
 func parse(s string) (imageref.Ref, error) {
 	r, err := imageref.Parse(s)
 	if err != nil {
-		return r, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return r, callersError{err}
 	}
 	return r, nil
 }

@@ -52,6 +52,11 @@ func TestErrorsAndTextSayItOnce(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "--calibrate") || strings.Contains(out, "run with calibration") {
 		t.Errorf("report: exit %d, %s\n%s", code, stderr, out)
 	}
+	// A malformed reference is the caller's (exit 2), said once.
+	_, stderr, code = run(t, "analyze", "example.com/UPPER:v1")
+	if code != 2 || !strings.Contains(stderr, "invalid image reference") || strings.Contains(stderr, "invalid argument: invalid") {
+		t.Errorf("malformed reference: exit %d, %q", code, stderr)
+	}
 	// A tag the registry does not have is said in words.
 	reg := registrytest.New(t)
 	for _, cmd := range []string{"analyze", "optimize"} {
