@@ -9,7 +9,8 @@ BIN         := bin/coldstart
 DEMO        := .demo
 FUZZTIME    ?= 20s
 
-.PHONY: all build test test-deps test-short lint demo bench bench-quick bench-deps bench-go fuzz clean
+.PHONY: all build test test-deps test-short lint demo bench bench-quick bench-deps bench-go fuzz clean \
+	realstack-deps realstack-install realstack-smoke realstack-bench
 
 # Fuzz targets, as package:Target; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./layers:FuzzIndex ./layers:FuzzMerge ./optimize:FuzzPlan \
@@ -56,6 +57,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd $(REALSTACK) && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Builds the sample image offline into an OCI layout and runs the main job on it.
 demo: build
@@ -88,6 +90,47 @@ bench-quick: bench-deps
 bench-deps:
 	@command -v debootstrap >/dev/null && command -v docker-registry >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap docker-registry >/dev/null)
+	@command -v runc >/dev/null && command -v fusermount3 >/dev/null && command -v skopeo >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc fuse3 skopeo >/dev/null)
+
+# The real lazy-pulling stack (benchmarks/realstack, its own Go module):
+# containerd v2 + stargz-snapshotter + runc, docker-registry behind a
+# tbf-shaped veth link. Linux and root. Binaries go to
+# benchmarks/.work/realstack/bin.
+REALSTACK       := benchmarks/realstack
+REALSTACK_IMAGE ?= python
+REALSTACK_RUNS  ?= 5
+REALSTACK_RATE  ?= 100
+REALSTACK_NODES ?= cold,warm
+REALSTACK_TOOLS := $(CURDIR)/benchmarks/.work/realstack/tools
+
+realstack-deps:
+	@command -v runc >/dev/null && command -v fusermount3 >/dev/null && command -v docker-registry >/dev/null && \
+		command -v skopeo >/dev/null && command -v tc >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			runc fuse3 docker-registry skopeo iproute2 >/dev/null)
+
+realstack-install:
+	cd $(REALSTACK) && $(GO) run ./cmd/realstack -install
+
+# Builds the stack, converts the demo image with coldstart optimize, pulls
+# it lazily (remote snapshots or the test fails) and runs it to its ready line.
+realstack-smoke: realstack-deps
+	cd $(REALSTACK) && $(GO) test -count=1 -run TestSmoke -v -timeout 30m .
+
+# Every variant of one bench image (REALSTACK_IMAGE) on cold and warm nodes;
+# JSON in benchmarks/.work/realstack/results/IMAGE.json, a table on stderr.
+realstack-bench: bench-deps realstack-deps
+	$(GO) run ./benchmarks/build/cmd/benchimages -out benchmarks/.work/layouts -base $(REALSTACK_IMAGE)
+	@mkdir -p $(REALSTACK_TOOLS) benchmarks/.work/realstack/results
+	$(GO) build -trimpath -o $(REALSTACK_TOOLS)/coldstart ./cmd/coldstart
+	$(GO) build -trimpath -o $(REALSTACK_TOOLS)/refconvert ./benchmarks/refconvert
+	cd $(REALSTACK) && $(GO) run ./cmd/realstack -image $(REALSTACK_IMAGE) \
+		-recipe ../images/$(REALSTACK_IMAGE)/recipe.json \
+		-original ../.work/layouts/$(REALSTACK_IMAGE) -base ../.work/layouts/$(REALSTACK_IMAGE)-base \
+		-coldstart $(REALSTACK_TOOLS)/coldstart -refconvert $(REALSTACK_TOOLS)/refconvert \
+		-rate $(REALSTACK_RATE) -runs $(REALSTACK_RUNS) -nodes $(REALSTACK_NODES) \
+		-out ../.work/realstack/results/$(REALSTACK_IMAGE).json
 
 # Go micro-benchmarks (indexing, encoding, cache).
 bench-go:

@@ -52,7 +52,7 @@ const (
 	BaseAuto BasePolicy = iota
 	// BaseKeep leaves base layers byte-identical, so nodes that hold the
 	// base keep using it. On a node without it, containerd pulls a non-lazy
-	// layer and every layer above it in full.
+	// layer whole before the start.
 	BaseKeep
 	// BaseConvert converts base layers as they are (no dedupe, no
 	// reordering), deterministically, so every image on the same base gets
@@ -369,10 +369,10 @@ const lazyRequestsPerLayer = 3
 
 // chooseBasePolicy picks keep or convert for the base layers by the cost of
 // a start on each network of WithNetworks, on a node without the base
-// (cold) and on a node that holds it (warm): containerd pulls a non-lazy
-// layer and every layer above it in full, so keeping a gzip base costs cold
-// nodes the whole image, while converting it costs warm nodes the base's
-// TOC and start-up files. The policy with the smaller worst case wins.
+// (cold) and on a node that holds it (warm): a node pulls a non-lazy layer
+// whole before it starts the container, so keeping a gzip base costs cold
+// nodes the whole base, while converting it costs warm nodes the base's TOC
+// and start-up files. The policy with the smaller worst case wins.
 func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
 	if !o.encode.Format.Lazy() {
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
@@ -391,12 +391,6 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		}
 		return float64(len(idx.Entries)*tocBytesPerEntry) + float64(startup[i])*ratio
 	}
-	firstBase := -1
-	for i, idx := range idxs {
-		if o.baseLayers[idx.Digest] && firstBase < 0 {
-			firstBase = i
-		}
-	}
 	var worstKeep, worstConvert float64
 	var detail []string
 	for _, n := range o.networks {
@@ -412,7 +406,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		for i, idx := range idxs {
 			convertB += lazy(i)
 			convertR += lazyRequestsPerLayer
-			if i >= firstBase {
+			if o.baseLayers[idx.Digest] {
 				coldKeepB += float64(idx.Size)
 				coldKeepR++
 			} else {
@@ -433,5 +427,5 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 	if worstKeep < worstConvert {
 		return BaseKeep, "keeping the base is cheaper even on nodes without it: " + why
 	}
-	return BaseConvert, "a non-lazy base makes containerd pull it and every layer above it in full on nodes without it: " + why
+	return BaseConvert, "a non-lazy base is pulled whole before the start on nodes without it: " + why
 }

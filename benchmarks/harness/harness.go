@@ -50,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress receives one line per step.
 	Progress io.Writer
+	// RealStack, when set, also measures every image's variants on the
+	// real stack (see RealStackConfig).
+	RealStack *RealStackConfig
 }
 
 // Stat is a median with its min and max.
@@ -154,6 +157,7 @@ type Results struct {
 	Conversion []ImageConversion `json:"conversion"`
 	Dedupe     []Dedupe          `json:"dedupe"`
 	Startup    []ImageStart      `json:"startup"`
+	RealStack  []RealStart       `json:"realStack,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 }
 
@@ -238,6 +242,13 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		for _, name := range cfg.Images {
 			if err := r.startup(ctx, name); err != nil {
 				return nil, fmt.Errorf("time to ready of %s: %w", name, err)
+			}
+		}
+	}
+	if cfg.RealStack != nil {
+		for _, name := range cfg.Images {
+			if err := r.realStack(ctx, name); err != nil {
+				return nil, fmt.Errorf("real stack, %s: %w", name, err)
 			}
 		}
 	}

@@ -155,6 +155,7 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 			}
 		}
 	}
+	writeRealStack(w, res)
 
 	fmt.Fprintf(w, "\n## Targets\n\n| target | result |\n|---|---|\n")
 	for _, c := range res.Conversion {
@@ -274,4 +275,26 @@ func startupChart(res *Results) string {
 		bars = append(bars, g)
 	}
 	return barChart("Time to ready (median)", "seconds, shorter is better", groups, bars)
+}
+
+// writeRealStack writes the table of the measurements on the real stack.
+func writeRealStack(w io.Writer, res *Results) {
+	if len(res.RealStack) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Time to ready on the real stack\n\ncontainerd v2 + stargz-snapshotter + runc (`benchmarks/realstack`, its README "+
+		"gives the method): Debian's docker-registry in a network namespace behind a veth pair shaped by tc tbf, no added RTT. Seconds from the "+
+		"start of the pull to the container's ready line (or port); bytes and requests from the registry's access log until ready. "+
+		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the node holds the base image. Mode: remote = every layer "+
+		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model at the "+
+		"link's measured rate.\n\n")
+	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted |\n|---|---|---|---|--:|--:|--:|---|--:|\n")
+	for _, s := range res.RealStack {
+		ok := ""
+		if s.OK < s.Runs {
+			ok = fmt.Sprintf(" (%d of %d runs failed)", s.Runs-s.OK, s.Runs)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s |\n", s.Image, s.Network, s.Node, s.Variant,
+			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds)
+	}
 }

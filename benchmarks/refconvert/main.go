@@ -4,21 +4,31 @@
 // nerdctl image convert --estargz and ctr-remote image optimize --no-optimize
 // call it, and writes the converted image.
 //
-//	go run ./benchmarks/refconvert SRC DST
+//	go run ./benchmarks/refconvert [-prioritize FILE] SRC DST
+//
+// With -prioritize, every layer is built with the files FILE lists
+// prioritized, in its order (estargz.WithPrioritizedFiles, files a layer
+// lacks skipped), as ctr-remote image optimize does with the files it
+// recorded. FILE is a profile JSON ({"files": [...]}, what coldstart
+// profile writes) or a list of paths, one per line.
 //
 // SRC and DST are image references (oci:DIR, docker-archive:FILE, or a
 // registry). It prints one JSON line: layers converted and output bytes.
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -29,17 +39,56 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: refconvert SRC DST")
+	prioritize := flag.String("prioritize", "", "file listing the paths to prioritize (profile JSON or one path a line)")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: refconvert [-prioritize FILE] SRC DST")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 2 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(context.Background(), os.Args[1], os.Args[2]); err != nil {
+	var files []string
+	if *prioritize != "" {
+		var err error
+		if files, err = readPaths(*prioritize); err != nil {
+			fmt.Fprintln(os.Stderr, "refconvert:", err)
+			os.Exit(1)
+		}
+	}
+	if err := run(context.Background(), flag.Arg(0), flag.Arg(1), files); err != nil {
 		fmt.Fprintln(os.Stderr, "refconvert:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, srcArg, dstArg string) error {
+// readPaths reads a profile JSON's "files" or a list of paths.
+func readPaths(name string) ([]string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		var p struct {
+			Files []string `json:"files"`
+		}
+		if err := json.Unmarshal(t, &p); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return p.Files, nil
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
+}
+
+func run(ctx context.Context, srcArg, dstArg string, prioritized []string) error {
 	src, err := imageref.Parse(srcArg)
 	if err != nil {
 		return err
@@ -79,7 +128,7 @@ func run(ctx context.Context, srcArg, dstArg string) error {
 	}
 	var total int64
 	for i, l := range ls {
-		nl, ann, size, err := convert(tmp, i, l)
+		nl, ann, size, err := convert(tmp, i, l, prioritized)
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
@@ -98,8 +147,9 @@ func run(ctx context.Context, srcArg, dstArg string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"layers": len(ls), "bytes": total})
 }
 
-// convert runs estargz.Build with its defaults on one layer.
-func convert(tmp string, i int, l v1.Layer) (v1.Layer, map[string]string, int64, error) {
+// convert runs estargz.Build with its defaults on one layer, with the
+// prioritized files (those the layer has) first when there are any.
+func convert(tmp string, i int, l v1.Layer, prioritized []string) (v1.Layer, map[string]string, int64, error) {
 	rc, err := l.Uncompressed()
 	if err != nil {
 		return nil, nil, 0, err
@@ -116,7 +166,12 @@ func convert(tmp string, i int, l v1.Layer) (v1.Layer, map[string]string, int64,
 		f.Close()
 		return nil, nil, 0, err
 	}
-	blob, err := estargz.Build(io.NewSectionReader(f, 0, n))
+	var opts []estargz.Option
+	if len(prioritized) > 0 {
+		var missed []string
+		opts = append(opts, estargz.WithPrioritizedFiles(prioritized), estargz.WithAllowPrioritizeNotFound(&missed))
+	}
+	blob, err := estargz.Build(io.NewSectionReader(f, 0, n), opts...)
 	if err != nil {
 		f.Close()
 		return nil, nil, 0, err

@@ -61,8 +61,8 @@ atomically (and then standard output stays quiet unless --format is given).`
 	reportLong = `report says what starting IMAGE costs on a node: bytes, requests and
 estimated seconds to ready for a full pull, a lazy start (eStargz / zstd:chunked
 layers mounted from their TOC, prefetch, then the start-up files' chunks on
-demand; from the first layer that cannot be mounted lazily up, containerd
-downloads every layer in full), the lower bound and, when some layer is not
+demand; a layer that cannot be mounted lazily is downloaded whole first),
+the lower bound and, when some layer is not
 lazy yet, the lazy start after optimizing. Networks: datacenter (10 Gbit/s,
 1 ms), cloud (1 Gbit/s, 10 ms), edge (100 Mbit/s, 50 ms) or RATE,RTT.
 

@@ -9,8 +9,7 @@
 // [Start] is a node with a lazy snapshotter (stargz-snapshotter): the lazy
 // layers are mounted from their footer and TOC, their prefetch ranges are
 // fetched in the background, the layers that cannot be mounted lazily are
-// downloaded and unpacked (see [Roles]: containerd's unpacker takes over
-// from the first such layer up), and the start-up files are read in order,
+// downloaded and unpacked (see [Roles]), and the start-up files are read in order,
 // each costing the chunks that hold it. Every chunk fetched is decompressed
 // and checked against its digest in the TOC.
 //

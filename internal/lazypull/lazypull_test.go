@@ -54,7 +54,7 @@ func TestRoles(t *testing.T) {
 		want       []Role
 	}{
 		{[]bool{true, true}, []bool{false, false}, []Role{RoleLazy, RoleLazy}},
-		{[]bool{false, true, true}, []bool{false, false, false}, []Role{RoleFull, RoleFull, RoleFull}},
+		{[]bool{false, true, true}, []bool{false, false, false}, []Role{RoleFull, RoleLazy, RoleLazy}},
 		{[]bool{false, true, true}, []bool{true, false, false}, []Role{RoleHeld, RoleLazy, RoleLazy}},
 		{[]bool{true, false, true, false}, []bool{false, false, true, false}, []Role{RoleLazy, RoleFull, RoleHeld, RoleFull}},
 		{[]bool{true, true, false}, []bool{false, false, false}, []Role{RoleLazy, RoleLazy, RoleFull}},
@@ -275,7 +275,11 @@ func sortFetches(fs []Fetch) {
 	})
 }
 
-func TestStartFallsBackBelowAGzipLayer(t *testing.T) {
+// TestStartGzipLayerAlone: a gzip layer is downloaded whole; the eStargz
+// layer above it is mounted lazily all the same, as containerd 2.4 with
+// stargz-snapshotter 0.19 does (earlier versions downloaded every layer
+// above a gzip one).
+func TestStartGzipLayerAlone(t *testing.T) {
 	reg := registrytest.New(t)
 	g := gzipLayer(t, testimage.Layer{testimage.File("usr/bin/app", noise(1, 10_000))})
 	app := encode(t, appTar(), layers.EncodeOptions{ChunkSize: chunk})
@@ -286,18 +290,11 @@ func TestStartFallsBackBelowAGzipLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff([]Role{RoleFull, RoleFull}, res.Roles); d != "" {
+	if d := cmp.Diff([]Role{RoleFull, RoleLazy}, res.Roles); d != "" {
 		t.Fatalf("roles (-want +got):\n%s", d)
 	}
-	kinds := map[Kind]int{}
-	for _, f := range res.Fetches {
-		kinds[f.Kind]++
-	}
-	if d := cmp.Diff(map[Kind]int{KindManifest: 1, KindConfig: 1, KindBlob: 2}, kinds); d != "" {
-		t.Fatalf("requests by kind (-want +got):\n%s", d)
-	}
-	if res.Bytes < int64(len(g.blob)+len(app.blob)) {
-		t.Fatalf("%d bytes: less than the two layers", res.Bytes)
+	if res.Bytes >= int64(len(g.blob)+len(app.blob)) {
+		t.Fatalf("%d bytes: the lazy layer was downloaded whole", res.Bytes)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("temporary files left behind: %v", left)
@@ -313,7 +310,7 @@ func TestStartFallsBackBelowAGzipLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds = map[Kind]int{}
+	kinds := map[Kind]int{}
 	for _, f := range res.Fetches {
 		kinds[f.Kind]++
 	}

@@ -42,8 +42,9 @@ var (
 // and one of small files (lazypull.Unpack, the code a measured start runs)
 // to split the unpack cost into a per-byte and a per-entry part, and
 // opening the TOC of an eStargz layer of many files. The registry's time
-// per request is not a property of the machine: it stays as WithRates (or
-// DefaultRates) set it. Each figure is the
+// per request is not a property of the machine, and the node-side costs
+// (ContainerStart, LazyMount, LazyRead, LazyOpen) need a container runtime and a lazy
+// snapshotter: they stay as WithRates (or DefaultRates) set them. Each figure is the
 // median of three runs. It takes a few seconds and writes only below the
 // temporary directory (WithTempDir), which it cleans up.
 func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
@@ -51,7 +52,10 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	if err != nil {
 		return Rates{}, err
 	}
-	r := Rates{Calibrated: true, Request: o.rates.Request}
+	// The node-side costs need a container runtime and a lazy snapshotter:
+	// they stay as set (benchmarks/realstack measures them).
+	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart,
+		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen}
 	var tarBuf bytes.Buffer
 	if err := corpus.Write(&tarBuf, 1, calibrationCorpusBytes); err != nil {
 		return r, fmt.Errorf("calibrating: generating the corpus: %w", err)

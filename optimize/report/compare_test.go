@@ -29,8 +29,10 @@ func TestCompare(t *testing.T) {
 	for _, r := range c.Ratios {
 		ratios[r.Metric+"/"+r.Network] = r
 	}
-	// The converted base is no longer pulled whole: less is fetched.
-	if r := ratios["lazyStartBytes/"]; r.Ratio <= 0 || r.Ratio >= 1 || r.Before != float64(c.Before.LazyStartBytes) || r.After != float64(c.After.LazyStartBytes) {
+	// Before, only the gzip base is pulled whole (containerd 2.4 mounts the
+	// lazy layers above it all the same); converting a 7 KB base adds its
+	// footer and TOC requests: a little more is fetched.
+	if r := ratios["lazyStartBytes/"]; r.Ratio <= 1 || r.Before != float64(c.Before.LazyStartBytes) || r.After != float64(c.After.LazyStartBytes) {
 		t.Errorf("lazy start bytes: %+v", r)
 	}
 	// For an image this small the serial footer and TOC round trips of

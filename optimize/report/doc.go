@@ -35,30 +35,37 @@
 // uncompressed bytes / decompression rate + uncompressed bytes / unpack rate
 // + tar entries × per-entry cost.
 //
-// Lazy start (eStargz or zstd:chunked on a lazy snapshotter): a layer is
-// mounted lazily when its content is lazy and its descriptor carries the TOC
-// annotation (lazypull.Mountable). From the first layer, bottom up, that is
-// neither held nor lazy, containerd's unpacker takes over: it downloads that
-// layer and every layer above it that the node does not hold, in full, and
-// unpacks them (lazypull.Roles; measured with containerd 2.2: a kept gzip
-// base under eStargz layers took 14.5 s on a cold node against 1.3 s all
-// eStargz). Each layer mounted lazily (each blob once) costs, one after the
-// other, the footer read (the last [FooterBytes], 51, bytes) and the TOC read, plus the
-// TOC's parsing (entries × [Rates].TOCEntry); its prefetch range (from the
-// start of the blob to the .prefetch.landmark entry; none without one) is
-// then fetched in one background request, and its chunks decompressed and
-// checked. Meanwhile the whole layers are downloaded and unpacked as in a
-// full pull. When every layer is mounted the container starts and reads the
-// start-up files in order: a file of a lazy layer inside the prefetch range
-// waits for that prefetch; otherwise the members that hold its chunks (from
-// a chunk's offset to the next chunk's) are fetched, adjacent members in one
-// request, one request after the other, skipping what was fetched before.
-// Files of held or unpacked layers cost nothing more.
+// Lazy start (eStargz on stargz-snapshotter): a layer is mounted lazily
+// when its content is lazy and its descriptor carries the TOC digest the
+// snapshotter verifies (lazypull.Mountable; a zstd:chunked layer carries
+// none, so with the snapshotter's defaults it is downloaded whole). Every
+// other layer the node does not hold is downloaded and unpacked as in a
+// full pull; the lazy layers above it are mounted all the same
+// (lazypull.Roles: what containerd 2.4 with stargz-snapshotter 0.19 does,
+// measured in benchmarks/realstack; containerd 2.2 downloaded every layer
+// above a non-lazy one), while the snapshotter fetches them in the
+// background on the same link. Each layer mounted lazily (each blob once)
+// costs, one after the other, its mount ([Rates].LazyMount), the footer read
+// (the last [FooterBytes], 51, bytes) and the TOC read, plus the TOC's
+// parsing (entries × [Rates].TOCEntry); its prefetch range (from the start
+// of the blob to the .prefetch.landmark entry; none without one) is then
+// fetched in one background request, and its chunks decompressed and
+// checked. When every layer is mounted the container starts
+// ([Rates].ContainerStart: the runtime and the program's own start) and
+// reads the start-up files in order: a file of a lazy layer inside the
+// prefetch range waits for that prefetch; otherwise the members that hold
+// its chunks (from a chunk's offset to the next chunk's) are fetched,
+// adjacent members in one request, one request after the other, skipping
+// what was fetched before; then the file is opened and read through FUSE
+// ([Rates].LazyOpen, [Rates].LazyRead). Files of held or unpacked layers
+// cost nothing more. The node-side rates are fitted to the real stack
+// (benchmarks/RESULTS.md says how close the predictions come).
 //
 // Lower bound: the manifest, then, in parallel, the config and, per layer
 // the node does not hold, its footer and TOC in one request; then, in
 // parallel, the members holding exactly the start-up files, adjacent ones
-// merged; nothing else is fetched and nothing unpacked.
+// merged; nothing else is fetched and nothing unpacked; then the container
+// starts and reads its files.
 //
 // If optimized (a what-if, nothing is written): the lazy start after every
 // layer that is neither held nor lazy is converted to eStargz with its

@@ -101,6 +101,9 @@ type build struct {
 	// (full pull, lower bound).
 	ready, unpackFirst, unpackLast int
 	downloadTasks                  []int
+	// start is the container's start task: from it to the end, the time
+	// is the node's own (Phases.Start); -1 before it is added.
+	start int
 	// fileReqs lists, per start-up file, the on-demand request tasks.
 	fileReqs map[int][]int
 	// fileWhere says where each start-up file comes from.
@@ -117,7 +120,7 @@ type layerStat struct {
 
 func (m *model) newBuild(s Scenario) *build {
 	return &build{
-		scen: s, ready: -1, unpackFirst: -1, unpackLast: -1,
+		scen: s, ready: -1, unpackFirst: -1, unpackLast: -1, start: -1,
 		p:          plan{overhead: m.rates.Request},
 		cost:       ScenarioCost{Scenario: s},
 		fileReqs:   map[int][]int{},
@@ -214,7 +217,11 @@ func (m *model) fullPull() *build {
 		b.roles[i] = lazypull.RoleFull
 		idx = append(idx, i)
 	}
-	m.wholeLayers(b, idx, cfg)
+	last := m.wholeLayers(b, idx, cfg)
+	if last < 0 {
+		last = cfg
+	}
+	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, last)
 	return b
 }
 
@@ -294,6 +301,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 		}
 		mounted[l.desc.Digest] = i
 		st := &b.layerStats[i]
+		mount = b.p.work(m.rates.LazyMount, phaseDownload, mount)
 		if l.mountable {
 			for k, rd := range l.toc.Reads {
 				cpu := 0.0
@@ -331,8 +339,22 @@ func (m *model) lazyStart(whatIf bool) *build {
 		deps = append(deps, last)
 	}
 	b.ready = b.p.work(0, phaseDownload, deps...)
+	if last >= 0 {
+		// While the layers that are not lazy download, the snapshotter
+		// fetches the lazy ones in the background on the same link.
+		for i, r := range b.roles {
+			if r != lazypull.RoleLazy || m.layers[i].toc == nil || mounted[m.layers[i].desc.Digest] != i {
+				continue
+			}
+			st := b.layerStats[i]
+			if rest := m.layers[i].desc.Size - st.toc - st.prefetch; rest > 0 {
+				b.p.backgroundRequest(float64(rest), phaseDownload, mount)
+			}
+		}
+	}
+	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, b.ready)
 
-	prev := b.ready
+	prev := b.start
 	// A blob listed twice is mounted once: what was fetched and waited for
 	// goes by digest.
 	fetched := map[v1.Hash]lazypull.Fetched{}
@@ -355,6 +377,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 				waited[dg] = true
 				prev = b.p.work(0, phaseOnDemand, prev, pf)
 			}
+			prev = b.p.work(m.rates.LazyOpen+div(float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
 			continue
 		}
 		if fetched[dg] == nil {
@@ -375,6 +398,8 @@ func (m *model) lazyStart(whatIf bool) *build {
 			b.layerStats[li].onDemand += r.Length
 			b.layerStats[li].onDemandRequests++
 		}
+		// The program opens and reads the file through the snapshotter.
+		prev = b.p.work(m.rates.LazyOpen+div(float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
 	}
 	b.cost.Estimated = b.estimated
 	return b
@@ -435,6 +460,21 @@ func (m *model) lowerBound() *build {
 			b.req(e.prefetchBytes, e.prefetchCPU, phaseOnDemand, catOnDemand, tail)
 		}
 	}
+	// The container starts once every byte is in, and reads its files.
+	all := make([]int, len(b.p.tasks))
+	for i := range all {
+		all[i] = i
+	}
+	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, all...)
+	var read int64
+	opened := 0
+	for _, f := range m.files {
+		if !m.layers[f.ref.Layer].held {
+			read += f.entry.Size
+			opened++
+		}
+	}
+	b.p.work(float64(opened)*m.rates.LazyOpen+div(float64(read), m.rates.LazyRead), phaseOnDemand, b.start)
 	b.cost.Estimated = b.estimated
 	return b
 }
@@ -456,16 +496,22 @@ func mergeRanges(rs []lazypull.Range) []lazypull.Range {
 func (b *build) phases(tm timing) Phases {
 	total := tm.total()
 	ph := Phases{Scenario: b.scen, Total: total}
+	startAt := total
+	if b.start >= 0 {
+		startAt = tm.start[b.start]
+		ph.Start = tm.end[b.start] - tm.start[b.start]
+	}
 	switch b.scen {
 	case FullPull, LowerBound:
 		dl := 0.0
 		for _, t := range b.downloadTasks {
 			dl = math.Max(dl, tm.end[t])
 		}
+		dl = math.Min(dl, startAt)
 		if b.scen == FullPull {
-			ph.Download, ph.Unpack = dl, total-dl
+			ph.Download, ph.Unpack, ph.Start = dl, startAt-dl, total-startAt
 		} else {
-			ph.Download, ph.OnDemand = dl, total-dl
+			ph.Download, ph.OnDemand, ph.Start = dl, startAt-dl, total-startAt
 		}
 	default:
 		mounted := tm.end[b.ready]
@@ -473,7 +519,7 @@ func (b *build) phases(tm timing) Phases {
 		if b.unpackLast >= 0 && tm.end[b.unpackLast] >= mounted-simEpsilon {
 			unpack = tm.end[b.unpackLast] - tm.start[b.unpackFirst]
 		}
-		ph.Download, ph.Unpack, ph.OnDemand = mounted-unpack, unpack, total-mounted
+		ph.Download, ph.Unpack, ph.OnDemand = mounted-unpack, unpack, total-mounted-ph.Start
 	}
 	return ph
 }

@@ -29,6 +29,25 @@ type Rates struct {
 	// request, on top of the network's round trip. A measurement probes
 	// it (lazypull.Probe).
 	Request float64 `json:"requestSeconds"`
+	// Node-side costs, measured on the real stack (containerd 2.4,
+	// stargz-snapshotter 0.19, runc; see benchmarks/realstack), which
+	// Calibrate does not measure:
+	//
+	// ContainerStart is the time from a pulled image to its ready line
+	// with every file on local disk: creating the container and the
+	// runtime's task, starting the process, and the program's own start.
+	ContainerStart float64 `json:"containerStartSeconds"`
+	// LazyMount is the cost of mounting one lazy layer (the snapshotter's
+	// FUSE mount and snapshot bookkeeping), beyond fetching and parsing
+	// its TOC.
+	LazyMount float64 `json:"lazyMountSeconds"`
+	// LazyRead is how fast a program reads start-up files out of lazily
+	// mounted layers once their chunks are local (FUSE), in bytes per
+	// second of file content; 0 means no cost.
+	LazyRead float64 `json:"lazyReadBytesPerSecond"`
+	// LazyOpen is the cost of opening one start-up file of a lazy layer
+	// (the lookups and the open through FUSE).
+	LazyOpen float64 `json:"lazyOpenSeconds"`
 	// Calibrated is set when the rates were measured on this machine
 	// (Calibrate) rather than taken from DefaultRates.
 	Calibrated bool `json:"calibrated"`
@@ -48,6 +67,10 @@ var DefaultRates = Rates{
 	UnpackEntry:    DefaultUnpackEntryCost.Seconds(),
 	TOCEntry:       DefaultTOCEntryCost.Seconds(),
 	Request:        DefaultRequestCost.Seconds(),
+	ContainerStart: DefaultContainerStart.Seconds(),
+	LazyMount:      DefaultLazyMount.Seconds(),
+	LazyRead:       DefaultLazyReadRate,
+	LazyOpen:       DefaultLazyOpen.Seconds(),
 }
 
 // The default rates, each measured by Calibrate (see DefaultRates).
@@ -71,6 +94,16 @@ const (
 	// measured for Debian's docker-registry serving from its disk through
 	// the shaping proxy on the development machine (5 to 12 ms).
 	DefaultRequestCost = 8 * time.Millisecond
+	// DefaultContainerStart, DefaultLazyMount and DefaultLazyReadRate are
+	// fitted to the real stack's times to ready of the five bench images
+	// (benchmarks/RESULTS.md): the start of a container whose files are
+	// local (the median of the full pulls' time after their pull: 0.33 to
+	// 1.05 s), a lazy layer's mount, and opening and reading files through
+	// FUSE.
+	DefaultContainerStart = 450 * time.Millisecond
+	DefaultLazyMount      = 30 * time.Millisecond
+	DefaultLazyReadRate   = 55e6
+	DefaultLazyOpen       = 3 * time.Millisecond
 )
 
 // decompressRate is the decompression rate for a compression; +Inf for
@@ -112,7 +145,10 @@ func (r Rates) valid() bool {
 			return false
 		}
 	}
-	for _, v := range []float64{r.UnpackEntry, r.TOCEntry, r.Request} {
+	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) {
+		return false
+	}
+	for _, v := range []float64{r.UnpackEntry, r.TOCEntry, r.Request, r.ContainerStart, r.LazyMount, r.LazyOpen} {
 		if !(v >= 0) || math.IsInf(v, 0) {
 			return false
 		}

@@ -387,7 +387,7 @@ func (r *Report) doc() doc {
 	}
 	if m := r.Measured; m != nil {
 		mt := table{
-			title: "Measured against the registry (" + m.Network + ")",
+			title: "Measured against the registry (" + m.Network + ", " + m.Client + ")",
 			head:  []string{"SCENARIO", "MEASURED", "PREDICTED", "ERROR", "BYTES MEASURED", "BYTES PREDICTED", "REQUESTS MEASURED", "REQUESTS PREDICTED"},
 			right: []bool{false, true, true, true, true, true, true, true},
 		}

@@ -187,7 +187,10 @@ type Phases struct {
 	Download float64  `json:"downloadSeconds"`
 	Unpack   float64  `json:"unpackSeconds"`
 	OnDemand float64  `json:"onDemandSeconds"`
-	Total    float64  `json:"totalSeconds"`
+	// Start is the container's own start (Rates.ContainerStart), and for
+	// a lazy start the reading of start-up files through the snapshotter.
+	Start float64 `json:"startSeconds"`
+	Total float64 `json:"totalSeconds"`
 }
 
 // FileCost is what one start-up file costs in a lazy start.
@@ -438,7 +441,7 @@ func estimateOn(n Network, builds []*build) NetworkEstimate {
 	e := NetworkEstimate{Network: n.Name, BytesPerSecond: n.BytesPerSecond, RTTSeconds: n.RTT.Seconds()}
 	for _, b := range builds {
 		ph := b.phases(simulate(&b.p, n))
-		ph.Download, ph.Unpack, ph.OnDemand, ph.Total = roundSeconds(ph.Download), roundSeconds(ph.Unpack), roundSeconds(ph.OnDemand), roundSeconds(ph.Total)
+		ph.Download, ph.Unpack, ph.OnDemand, ph.Start, ph.Total = roundSeconds(ph.Download), roundSeconds(ph.Unpack), roundSeconds(ph.OnDemand), roundSeconds(ph.Start), roundSeconds(ph.Total)
 		e.Phases = append(e.Phases, ph)
 		switch b.scen {
 		case FullPull:
@@ -532,7 +535,6 @@ func readLayer(ctx context.Context, l v1.Layer, desc v1.Descriptor, name string,
 // layerSummaries describes the layers, with the lazy start's figures.
 func (m *model) layerSummaries(lazy *build) []Layer {
 	out := make([]Layer, len(m.layers))
-	firstFull := -1
 	for i, l := range m.layers {
 		st := lazy.layerStats[i]
 		ly := Layer{
@@ -542,13 +544,10 @@ func (m *model) layerSummaries(lazy *build) []Layer {
 			OnDemandBytes: st.onDemand, OnDemandRequests: st.onDemandRequests,
 		}
 		switch {
+		case l.toc != nil && !l.mountable && l.toc.Format == layers.ZstdChunked:
+			ly.Note = "zstd:chunked has no TOC digest for stargz-snapshotter to verify: it mounts it lazily only with verification disabled, else containerd downloads it"
 		case l.toc != nil && !l.mountable:
-			ly.Note = "lazy format, but the descriptor lacks the TOC annotation: snapshotters do not mount it lazily"
-		case lazy.roles[i] == lazypull.RoleFull && firstFull >= 0 && l.mountable:
-			ly.Note = fmt.Sprintf("lazy, but downloaded whole: layer %d below it cannot be mounted lazily", firstFull)
-		}
-		if lazy.roles[i] == lazypull.RoleFull && firstFull < 0 {
-			firstFull = i
+			ly.Note = "lazy format, but the descriptor lacks the TOC digest annotation: stargz-snapshotter does not mount it lazily"
 		}
 		out[i] = ly
 	}

@@ -33,6 +33,9 @@ type task struct {
 	bytes   float64
 	cpu     float64
 	phase   phase
+	// background tasks share the network but gate nothing: the start is
+	// over when every other task is (a snapshotter's background fetch).
+	background bool
 }
 
 // plan is a set of tasks and pools.
@@ -50,6 +53,12 @@ func (p *plan) add(t task) int {
 
 func (p *plan) request(bytes, cpu float64, ph phase, deps ...int) int {
 	return p.add(task{deps: deps, pool: -1, request: true, bytes: bytes, cpu: cpu, phase: ph})
+}
+
+// backgroundRequest adds a request that shares the network with the start
+// but does not hold it up.
+func (p *plan) backgroundRequest(bytes float64, ph phase, deps ...int) int {
+	return p.add(task{deps: deps, pool: -1, request: true, bytes: bytes, phase: ph, background: true})
 }
 
 func (p *plan) work(cpu float64, ph phase, deps ...int) int {
@@ -74,6 +83,9 @@ const (
 // timing is the simulated schedule of a plan.
 type timing struct {
 	start, end []float64
+	// background marks the tasks that do not count in the total (they may
+	// not have ended).
+	background []bool
 }
 
 // simEpsilon absorbs rounding in the event times, in seconds and bytes.
@@ -82,7 +94,10 @@ const simEpsilon = 1e-9
 // simulate returns when every task starts and ends, in seconds from 0.
 func simulate(p *plan, n Network) timing {
 	nt := len(p.tasks)
-	tm := timing{start: make([]float64, nt), end: make([]float64, nt)}
+	tm := timing{start: make([]float64, nt), end: make([]float64, nt), background: make([]bool, nt)}
+	for i := range p.tasks {
+		tm.background[i] = p.tasks[i].background
+	}
 	state := make([]int, nt)
 	until := make([]float64, nt)  // end of latency or of CPU
 	latEnd := make([]float64, nt) // when the response started
@@ -93,11 +108,21 @@ func simulate(p *plan, n Network) timing {
 	unlimited := rate <= 0
 	now := 0.0
 	done := 0
+	foreground := 0
+	for i := range p.tasks {
+		if !p.tasks[i].background {
+			foreground++
+		}
+	}
+	fgDone := 0
 
 	finish := func(i int) {
 		state[i] = stDone
 		tm.end[i] = now
 		done++
+		if !p.tasks[i].background {
+			fgDone++
+		}
 		if t := &p.tasks[i]; t.pool >= 0 {
 			inUse[t.pool]--
 		}
@@ -119,7 +144,7 @@ func simulate(p *plan, n Network) timing {
 		}
 		afterTransfer(i)
 	}
-	for done < nt {
+	for done < nt && fgDone < foreground {
 		// Start what can start, until nothing changes at this instant.
 		for changed := true; changed; {
 			changed = false
@@ -151,7 +176,7 @@ func simulate(p *plan, n Network) timing {
 				afterLatency(i)
 			}
 		}
-		if done == nt {
+		if done == nt || fgDone == foreground {
 			break
 		}
 		// The next event.
@@ -206,8 +231,10 @@ func simulate(p *plan, n Network) timing {
 // total is when the last task ends.
 func (tm timing) total() float64 {
 	t := 0.0
-	for _, e := range tm.end {
-		t = math.Max(t, e)
+	for i, e := range tm.end {
+		if !tm.background[i] {
+			t = math.Max(t, e)
+		}
 	}
 	return t
 }

@@ -6,7 +6,9 @@
 //	go run ./benchmarks/cmd/bench [-quick] [-runs N] [-out DIR]
 //
 // It needs Linux, root (debootstrap, chroot, fanotify for run profiles) and
-// Debian's docker-registry; `make bench` installs what is missing.
+// Debian's docker-registry; `make bench` installs what is missing. Unless
+// -realstack-rate 0 (or -quick), it also measures every image on the real
+// stack with benchmarks/realstack (runc, fuse3 and skopeo from Debian).
 package main
 
 import (
@@ -31,6 +33,8 @@ func main() {
 	work := flag.String("work", "benchmarks/.work", "working directory (images, binaries, registry storage)")
 	images := flag.String("images", "", "comma-separated images (default: all; -quick: shell)")
 	networks := flag.String("networks", "cloud,edge", "networks for time to ready: names or RATE,RTT, separated by ';'")
+	realRate := flag.Float64("realstack-rate", 100, "also measure on the real stack (benchmarks/realstack) at this link rate in Mbit/s; 0: off (-quick: off)")
+	realNodes := flag.String("realstack-nodes", "cold,warm", "node kinds for the real stack")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,6 +64,9 @@ func main() {
 			}
 			cfg.Networks = append(cfg.Networks, nw)
 		}
+	}
+	if *realRate > 0 && !*quick {
+		cfg.RealStack = &harness.RealStackConfig{RateMbit: *realRate, Nodes: strings.Split(*realNodes, ",")}
 	}
 	repo, err := os.Getwd()
 	if err != nil {

@@ -1,11 +1,12 @@
 // Command benchimages builds coldstart's benchmark images (see package
 // benchmarks/build) and prints their sizes.
 //
-//	go run ./benchmarks/build/cmd/benchimages [-out DIR] [-verify] [-rebuild] [-v] [NAME...]
+//	go run ./benchmarks/build/cmd/benchimages [-out DIR] [-base] [-verify] [-rebuild] [-v] [NAME...]
 //
 // Without names it builds every recipe in benchmarks/images. Images are
 // cached (see -cache); -out also writes each one as an OCI layout DIR/NAME,
-// readable as oci:DIR/NAME. -verify runs each image until it is ready.
+// readable as oci:DIR/NAME, and with -base its debootstrap base image as
+// DIR/NAME-base. -verify runs each image until it is ready.
 // Needs root.
 package main
 
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mirror := fs.String("mirror", "", "Debian mirror `url` (default: the recipe's, "+build.DefaultMirror+")")
 	rebuild := fs.Bool("rebuild", false, "build even when the cache holds the image")
 	verify := fs.Bool("verify", false, "run each image until it is ready")
+	withBase := fs.Bool("base", false, "with -out, also write each image's base image as an OCI layout DIR/NAME-base")
 	verbose := fs.Bool("v", false, "show progress and the output of the build steps on stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: benchimages [flags] [NAME...]\nimages: %v\n", build.Names())
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		line, err := one(ctx, name, *out, *verify, opts)
+		line, err := one(ctx, name, *out, *verify, *withBase, opts)
 		if err != nil {
 			errs = append(errs, err)
 			fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t%v\n", name, firstLine(err))
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errors.Join(errs...)
 }
 
-func one(ctx context.Context, name, out string, verify bool, opts []build.Option) (string, error) {
+func one(ctx context.Context, name, out string, verify, withBase bool, opts []build.Option) (string, error) {
 	start := time.Now()
 	dir, r, err := build.Image(ctx, name, opts...)
 	if err != nil {
@@ -116,6 +118,15 @@ func one(ctx context.Context, name, out string, verify bool, opts []build.Option
 		where = filepath.Join(out, name)
 		if err := copyLayout(ctx, dir, where, name); err != nil {
 			return "", err
+		}
+		if withBase {
+			base, err := build.BaseImage(ctx, name, opts...)
+			if err != nil {
+				return "", err
+			}
+			if err := copyLayout(ctx, base, filepath.Join(out, name+"-base"), name+"-base"); err != nil {
+				return "", err
+			}
 		}
 	}
 	comp, uncomp := info.Sizes()
