@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/lazypull"
 	"github.com/coldstart-dev/coldstart/internal/units"
@@ -110,25 +111,52 @@ func notFaster(b, a *Report, eb, ea NetworkEstimate) []string {
 	if eb.LazyStartSeconds == 0 || ea.LazyStartSeconds < eb.LazyStartSeconds*0.98 {
 		return notes
 	}
-	saved := b.LazyStartBytes - a.LazyStartBytes
-	extra := a.LazyStartRequests - b.LazyStartRequests
-	rtts := float64(extra) * ea.RTTSeconds
-	var transfer float64
-	if ea.BytesPerSecond > 0 {
-		transfer = float64(max(saved, 0)) / ea.BytesPerSecond
+	pb, pa := lazyPhases(eb), lazyPhases(ea)
+	var why []string
+	if b.FullPullBytes < smallImage {
+		why = append(why, fmt.Sprintf("the image is only %s, quick to pull whole", units.Bytes(b.FullPullBytes)))
 	}
-	var why string
-	switch {
-	case extra > 0 && rtts >= transfer:
-		why = fmt.Sprintf("the image is only %s: mounting its %d lazy layers takes %d requests, %d more than before (footer and TOC of each layer, one after the other: about %s of round trips at %s), which cost more than the %s it saves (about %s)",
-			units.Bytes(b.FullPullBytes), lazyLayers(a), a.LazyStartRequests, extra, seconds(rtts), msRTT(ea.RTTSeconds), units.Bytes(max(saved, 0)), seconds(transfer))
-	case a.FullPullBytes > 0 && a.Profile.Bytes*2 >= a.FullPullBytes:
-		why = fmt.Sprintf("the container reads %s at start-up, most of the image (%s): a lazy start has little to leave behind", units.Bytes(a.Profile.Bytes), units.Bytes(a.FullPullBytes))
-	default:
-		why = fmt.Sprintf("it fetches %s in %d requests (%s in %d before); decompressing and checking the prefetched chunks and waiting for the prefetch outweigh the bytes saved",
-			units.Bytes(a.LazyStartBytes), a.LazyStartRequests, units.Bytes(b.LazyStartBytes), b.LazyStartRequests)
+	layersWord := "lazy layers"
+	if lazyLayers(a) == 1 {
+		layersWord = "lazy layer"
 	}
-	return append(notes, head(LazyStart, "not faster", eb.LazyStartSeconds, ea.LazyStartSeconds)+why+".")
+	after := fmt.Sprintf("after, mounting its %d %s takes %s (each layer's footer and TOC requests, one after the other at %s, and the snapshotter's mount)",
+		lazyLayers(a), layersWord, seconds(pa.Download+pa.Unpack), msRTT(ea.RTTSeconds))
+	if pa.OnDemand >= 0.001 {
+		after += ", waiting for the start-up files " + seconds(pa.OnDemand)
+	}
+	if d := pa.Start - pb.Start; d >= 0.001 {
+		after += ", and reading them through the snapshotter adds " + seconds(d) + " to the container's start"
+	}
+	why = append(why, fmt.Sprintf("before, its lazy start downloads and unpacks it in %s; %s", seconds(pb.Download+pb.Unpack+pb.OnDemand), after))
+	if unpacked := uncompressed(a); unpacked > 0 && a.Profile.Bytes*2 >= unpacked {
+		why = append(why, fmt.Sprintf("the container reads %s at start-up, most of the image's %s: a lazy start has little to leave behind", units.Bytes(a.Profile.Bytes), units.Bytes(unpacked)))
+	}
+	return append(notes, head(LazyStart, "not faster", eb.LazyStartSeconds, ea.LazyStartSeconds)+strings.Join(why, "; ")+".")
+}
+
+// smallImage is the size under which a note calls an image small: one
+// that a full pull fetches in about the time of a few round trips and
+// lazy mounts.
+const smallImage = 16 << 20
+
+// lazyPhases is the lazy start's split of an estimate.
+func lazyPhases(e NetworkEstimate) Phases {
+	for _, p := range e.Phases {
+		if p.Scenario == LazyStart {
+			return p
+		}
+	}
+	return Phases{}
+}
+
+// uncompressed is the size of the image's layers unpacked.
+func uncompressed(r *Report) int64 {
+	var n int64
+	for _, l := range r.Layers {
+		n += l.UncompressedSize
+	}
+	return n
 }
 
 // lazyLayers counts the distinct blobs a lazy start mounts lazily.

@@ -307,11 +307,17 @@ func TestStartupReadsConsistent(t *testing.T) {
 		t.Fatalf("fixture: lazy start %+v, %v s after the mount; want prefetch bytes, no on-demand bytes, time after the mount", lazy, waited)
 	}
 	text := string(render(t, r, FormatText))
-	if strings.Contains(text, "ON DEMAND  TOTAL") || !strings.Contains(text, "START-UP READS") || !strings.Contains(text, startupReadsNote) {
-		t.Errorf("the time after the mount is not labelled as start-up reads, or not explained:\n%s", text)
+	if !strings.Contains(text, "START-UP FETCHES") || !strings.Contains(text, "CONTAINER START") || !strings.Contains(text, startupReadsNote) {
+		t.Errorf("the time after the mount is not labelled as start-up fetches, or not explained:\n%s", text)
+	}
+	// The columns add up to the total, in every scenario.
+	for _, p := range r.Estimates[0].Phases {
+		if sum := p.Download + p.Unpack + p.OnDemand + p.Start; sum < p.Total-0.002 || sum > p.Total+0.002 {
+			t.Errorf("%s: %v + %v + %v + %v = %v, total %v", p.Scenario, p.Download, p.Unpack, p.OnDemand, p.Start, sum, p.Total)
+		}
 	}
 	svg := string(render(t, r, FormatSVG))
-	if strings.Contains(svg, "on-demand fetch") || !strings.Contains(svg, "start-up reads") {
-		t.Errorf("the chart's legend does not say start-up reads")
+	if strings.Contains(svg, "on-demand fetch<") || !strings.Contains(svg, "start-up fetches") || !strings.Contains(svg, "container start") {
+		t.Errorf("the chart's legend does not say start-up fetches and container start")
 	}
 }
