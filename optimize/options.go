@@ -141,8 +141,8 @@ func WithIndexOptions(opts ...layers.Option) Option {
 }
 
 // index indexes l, whose DiffID the image config says is diffID, or takes
-// its index from the cache.
-func (o *pipeline) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*layers.Index, error) {
+// its index from the cache; image is the digest of the image it is read for.
+func (o *pipeline) index(ctx context.Context, l v1.Layer, diffID v1.Hash, image string) (*layers.Index, error) {
 	if idx, key := o.mem.cachedIndex(ctx, l, diffID); idx != nil {
 		return idx, nil
 	} else if key != "" {
@@ -150,7 +150,7 @@ func (o *pipeline) index(ctx context.Context, l v1.Layer, diffID v1.Hash) (*laye
 		if err != nil {
 			return nil, err
 		}
-		o.mem.storeIndex(ctx, key, idx)
+		o.mem.storeIndex(ctx, key, idx, cache.Origin{Image: image, Layer: idx.Digest.String()})
 		return idx, nil
 	}
 	return layers.IndexLayer(ctx, l, o.indexOptions...)
@@ -313,8 +313,9 @@ func WithTempDir(dir string) Option {
 	}
 }
 
-// WithProgress sets a callback for encoding progress; it may be called from
-// several goroutines at once. The default is none.
+// WithProgress sets a callback for the progress of each layer: read and
+// indexed (PhasePull), encoded (PhaseConvert); see Progress. It may be
+// called from several goroutines at once. The default is none.
 func WithProgress(fn func(Progress)) Option {
 	return func(o *options) error {
 		o.progress = fn
@@ -360,7 +361,11 @@ func (o *pipeline) startupFiles(ctx context.Context, img v1.Image, fsys profile.
 		return nil, nil, fmt.Errorf("profiling start-up files: %w", err)
 	}
 	if cacheable {
-		o.mem.storeProfile(ctx, key, p)
+		from := cache.Origin{}
+		if d, err := img.Digest(); err == nil {
+			from.Image = d.String()
+		}
+		o.mem.storeProfile(ctx, key, p, from)
 	}
 	return p.Files, p.Warnings, nil
 }
