@@ -1,12 +1,15 @@
 # coldstart — see README.md. Every target works on a fresh Debian machine
 # with Go; targets that need Debian packages say so.
 GO          ?= go
+# bash, for pipefail: `go test | summary` fails when go test does.
+SHELL       := bash
+.SHELLFLAGS := -o pipefail -c
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BIN         := bin/coldstart
 DEMO        := .demo
 FUZZTIME    ?= 20s
 
-.PHONY: all build test test-short lint demo bench bench-quick bench-deps bench-go fuzz clean \
+.PHONY: all build test test-deps test-short lint demo bench bench-quick bench-deps bench-go fuzz clean \
 	realstack-deps realstack-install realstack-smoke realstack-bench
 
 # Fuzz targets, as package:Target; `make fuzz` runs each for FUZZTIME.
@@ -20,11 +23,32 @@ all: build
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/coldstart
 
-# The whole test suite. Tests that need a registry server start Debian's
-# docker-registry themselves (skipped, with the reason, when it is missing;
-# CI sets COLDSTART_REQUIRE_TOOLS=1 to turn those skips into failures).
-test:
-	$(GO) test -count=1 -timeout 30m ./...
+# The Debian packages the tests use, and a command of each: a registry
+# server, skopeo, podman and runc, a static busybox, rsvg-convert, and host
+# programs the run profiler's tests copy into images (python3, node).
+TEST_DEPS  := docker-registry skopeo podman runc busybox-static librsvg2-bin python3 nodejs ca-certificates
+TEST_TOOLS := docker-registry skopeo podman runc busybox rsvg-convert python3 node
+
+# Installs the missing test dependencies (as root; otherwise it says what
+# is missing, and the tests that need it are skipped with the reason).
+test-deps:
+	@missing=; for c in $(TEST_TOOLS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "test-deps: missing$$missing; as root, make test-deps installs them (apt-get install $(TEST_DEPS)); the tests that need them are skipped"; \
+		exit 0; \
+	fi; \
+	echo "test-deps: installing$$missing (apt-get install $(TEST_DEPS))"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEPS) >/dev/null; \
+	systemctl stop docker-registry >/dev/null 2>&1 || true  # the package may start one on :5000; tests start their own
+
+# The whole test suite (about 4 minutes on 2 busy cores), then every skipped
+# test with its reason. Tests that need a registry server start Debian's
+# docker-registry themselves; tests whose tool is missing are skipped, and
+# CI sets COLDSTART_REQUIRE_TOOLS=1 to turn those skips into failures.
+# Building the bench images is make bench-quick's (COLDSTART_BENCH_BUILD=1).
+test: test-deps
+	$(GO) test -count=1 -timeout 30m -json ./... | $(GO) run ./internal/testsummary
 
 test-short:
 	$(GO) test -short -count=1 ./...
@@ -41,8 +65,8 @@ demo: build
 	$(GO) run ./internal/demo/mkdemo $(DEMO)/src
 	@echo "== before"
 	$(BIN) analyze oci:$(DEMO)/src
-	@echo "== optimize"
-	$(BIN) optimize oci:$(DEMO)/src oci:$(DEMO)/out
+	@echo "== optimize (lazy start: what a node with stargz-snapshotter waits for)"
+	$(BIN) optimize --cache-dir $(DEMO)/cache oci:$(DEMO)/src oci:$(DEMO)/out
 	@echo "== verify"
 	$(BIN) verify oci:$(DEMO)/src oci:$(DEMO)/out
 	@echo "== after"
@@ -61,6 +85,7 @@ bench: bench-deps
 # benchmarks/.work/quick so the committed results stay as they are.
 bench-quick: bench-deps
 	@mkdir -p benchmarks/.work/quick
+	COLDSTART_BENCH_BUILD=1 $(GO) test -count=1 -run '^TestBuild' ./benchmarks/build/
 	$(GO) run ./benchmarks/cmd/bench -quick -out benchmarks/.work/quick
 
 bench-deps:

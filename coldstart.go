@@ -27,6 +27,15 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
+// callersError is an error of imageref that is the caller's (a malformed
+// reference): it wraps ErrInvalid without saying "invalid argument" before
+// its own "invalid image reference".
+type callersError struct{ err error }
+
+func (e callersError) Error() string        { return e.err.Error() }
+func (e callersError) Unwrap() error        { return e.err }
+func (e callersError) Is(target error) bool { return target == ErrInvalid }
+
 // Option configures the functions of this package.
 type Option func(*options) error
 
@@ -48,6 +57,7 @@ type options struct {
 	overwrite  bool
 	compare    bool
 	measure    bool
+	progress   func(optimize.Progress)
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -194,6 +204,16 @@ func WithMeasure(on bool) Option {
 	return func(o *options) error { o.measure = on; return nil }
 }
 
+// WithProgress makes Optimize report the progress of every layer: reading
+// the source (optimize.PhasePull), converting it (optimize.PhaseConvert)
+// and writing it to the destination (optimize.PhasePush), numbered as the
+// result numbers layers; see optimize.Progress. fn may be called from
+// several goroutines at once. The default is none: the functions are
+// silent.
+func WithProgress(fn func(optimize.Progress)) Option {
+	return func(o *options) error { o.progress = fn; return nil }
+}
+
 // refOptions are the registry options, with the platforms picked (spec ""
 // keeps every image).
 func (o *options) refOptions(spec string) ([]imageref.Option, error) {
@@ -211,6 +231,9 @@ func (o *options) refOptions(spec string) ([]imageref.Option, error) {
 // optimizeOptions are the options of the optimize package.
 func (o *options) optimizeOptions(bases []v1.Image) []optimize.Option {
 	out := []optimize.Option{optimize.WithLogger(o.logger), optimize.WithTempDir(o.tempDir)}
+	if o.progress != nil {
+		out = append(out, optimize.WithProgress(o.progress))
+	}
 	if len(o.limits) > 0 {
 		out = append(out, optimize.WithIndexOptions(o.limits...))
 	}
@@ -236,7 +259,7 @@ func (o *options) reportOptions(bases []v1.Image) []report.Option {
 func parse(s string) (imageref.Ref, error) {
 	r, err := imageref.Parse(s)
 	if err != nil {
-		return r, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return r, callersError{err}
 	}
 	return r, nil
 }

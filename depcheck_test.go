@@ -16,13 +16,13 @@ const module = "github.com/coldstart-dev/coldstart"
 // may import nothing of the module but internal helpers it is listed with.
 var allowed = map[string][]string{
 	"":                           {"internal/funcopt", "imageref", "layers", "optimize", "optimize/profile", "optimize/profile/run", "optimize/report"},
-	"imageref":                   {"internal/funcopt", "internal/ctxio"},
+	"imageref":                   {"internal/funcopt", "internal/ctxio", "internal/progress"},
 	"cache":                      {"internal/funcopt", "internal/ctxio"},
 	"layers":                     {"internal/funcopt", "internal/ctxio", "layers/lazy", "layers/lazy/estargzfmt", "layers/lazy/zstdchunkedfmt"},
 	"layers/lazy":                {},
 	"layers/lazy/estargzfmt":     {"layers/lazy"},
 	"layers/lazy/zstdchunkedfmt": {"layers/lazy"},
-	"optimize":                   {"internal/funcopt", "internal/ctxio", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
+	"optimize":                   {"internal/funcopt", "internal/ctxio", "internal/progress", "cache", "layers", "optimize/profile", "optimize/report", "internal/lazypull", "internal/oracle", "internal/units"},
 	"optimize/profile":           {"internal/funcopt", "layers", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath"},
 	"optimize/profile/run":       {"internal/funcopt", "layers", "optimize/profile", "optimize/profile/internal/elfhdr", "optimize/profile/internal/imagepath", "internal/mountinfo", "internal/rootfs"},
 	"optimize/report":            {"internal/funcopt", "layers", "optimize/profile", "internal/corpus", "internal/lazypull", "internal/partialpull", "internal/shaper", "internal/units"},

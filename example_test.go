@@ -47,7 +47,7 @@ func Example() {
 	fmt.Println("same filesystem:", v.OK)
 	// Output:
 	// removed bytes: 1048576
-	// digest: sha256:d6ab7a98da43a19164d63fe93aa15933bf7ef5b91e862dfc13474a2a0e80f8bf
+	// digest: sha256:57206c5c2fec2608f471ba36750ddb1e2f466f732e14b6f151ac4aedc0f62bda
 	// same filesystem: true
 }
 

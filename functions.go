@@ -70,6 +70,15 @@ func (a *Analysis) Write(w io.Writer, format string) error {
 	return a.Image.Write(w, format)
 }
 
+// WriteText renders the analysis as text whose lines fit in width columns
+// (0: no limit): long paths lose their middle to "…".
+func (a *Analysis) WriteText(w io.Writer, width int) error {
+	if a.Index != nil {
+		return a.Index.WriteText(w, width)
+	}
+	return a.Image.WriteText(w, width)
+}
+
 // Analyze measures the image (or every image of the index) ref names, per
 // layer its sizes, files, lazy format and wasted bytes.
 func Analyze(ctx context.Context, ref string, opts ...Option) (*Analysis, error) {

@@ -72,6 +72,9 @@ func Optimize(ctx context.Context, src, dst string, opts ...Option) (*Result, er
 		return nil, fmt.Errorf("optimizing %s: %w", sref, err)
 	}
 	out := &Result{Result: res, Source: sref, Destination: dref}
+	if o.progress != nil {
+		ro = append(ro, imageref.WithProgress(pushProgress(res, o.progress)))
+	}
 	if err := imageref.Write(ctx, dref, &imageref.Artifact{Image: res.Image, Index: res.Index}, ro...); err != nil {
 		res.Close()
 		return nil, err
@@ -90,4 +93,26 @@ func Optimize(ctx context.Context, src, dst string, opts ...Option) (*Result, er
 		}
 	}
 	return out, nil
+}
+
+// pushProgress turns the progress of blobs written into the progress of
+// the layers that are those blobs (a blob listed twice, or in several
+// images, advances each of its layers).
+func pushProgress(res *optimize.Result, fn func(optimize.Progress)) func(imageref.Progress) {
+	type layerRef struct {
+		platform string
+		layer    int
+	}
+	byDigest := map[string][]layerRef{}
+	for _, ir := range res.Images {
+		for i, l := range ir.Layers {
+			byDigest[l.OutputDigest] = append(byDigest[l.OutputDigest], layerRef{ir.Platform, i})
+		}
+	}
+	return func(p imageref.Progress) {
+		d := p.Digest.String()
+		for _, l := range byDigest[d] {
+			fn(optimize.Progress{Phase: optimize.PhasePush, Platform: l.platform, Layer: l.layer, Digest: d, Done: p.Done, Total: p.Total})
+		}
+	}
 }

@@ -53,3 +53,29 @@ func TestREADMEProgram(t *testing.T) {
 		t.Fatalf("the README's program does not build: %v\n%s\n%s", err, out, prog)
 	}
 }
+
+// TestREADMEInstallsFromClone: the module is not published, so every "go
+// install" and "go get" the README shows works from a clone: none fetches
+// the module by version, and the clone is named.
+func TestREADMEInstallsFromClone(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installs := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		for _, cmd := range []string{"go install ", "go get "} {
+			_, rest, ok := strings.Cut(line, cmd)
+			if !ok {
+				continue
+			}
+			installs++
+			if strings.Contains(rest, "github.com/coldstart-dev/coldstart") || strings.Contains(rest, "@") {
+				t.Errorf("README fetches the unpublished module: %q", strings.TrimSpace(line))
+			}
+		}
+	}
+	if installs == 0 || !strings.Contains(string(readme), "git clone https://github.com/coldstart-dev/coldstart.git") {
+		t.Error("README does not say how to install from a clone")
+	}
+}

@@ -68,6 +68,9 @@ type EntryInfo struct {
 	// LastUsed is when the entry was last Put or returned by Get (Dir), or
 	// when it was last Put (Registry).
 	LastUsed time.Time `json:"lastUsed"`
+	// From is what the entry was made from, when its Put said (see From);
+	// nil for entries Put without an Origin.
+	From *Origin `json:"from,omitempty"`
 }
 
 // ValidateKey reports whether key can name a cache entry: 1 to MaxKeyLength

@@ -29,7 +29,8 @@ import (
 //
 //	DIR/lock                     flock(2) lock file
 //	DIR/blobs/sha256/<hex>       blobs, content-addressed
-//	DIR/keys/<sha256(key)>.json  one record per key: key, descriptor, DiffID
+//	DIR/keys/<sha256(key)>.json  one record per key: key, descriptor, DiffID,
+//	                             and what the entry was made from (Origin)
 //	DIR/tmp/                     files being written
 //
 // Every file is written to DIR/tmp and renamed into place, so readers see
@@ -115,6 +116,9 @@ type record struct {
 	Key        string        `json:"key"`
 	Descriptor v1.Descriptor `json:"descriptor"`
 	DiffID     v1.Hash       `json:"diffID"`
+	// From is what the entry was made from (see From); not part of what
+	// Get returns.
+	From *Origin `json:"from,omitempty"`
 }
 
 func parseRecord(raw []byte) (*record, error) {
@@ -327,7 +331,7 @@ func (d *Dir) put(ctx context.Context, key string, l v1.Layer) error {
 	if err != nil {
 		return fmt.Errorf("reading layer %s DiffID: %w", desc.Digest, err)
 	}
-	raw, err := json.Marshal(record{Key: key, Descriptor: *desc, DiffID: diffID})
+	raw, err := json.Marshal(record{Key: key, Descriptor: *desc, DiffID: diffID, From: originOf(l)})
 	if err != nil {
 		return err
 	}
@@ -410,6 +414,7 @@ func (d *Dir) List(ctx context.Context) ([]EntryInfo, error) {
 			Size:      r.rec.Descriptor.Size,
 			MediaType: r.rec.Descriptor.MediaType,
 			LastUsed:  r.mtime,
+			From:      r.rec.From,
 		})
 	}
 	slices.SortFunc(out, func(a, b EntryInfo) int { return strings.Compare(a.Key, b.Key) })

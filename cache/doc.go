@@ -30,6 +30,11 @@
 //     another repository of the same registry mounts them rather than
 //     uploading them again.
 //
+// A Put may say what the entry was made from: From(layer, Origin{Image,
+// Layer}) or PutBytesFrom. Both stores record the Origin beside the entry
+// and List returns it (coldstart cache ls shows it); it is part of neither
+// the key nor what Get returns.
+//
 // Both take functional options (WithLogger, WithMaxSize, WithInsecure,
 // WithKeychain, ...); each option's documentation states its default and
 // the store it applies to. The package logs through an injected

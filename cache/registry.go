@@ -34,6 +34,10 @@ const (
 	// AnnotationCreated is when the entry was Put (RFC 3339, UTC); the
 	// oldest entries are dropped first past WithMaxEntries.
 	AnnotationCreated = "dev.coldstart.cache.created"
+	// AnnotationFromImage and AnnotationFromLayer say what the entry was
+	// made from (Origin), when its Put said.
+	AnnotationFromImage = "dev.coldstart.cache.from.image"
+	AnnotationFromLayer = "dev.coldstart.cache.from.layer"
 
 	annotationPrefix = "dev.coldstart.cache."
 )
@@ -51,10 +55,11 @@ var emptyConfig = static.NewLayer([]byte("{}"), types.OCIEmptyJSON)
 // ArtifactType, the empty config (application/vnd.oci.empty.v1+json, "{}")
 // and one layer descriptor per entry, sorted by key: the descriptor that
 // was Put (media type, digest, size, annotations), plus the annotations
-// AnnotationKey, AnnotationDiffID and AnnotationCreated. Being an image
-// manifest, it keeps every blob it names from the registry's garbage
-// collector, and registries that accept OCI artifacts (distribution 2.8 and
-// later, Harbor, ECR, GAR, ACR, GHCR, Quay) store it.
+// AnnotationKey, AnnotationDiffID and AnnotationCreated (and, for an entry
+// Put with an Origin, AnnotationFromImage and AnnotationFromLayer). Being
+// an image manifest, it keeps every blob it names from the registry's
+// garbage collector, and registries that accept OCI artifacts
+// (distribution 2.8 and later, Harbor, ECR, GAR, ACR, GHCR, Quay) store it.
 //
 // Get returns a layer that is a *remote.MountableLayer: pushing an image
 // made of it to another repository of the same registry with ggcr's remote
@@ -319,6 +324,8 @@ func (r *Registry) Put(ctx context.Context, key string, l v1.Layer) error {
 }
 
 func (r *Registry) put(ctx context.Context, key string, l v1.Layer) error {
+	from := originOf(l)
+	l = unwrapOrigin(l) // a *remote.MountableLayer stays one, and mounts
 	desc, err := descriptorOf(l)
 	if err != nil {
 		return fmt.Errorf("reading layer descriptor: %w", err)
@@ -345,6 +352,13 @@ func (r *Registry) put(ctx context.Context, key string, l v1.Layer) error {
 	e.Annotations[AnnotationKey] = key
 	e.Annotations[AnnotationDiffID] = diffID.String()
 	e.Annotations[AnnotationCreated] = r.o.now().UTC().Format(time.RFC3339Nano)
+	if from != nil {
+		for k, v := range map[string]string{AnnotationFromImage: from.Image, AnnotationFromLayer: from.Layer} {
+			if v != "" {
+				e.Annotations[k] = v
+			}
+		}
+	}
 	r.mu.Lock()
 	r.mine[key] = e
 	r.mu.Unlock()
@@ -658,7 +672,11 @@ func (r *Registry) List(ctx context.Context) ([]EntryInfo, error) {
 	}
 	for _, e := range m.Layers {
 		t, _ := time.Parse(time.RFC3339Nano, e.Annotations[AnnotationCreated])
-		out = append(out, EntryInfo{Key: e.Annotations[AnnotationKey], Digest: e.Digest, Size: e.Size, MediaType: e.MediaType, LastUsed: t})
+		ei := EntryInfo{Key: e.Annotations[AnnotationKey], Digest: e.Digest, Size: e.Size, MediaType: e.MediaType, LastUsed: t}
+		if from := (Origin{Image: e.Annotations[AnnotationFromImage], Layer: e.Annotations[AnnotationFromLayer]}); !from.IsZero() {
+			ei.From = &from
+		}
+		out = append(out, ei)
 	}
 	slices.SortFunc(out, func(a, b EntryInfo) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil

@@ -36,6 +36,7 @@ type layoutWriter struct {
 	mu       sync.Mutex
 	created  []string
 	inflight map[v1.Hash]*pending
+	o        *options
 }
 
 type pending struct {
@@ -44,7 +45,7 @@ type pending struct {
 }
 
 func writeLayout(ctx context.Context, ref Ref, a *Artifact, o *options) (err error) {
-	w := &layoutWriter{dir: ref.Path, log: o.logger, jobs: o.jobs, inflight: map[v1.Hash]*pending{}}
+	w := &layoutWriter{dir: ref.Path, log: o.logger, jobs: o.jobs, inflight: map[v1.Hash]*pending{}, o: o}
 	defer func() {
 		if err != nil {
 			w.rollback()
@@ -285,8 +286,14 @@ func (w *layoutWriter) writeLayer(ctx context.Context, l v1.Layer) error {
 	}
 	if streaming {
 		d = v1.Hash{Algorithm: "sha256"}
+		return w.putBlob(ctx, d, size, l.Compressed)
 	}
-	return w.putBlob(ctx, d, size, l.Compressed)
+	if err := w.putBlob(ctx, d, size, w.o.counted(l).Compressed); err != nil {
+		return err
+	}
+	// A blob the layout had is not read: it is done all the same.
+	w.o.written(l)
+	return nil
 }
 
 func (w *layoutWriter) putBytes(ctx context.Context, d v1.Hash, b []byte) error {

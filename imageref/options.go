@@ -28,6 +28,7 @@ type options struct {
 	jobs      int
 	retry     Retry
 	stall     time.Duration
+	progress  func(Progress) // nil: none
 
 	secrets *secrets          // credentials seen on the wire, kept out of messages
 	rt      http.RoundTripper // the registry transport, built once per call

@@ -155,9 +155,11 @@ func pushRemote(ctx context.Context, ref name.Reference, a *Artifact, o *options
 	g.SetLimit(o.jobs)
 	for _, b := range plan.blobs {
 		g.Go(func() error {
-			if err := pusher.Upload(gctx, repo, b.layer); err != nil {
+			if err := pusher.Upload(gctx, repo, o.counted(b.layer)); err != nil {
 				return fmt.Errorf("uploading blob %s: %w", b.digest, o.explain(err))
 			}
+			// A blob the registry had is not read: it is done all the same.
+			o.written(b.layer)
 			return nil
 		})
 	}

@@ -7,11 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -88,7 +91,7 @@ func readRemote(ctx context.Context, ref Ref, o *options) (*Artifact, error) {
 	}
 	desc, err := remote.Get(nr, o.remoteOptions(ctx)...)
 	if err != nil {
-		return nil, o.explain(err)
+		return nil, notFound(nr, o.explain(err))
 	}
 	switch mt := desc.MediaType; {
 	case mt.IsIndex():
@@ -194,3 +197,43 @@ func repoTags(m tarball.Manifest) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// notFound says in words that a registry has no such manifest (a 404, or
+// the MANIFEST_UNKNOWN or NAME_UNKNOWN code), wrapping ErrNotFound; other
+// errors are returned as they are.
+func notFound(nr name.Reference, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	code := ""
+	for _, d := range te.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			code = string(d.Code)
+		}
+	}
+	if code == "" && te.StatusCode != http.StatusNotFound {
+		return err
+	}
+	what := "tagged " + strconv.Quote(nr.Identifier())
+	if _, ok := nr.(name.Digest); ok {
+		what = nr.Identifier()
+	}
+	answer := fmt.Sprintf("HTTP %d", te.StatusCode)
+	if code != "" {
+		answer = code + ", " + answer
+	}
+	return &notFoundError{
+		msg: fmt.Sprintf("%v: no image %s in %s (the registry answered %s)", ErrNotFound, what, nr.Context(), answer),
+		err: err,
+	}
+}
+
+// notFoundError is ErrNotFound with the registry's answer behind it.
+type notFoundError struct {
+	msg string
+	err error
+}
+
+func (e *notFoundError) Error() string   { return e.msg }
+func (e *notFoundError) Unwrap() []error { return []error{ErrNotFound, e.err} }

@@ -3,6 +3,7 @@ package imageref
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
@@ -284,5 +286,49 @@ func TestOptionsErrors(t *testing.T) {
 	}
 	if err := tryWrite("oci:"+t.TempDir(), &Artifact{}); err == nil {
 		t.Error("empty artifact accepted")
+	}
+}
+
+// TestRemoteNotFoundInWords: a tag or digest the registry does not have is
+// ErrNotFound, said in words: the registry's diagnostic detail (a JSON
+// object, which ggcr prints as a Go map) never shows as "map[...]".
+func TestRemoteNotFoundInWords(t *testing.T) {
+	// docker-registry's answers, detail included.
+	answers := map[string]string{
+		"/v2/app/manifests/nope":                              `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}`,
+		"/v2/gone/manifests/v1":                               `{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{"name":"gone"}}]}`,
+		"/v2/app/manifests/sha256:" + strings.Repeat("0", 64): `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Name":"app","Revision":"sha256:0"}}]}`,
+	}
+	reg := registrytest.New(t, registrytest.WithMiddleware(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if body, ok := answers[r.URL.Path]; ok {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = io.WriteString(w, body)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}))
+	for ref, want := range map[string]string{
+		reg.Ref("app:nope"): `no image tagged "nope" in ` + reg.Ref("app") + " (the registry answered MANIFEST_UNKNOWN, HTTP 404)",
+		reg.Ref("gone:v1"):  `no image tagged "v1" in ` + reg.Ref("gone") + " (the registry answered NAME_UNKNOWN, HTTP 404)",
+		reg.Ref("app@sha256:" + strings.Repeat("0", 64)): "no image sha256:" + strings.Repeat("0", 64) + " in " + reg.Ref("app"),
+	} {
+		_, err := tryRead(ref)
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", ref, err)
+			continue
+		}
+		if msg := err.Error(); !contains(msg, want) || contains(msg, "map[") {
+			t.Errorf("%s: error %q does not say %q, or shows a Go map", ref, msg, want)
+		}
+	}
+	// Other answers keep their words too: the detail is spelled out.
+	var te transport.Error
+	te.Errors = []transport.Diagnostic{{Code: "DENIED", Message: "requested access to the resource is denied", Detail: map[string]any{"Action": "push", "Name": "app"}}}
+	got := reword(&te, &te).Error()
+	if want := "DENIED: requested access to the resource is denied (action push, name app)"; !contains(got, want) || contains(got, "map[") {
+		t.Errorf("reword: %q, want %q", got, want)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -525,6 +527,7 @@ func (o *options) explain(err error) error {
 	var notes []string
 	var te *transport.Error
 	if errors.As(err, &te) {
+		err = reword(err, te)
 		// Not a bare number test: the registry's port may hold it
 		// (":35031" holds "503").
 		code := strconv.Itoa(te.StatusCode)
@@ -539,6 +542,55 @@ func (o *options) explain(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w (%s)", err, strings.Join(notes, "; "))
+}
+
+// reword replaces, in err's message, the Go rendering of each registry
+// diagnostic's detail (ggcr prints it with %v: "map[Tag:nope]") with
+// readable words: "(tag nope)".
+func reword(err error, te *transport.Error) error {
+	msg := err.Error()
+	clean := msg
+	for _, d := range te.Errors {
+		if d.Detail == nil {
+			continue
+		}
+		clean = strings.Replace(clean, d.String(), fmt.Sprintf("%s: %s%s", d.Code, d.Message, detailWords(d.Detail)), 1)
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+// detailWords renders a registry diagnostic's detail, " (key value, ...)",
+// or "" when it says nothing.
+func detailWords(detail any) string {
+	var parts []string
+	switch d := detail.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(d)) {
+			parts = append(parts, strings.ToLower(k)+" "+detailValue(d[k]))
+		}
+	case string:
+		parts = append(parts, d)
+	default:
+		parts = append(parts, detailValue(d))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func detailValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 // allowedQuery are query parameters whose values say nothing secret; the

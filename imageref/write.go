@@ -144,7 +144,7 @@ func writeArchive(ctx context.Context, ref Ref, a *Artifact, o *options) (err er
 		}
 	}()
 	bw := bufio.NewWriterSize(ctxWriter{ctx: ctx, w: tmp}, 1<<20)
-	if err := tarball.Write(tagRef, a.Image, bw); err != nil {
+	if err := tarball.Write(tagRef, countingImage{Image: a.Image, o: o}, bw); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {

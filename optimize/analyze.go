@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/coldstart-dev/coldstart/internal/progress"
 	"github.com/coldstart-dev/coldstart/layers"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -78,10 +79,12 @@ func IndexImage(ctx context.Context, img v1.Image, opts ...Option) ([]*layers.In
 	if err != nil {
 		return nil, err
 	}
-	return o.indexImage(ctx, img)
+	return o.indexImage(ctx, img, "")
 }
 
-func (o *pipeline) indexImage(ctx context.Context, img v1.Image) ([]*layers.Index, error) {
+// indexImage indexes every layer of img, the image of platform ("" for a
+// single image) in progress reports.
+func (o *pipeline) indexImage(ctx context.Context, img v1.Image, platform string) ([]*layers.Index, error) {
 	ls, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
@@ -96,12 +99,19 @@ func (o *pipeline) indexImage(ctx context.Context, img v1.Image) ([]*layers.Inde
 	if len(cfg.RootFS.DiffIDs) != len(ls) {
 		return nil, fmt.Errorf("config lists %d diff_ids for %d layers", len(cfg.RootFS.DiffIDs), len(ls))
 	}
+	image := ""
+	if d, err := img.Digest(); err == nil {
+		image = d.String()
+	}
 	out := make([]*layers.Index, len(ls))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.concurrency)
 	for i, l := range ls {
 		g.Go(func() error {
-			idx, err := o.index(gctx, l, cfg.RootFS.DiffIDs[i])
+			if o.progress != nil {
+				l = o.pulled(l, platform, i)
+			}
+			idx, err := o.index(gctx, l, cfg.RootFS.DiffIDs[i], image)
 			if err != nil {
 				return fmt.Errorf("layer %d: %w", i, err)
 			}
@@ -125,7 +135,7 @@ func Analyze(ctx context.Context, img v1.Image, opts ...Option) (*Analysis, erro
 	if err != nil {
 		return nil, err
 	}
-	idxs, err := o.indexImage(ctx, img)
+	idxs, err := o.indexImage(ctx, img, "")
 	if err != nil {
 		return nil, err
 	}
@@ -224,4 +234,28 @@ func layerHistory(cfg *v1.ConfigFile) []string {
 		return nil
 	}
 	return out
+}
+
+// pulled returns l whose reads are reported as PhasePull of layer i.
+func (o *pipeline) pulled(l v1.Layer, platform string, i int) v1.Layer {
+	d, err := l.Digest()
+	if err != nil {
+		return l
+	}
+	size, err := l.Size()
+	if err != nil {
+		return l
+	}
+	digest := d.String()
+	return progress.Layer(l, func(n int64) {
+		o.progress(Progress{Phase: PhasePull, Platform: platform, Layer: i, Digest: digest, Done: n, Total: size})
+	})
+}
+
+// platformOf is the platform a descriptor names, "" for none.
+func platformOf(desc *v1.Descriptor) string {
+	if desc == nil || desc.Platform == nil {
+		return ""
+	}
+	return desc.Platform.String()
 }

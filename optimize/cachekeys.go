@@ -107,6 +107,7 @@ func (o *options) fingerprint() string {
 	return hashJSON(map[string]any{
 		"networks": nets, "encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
 		"base": digests(o.baseLayers), "cached": digests(o.cachedLayers), "profiler": prof, "prioritized": o.prioritized,
+		"sparseLimit": o.sparseLimit,
 	})
 }
 
@@ -203,7 +204,7 @@ func (m *memory) cachedIndex(ctx context.Context, l v1.Layer, diffID v1.Hash) (*
 	return &idx, key
 }
 
-func (m *memory) storeIndex(ctx context.Context, key string, idx *layers.Index) {
+func (m *memory) storeIndex(ctx context.Context, key string, idx *layers.Index, from cache.Origin) {
 	if m.c == nil || key == "" || idx.Foreign {
 		return
 	}
@@ -212,7 +213,7 @@ func (m *memory) storeIndex(ctx context.Context, key string, idx *layers.Index) 
 		m.logger.Warn("conversion cache: encoding layer index", "err", err)
 		return
 	}
-	if err := cache.PutBytes(ctx, m.c, key, indexMediaType, buf.Bytes()); err != nil {
+	if err := cache.PutBytesFrom(ctx, m.c, key, indexMediaType, buf.Bytes(), from); err != nil {
 		m.logger.Warn("conversion cache: storing layer index", "key", key, "err", err)
 	}
 }
@@ -242,12 +243,12 @@ func (m *memory) cachedProfile(ctx context.Context, key string) *profile.Profile
 	return p
 }
 
-func (m *memory) storeProfile(ctx context.Context, key string, p *profile.Profile) {
+func (m *memory) storeProfile(ctx context.Context, key string, p *profile.Profile, from cache.Origin) {
 	var buf bytes.Buffer
 	if err := p.WriteJSON(&buf); err != nil {
 		return
 	}
-	if err := cache.PutBytes(ctx, m.c, key, profileMediaType, buf.Bytes()); err != nil {
+	if err := cache.PutBytesFrom(ctx, m.c, key, profileMediaType, buf.Bytes(), from); err != nil {
 		m.logger.Warn("conversion cache: storing profile", "key", key, "err", err)
 	}
 }
@@ -280,7 +281,7 @@ func (o *pipeline) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult,
 	if err != nil {
 		return
 	}
-	if err := cache.PutBytes(ctx, o.cache, o.recordKey(in), recordMediaType, b); err != nil {
+	if err := cache.PutBytesFrom(ctx, o.cache, o.recordKey(in), recordMediaType, b, cache.Origin{Image: in.String()}); err != nil {
 		o.logger.Warn("conversion cache: storing image record", "image", in, "err", err)
 	}
 }

@@ -210,7 +210,7 @@ func (t *tailReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // storeTOCTail keeps a converted lazy layer's footer and TOC in the cache,
 // so that a later run that reuses the layer can estimate with it without
 // reading the blob.
-func (m *memory) storeTOCTail(ctx context.Context, path string, enc *layers.Encoded) {
+func (m *memory) storeTOCTail(ctx context.Context, path string, enc *layers.Encoded, origin cache.Origin) {
 	if m.c == nil || !enc.Format.Lazy() {
 		return
 	}
@@ -233,7 +233,7 @@ func (m *memory) storeTOCTail(ctx context.Context, path string, enc *layers.Enco
 	if _, err := f.ReadAt(data[8:], from); err != nil && !errors.Is(err, io.EOF) {
 		return
 	}
-	if err := cache.PutBytes(ctx, m.c, "toc/v1/"+enc.Digest.String(), tocTailMediaType, data); err != nil {
+	if err := cache.PutBytesFrom(ctx, m.c, "toc/v1/"+enc.Digest.String(), tocTailMediaType, data, origin); err != nil {
 		m.logger.Warn("conversion cache: storing a TOC", "layer", enc.Digest, "err", err)
 	}
 }

@@ -112,7 +112,7 @@ func ExampleImage() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: rewritten, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:54fe0b79b90956e60d1832cf52393f2d427769c6edd6c58058673fc5bc3ec598
+	// digest: sha256:1ea691d6af129c69c3c430ff2a6b92f36a37bcfc008d0443f9112123de8f6901
 }
 
 func ExampleAnalyze() {

@@ -3,6 +3,7 @@ package optimize
 import (
 	"context"
 	"fmt"
+	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -96,6 +97,20 @@ func AnalyzeIndex(ctx context.Context, idx v1.ImageIndex, opts ...Option) (*Inde
 		out.Images = append(out.Images, a)
 	}
 	return out, nil
+}
+
+// WriteText renders every image's analysis in turn as text whose lines fit
+// in width columns (see Analysis.WriteText).
+func (ia *IndexAnalysis) WriteText(w io.Writer, width int) error {
+	for i, a := range ia.Images {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := a.WriteText(w, width); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Write renders every image's analysis in turn; JSON is one object with an

@@ -347,3 +347,25 @@ func TestPrioritizeThroughImplicitDir(t *testing.T) {
 		t.Errorf("%d entries prioritized, want 1", n)
 	}
 }
+
+// TestSparseFilesLeftToOnDemand: a large shared object and a JDK class
+// image among the start-up files stay out of the prefetch section (programs
+// read them in part, through mmap); a large file read whole and a small
+// shared object go first; WithSparseLimit(0) puts every one first.
+func TestSparseFilesLeftToOnDemand(t *testing.T) {
+	big := strings.Repeat("x", 3<<10)
+	src := buildImage(t, []testimage.Layer{{
+		testimage.File("usr/lib/libbig.so.1", big), testimage.File("usr/lib/libsmall.so", "s"),
+		testimage.File("opt/jdk/lib/modules", big), testimage.File("app/data.bin", big),
+	}})
+	files := []string{"/usr/lib/libbig.so.1", "/usr/lib/libsmall.so", "/opt/jdk/lib/modules", "/app/data.bin"}
+	for _, tc := range []struct {
+		limit int64
+		want  int
+	}{{2 << 10, 2}, {0, 4}} {
+		_, res := optimizeImage(t, src, optimize.WithPrioritizedFiles(files), optimize.WithProfiler(nil), optimize.WithSparseLimit(tc.limit))
+		if got := res.Layers[0].Prioritized; got != tc.want {
+			t.Errorf("limit %d: %d files first, want %d", tc.limit, got, tc.want)
+		}
+	}
+}

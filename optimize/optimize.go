@@ -68,6 +68,9 @@ type ImageResult struct {
 	ProfileWarnings []string `json:"profileWarnings,omitempty"`
 	// MissingPrioritized lists start-up paths not found in the image.
 	MissingPrioritized []string `json:"missingPrioritized,omitempty"`
+	// OnDemand lists the start-up files left out of the prefetch sections:
+	// large files read in part, through mmap (WithSparseLimit).
+	OnDemand []string `json:"onDemand,omitempty"`
 	// Estimate compares the cold start before and after (WithEstimate).
 	Estimate *report.Comparison `json:"estimate,omitempty"`
 	// CacheHits and CacheMisses count converted layers found in, and not
@@ -264,7 +267,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 			return out, ir, nil
 		}
 	}
-	idxs, err := o.indexImage(ctx, img)
+	idxs, err := o.indexImage(ctx, img, platformOf(desc))
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
@@ -284,8 +287,9 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	}
 	roles, reasons := o.roles(idxs, ov, prio, ir)
 	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format)
-	p.prioritize(prio)
+	p.prioritize(prio, o.sparseLimit)
 	ir.MissingPrioritized = p.missing
+	ir.OnDemand = p.sparse
 	ir.StartupFiles = len(prio)
 	ir.ProfileWarnings = warnings
 
@@ -342,15 +346,16 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 			ir.CacheMisses++
 		}
 		g.Go(func() error {
-			nl, enc, err := o.convertLayer(gctx, ls[i], tars, i, idxs, lp, tmp)
+			nl, enc, err := o.convertLayer(gctx, ls[i], tars, i, idxs, lp, tmp, ir.Platform)
 			if err != nil {
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
 			}
 			if key != "" {
-				if err := o.cache.Put(gctx, key, nl); err != nil {
+				from := cache.Origin{Image: inDigest.String(), Layer: idx.Digest.String()}
+				if err := o.cache.Put(gctx, key, cache.From(nl, from)); err != nil {
 					o.logger.Warn("conversion cache: storing layer", "layer", idx.Digest, "err", err)
 				}
-				o.mem.storeTOCTail(gctx, nl.(*fileLayer).path, enc)
+				o.mem.storeTOCTail(gctx, nl.(*fileLayer).path, enc, from)
 			}
 			out[i] = nl
 			lr.Action = ActionRewritten
@@ -499,7 +504,7 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 
 // convertLayer writes the layer's kept entries to a temporary tar, encodes
 // it into a temporary blob, and returns a layer backed by that blob.
-func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir) (v1.Layer, *layers.Encoded, error) {
+func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	var rc io.Reader
 	if extracted := tars.Spooled(li); extracted != nil {
@@ -564,7 +569,7 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 			done += k
 			d := done
 			mu.Unlock()
-			o.progress(Progress{Layer: digest, Done: d, Total: n})
+			o.progress(Progress{Phase: PhaseConvert, Platform: platform, Layer: li, Digest: digest, Done: d, Total: n})
 		}
 	}
 	enc, err := layers.Encode(ctx, io.NewSectionReader(tarFile, 0, n), blob, eo)
@@ -579,11 +584,37 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 	return newFileLayer(blob.Name(), enc), enc, nil
 }
 
-// Progress reports bytes encoded of one layer.
+// Phase names the work a Progress event reports on.
+type Phase string
+
+// The phases, in the order a layer goes through them.
+const (
+	// PhasePull: the source layer's blob is read and indexed; Done and
+	// Total count its compressed bytes. A layer whose index comes from the
+	// conversion cache is not read, and not reported.
+	PhasePull Phase = "pull"
+	// PhaseConvert: the layer's kept entries are encoded; Done and Total
+	// count uncompressed tar bytes.
+	PhaseConvert Phase = "convert"
+	// PhasePush: the output layer's blob is written to the destination;
+	// Done and Total count its compressed bytes. The optimize package does
+	// not write; the coldstart package reports this phase.
+	PhasePush Phase = "push"
+)
+
+// Progress reports the bytes of one layer done in one phase.
 type Progress struct {
-	// Layer is the input layer digest.
-	Layer string
-	// Done and Total count uncompressed tar bytes.
+	Phase Phase
+	// Platform is the image's in an index, "" for a single image.
+	Platform string
+	// Layer is the layer's position in its image (0 is the base), as
+	// ImageResult.Layers numbers them.
+	Layer int
+	// Digest is the layer's: the input's for pull and convert, the
+	// output's for push.
+	Digest string
+	// Done and Total count bytes: compressed for pull and push,
+	// uncompressed tar bytes for convert.
 	Done, Total int64
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 )
 
 // Role says what the optimizer may do with a layer.
@@ -60,6 +61,9 @@ type plan struct {
 	provider map[string]layers.Ref
 	// missing lists prioritized paths not found in the image.
 	missing []string
+	// sparse lists the start-up files left out of the prefetch: large
+	// files programs read in part, through mmap (WithSparseLimit).
+	sparse []string
 	// linkTargets[l][e] says whether a hard link of layer l links to its
 	// entry e; computed when first needed.
 	linkTargets [][]bool
@@ -461,7 +465,7 @@ const maxLinkHops = layers.MaxSymlinks
 // and the file reached to the layer that provides them in the output, in
 // the given order. Paths in layers that are not rewritten stay where they
 // are.
-func (p *plan) prioritize(paths []string) {
+func (p *plan) prioritize(paths []string, sparseLimit int64) {
 	seen := map[layers.Ref]bool{}
 	for _, want := range paths {
 		final, links, ok := p.ov.Resolve(want)
@@ -481,8 +485,13 @@ func (p *plan) prioritize(paths []string) {
 			}
 			seen[r] = true
 			lp := p.layers[r.Layer]
+			e := p.ov.Entry(r)
+			if sparseLimit > 0 && e.Size > sparseLimit && profile.ReadInPart(e.Path) {
+				p.sparse = append(p.sparse, "/"+e.Path)
+				continue
+			}
 			if lp.role == RoleRewrite && lp.keep[r.Entry] {
-				lp.prioritized = append(lp.prioritized, p.ov.Entry(r).Path)
+				lp.prioritized = append(lp.prioritized, e.Path)
 			}
 		}
 	}

@@ -27,7 +27,7 @@ func ProfileImage(ctx context.Context, img v1.Image, profiler profile.Profiler, 
 	if err != nil {
 		return nil, err
 	}
-	idxs, err := o.indexImage(ctx, img)
+	idxs, err := o.indexImage(ctx, img, "")
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", d, err)
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/coldstart-dev/coldstart/internal/units"
 )
@@ -54,12 +56,25 @@ func (a *Analysis) Write(w io.Writer, format string) error {
 	return CheckFormat(format, FormatText, FormatJSON, FormatMarkdown)
 }
 
-func (a *Analysis) writeText(w io.Writer) error {
-	fmt.Fprintf(w, "image %s", a.Digest)
+// WriteText renders the analysis as text whose lines fit in width columns
+// (0: no limit): long paths lose their middle to "…", sentences wrap, the
+// image digest is shortened. The layer table needs about 75 columns and
+// keeps them.
+func (a *Analysis) WriteText(w io.Writer, width int) error {
+	return a.writeTextWidth(w, width)
+}
+
+func (a *Analysis) writeText(w io.Writer) error { return a.writeTextWidth(w, 0) }
+
+func (a *Analysis) writeTextWidth(w io.Writer, width int) error {
+	head := "image " + a.Digest
 	if a.Platform != "" {
-		fmt.Fprintf(w, " (%s)", a.Platform)
+		head += " (" + a.Platform + ")"
 	}
-	fmt.Fprintln(w)
+	if width > 0 && utf8.RuneCountInString(head) > width {
+		head = strings.Replace(head, a.Digest, shortDigest(a.Digest), 1)
+	}
+	fmt.Fprintln(w, head)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "#\tdigest\tsize\tuncompressed\tfiles\twasted\tlazy\t")
 	for i, l := range a.Layers {
@@ -77,24 +92,94 @@ func (a *Analysis) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "efficiency %.1f%%: %s of %s file bytes are never seen by a container\n",
-		100*a.Efficiency, units.Bytes(a.WastedBytes), units.Bytes(a.FileBytes))
+	fmt.Fprint(w, wrap(fmt.Sprintf("efficiency %.1f%%: %s of %s file bytes are never seen by a container",
+		100*a.Efficiency, units.Bytes(a.WastedBytes), units.Bytes(a.FileBytes)), width))
 	if a.ReaddBytes+a.CopyUpBytes+a.DuplicateBytes > 0 {
-		fmt.Fprintf(w, "also: %s re-added identically, %s copied up for a mode/owner change, %s duplicate content\n",
-			units.Bytes(a.ReaddBytes), units.Bytes(a.CopyUpBytes), units.Bytes(a.DuplicateBytes))
+		fmt.Fprint(w, wrap(fmt.Sprintf("also: %s re-added identically, %s copied up for a mode/owner change, %s duplicate content",
+			units.Bytes(a.ReaddBytes), units.Bytes(a.CopyUpBytes), units.Bytes(a.DuplicateBytes)), width))
 	}
 	if a.ForeignLayers > 0 {
-		fmt.Fprintf(w, "%d foreign (non-distributable) layer(s) not read: left as they are\n", a.ForeignLayers)
+		fmt.Fprint(w, wrap(fmt.Sprintf("%d foreign (non-distributable) layer(s) not read: left as they are", a.ForeignLayers), width))
 	}
-	if len(a.TopWasted) > 0 {
-		fmt.Fprintln(w, "largest wasted files:")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, f := range a.TopWasted {
-			fmt.Fprintf(tw, "  %s\t%s\tlayer %d, %s by layer %d\n", units.Bytes(f.Size), f.Path, f.Layer, f.Reason, f.By)
+	if len(a.TopWasted) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "largest wasted files:")
+	sizes := make([]string, len(a.TopWasted))
+	whys := make([]string, len(a.TopWasted))
+	sizeW, pathW, whyW := 0, 0, 0
+	for i, f := range a.TopWasted {
+		sizes[i] = units.Bytes(f.Size)
+		whys[i] = fmt.Sprintf("layer %d, %s by layer %d", f.Layer, f.Reason, f.By)
+		sizeW = max(sizeW, utf8.RuneCountInString(sizes[i]))
+		pathW = max(pathW, utf8.RuneCountInString(f.Path))
+		whyW = max(whyW, utf8.RuneCountInString(whys[i]))
+	}
+	if width > 0 {
+		// "  SIZE  PATH  WHY": the path gets what is left, at least
+		// minPathWidth columns.
+		pathW = max(min(pathW, width-2-sizeW-2-2-whyW), minPathWidth)
+	}
+	for i, f := range a.TopWasted {
+		p := f.Path
+		if width > 0 {
+			p = truncateMiddle(p, pathW)
 		}
-		return tw.Flush()
+		fmt.Fprintf(w, "  %s  %s  %s\n", pad(sizes[i], sizeW), pad(p, pathW), whys[i])
 	}
 	return nil
+}
+
+// minPathWidth is the fewest columns a path is cut to.
+const minPathWidth = 12
+
+// pad fills s with spaces to width columns.
+func pad(s string, width int) string {
+	if n := utf8.RuneCountInString(s); n < width {
+		return s + strings.Repeat(" ", width-n)
+	}
+	return s
+}
+
+// truncateMiddle shortens s to width runes by putting "…" in the place
+// of its middle, so that both its start and its file name stay: the end
+// keeps half the width, or more to keep the last path element whole while
+// at least 4 runes of the start remain.
+func truncateMiddle(s string, width int) string {
+	r := []rune(s)
+	if len(r) <= width || width < 3 {
+		return s
+	}
+	tail := (width - 1) / 2
+	if base := utf8.RuneCountInString(path.Base(s)) + 1; base > tail {
+		tail = max(tail, min(base, width-1-4))
+	}
+	head := width - 1 - tail
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
+}
+
+// wrap breaks a sentence into lines of at most width runes (0: one line),
+// at spaces; the lines after the first are indented by two spaces. It
+// returns the lines, each ending in a newline.
+func wrap(s string, width int) string {
+	if width <= 0 || utf8.RuneCountInString(s) <= width {
+		return s + "\n"
+	}
+	var b strings.Builder
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) <= width:
+			line += " " + word
+		default:
+			b.WriteString(line + "\n")
+			line = "  " + word
+		}
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
 
 func (a *Analysis) writeMarkdown(w io.Writer) error {

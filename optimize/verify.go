@@ -33,6 +33,8 @@ type Verification struct {
 
 // ImageVerification compares one image of the source with its counterpart.
 type ImageVerification struct {
+	// Platform is OS/ARCH[/VARIANT]: the index's, or for a single image
+	// its config's.
 	Platform string `json:"platform,omitempty"`
 	Source   string `json:"source"`
 	Target   string `json:"target"`
@@ -148,6 +150,14 @@ func (v *verifier) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageV
 		if dp := d.Descriptor.Platform; dp == nil || !dp.Equals(*p) {
 			iv.Differences = append(iv.Differences, fmt.Sprintf("platform %s has no counterpart in the target", p))
 			return iv, nil
+		}
+	}
+	if iv.Platform == "" {
+		// A single image: its platform is in its config.
+		if cf, err := s.Image.ConfigFile(); err == nil && cf != nil {
+			if p := cf.Platform(); p != nil && p.OS != "" {
+				iv.Platform = p.String()
+			}
 		}
 	}
 	sd, err := s.Image.Digest()

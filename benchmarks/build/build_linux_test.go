@@ -24,9 +24,14 @@ import (
 )
 
 // needBuilder skips (or, with COLDSTART_REQUIRE_TOOLS=1, fails) tests that
-// build images, saying why.
+// build images, saying why. Building the bench images is make bench's
+// work (minutes, hundreds of MB in benchmarks/.work): they run with
+// COLDSTART_BENCH_BUILD=1, as make bench-quick sets it.
 func needBuilder(t *testing.T) {
 	t.Helper()
+	if os.Getenv("COLDSTART_BENCH_BUILD") != "1" {
+		t.Skip("builds real images from the Debian mirror (minutes): run by make bench-quick, or set COLDSTART_BENCH_BUILD=1")
+	}
 	if testing.Short() {
 		t.Skip("builds real images from the Debian mirror (slow); skipped with -short")
 	}

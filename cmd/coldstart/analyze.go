@@ -9,15 +9,11 @@ import (
 func newAnalyze(g *globals) *cobra.Command {
 	var platform, format string
 	c := &cobra.Command{
-		Use:   "analyze IMAGE",
-		Short: "Show an image's layers and the bytes no container sees",
-		Long: `analyze indexes every layer of IMAGE and reports, per layer, its digest,
-media type, sizes, file count, lazy format and wasted bytes: regular files that
-a later layer overwrote, deleted or hid. For a multi-platform index give
---platform OS/ARCH or --platform all.`,
-		Example: `  coldstart analyze registry.example.com/app:1
-  coldstart analyze oci:./app --format json | jq .wastedBytes`,
-		Args: exactArgs(1),
+		Use:     "analyze IMAGE",
+		Short:   "Show an image's layers and the bytes no container sees",
+		Long:    analyzeLong,
+		Example: analyzeExample,
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, optimize.FormatText, optimize.FormatJSON, optimize.FormatMarkdown); err != nil {
 				return err
@@ -32,6 +28,9 @@ a later layer overwrote, deleted or hid. For a multi-platform index give
 			a, err := coldstart.Analyze(cmd.Context(), args[0], opts...)
 			if err != nil {
 				return err
+			}
+			if format == optimize.FormatText {
+				return a.WriteText(g.stdout, g.width())
 			}
 			return a.Write(g.stdout, format)
 		},

@@ -17,15 +17,8 @@ func newCache(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cache",
 		Short: "List, measure and prune the conversion cache",
-		Long: `cache manages the local conversion cache: converted layers and layer
-indexes kept so that the next optimize of an unchanged layer reuses them
-(byte-identical) instead of converting again.
-
-The cache lives in --cache-dir (default $XDG_CACHE_HOME/coldstart, or
-~/.cache/coldstart). Every entry is verified when it is read; corrupt entries
-are dropped. Entries are evicted least recently used first once the cache
-grows past its size cap.`,
-		Args: cobra.ArbitraryArgs,
+		Long:  cacheLong,
+		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return errors.Join(errUsage, fmt.Errorf("unknown command %q for \"coldstart cache\": use ls, du or prune", args[0]))
@@ -39,7 +32,7 @@ grows past its size cap.`,
 	var format string
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List cache entries: key, size, last use, digest",
+		Short: "List cache entries: key, size, last use, digest, and the image and layer each came from",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
@@ -62,9 +55,13 @@ grows past its size cap.`,
 				return enc.Encode(es)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tSIZE\tLAST USED (UTC)\tDIGEST")
+			fmt.Fprintln(tw, "KEY\tSIZE\tLAST USED (UTC)\tDIGEST\tFROM")
 			for _, e := range es {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Key, units.Bytes(e.Size), e.LastUsed.UTC().Format(time.DateTime), e.Digest)
+				from := "-"
+				if e.From != nil {
+					from = e.From.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Key, units.Bytes(e.Size), e.LastUsed.UTC().Format(time.DateTime), shortDigest(e.Digest.String()), from)
 			}
 			return tw.Flush()
 		},
@@ -97,10 +94,8 @@ grows past its size cap.`,
 	prune := &cobra.Command{
 		Use:   "prune",
 		Short: "Evict least recently used entries down to --cache-max-size",
-		Long: `prune evicts the least recently used entries until the cache holds at
-most --cache-max-size (0 empties it), and removes leftovers of interrupted
-writes.`,
-		Args: cobra.NoArgs,
+		Long:  pruneLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			limit, err := units.ParseBytes(maxSize)
 			if err != nil {
@@ -135,19 +130,4 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// openCacheDir opens the cache directory dir, by default the user's.
-func openCacheDir(g *globals, dir string, opts ...cache.Option) (*cache.Dir, error) {
-	if dir == "" {
-		var err error
-		if dir, err = cache.DefaultDir(); err != nil {
-			return nil, fmt.Errorf("conversion cache: %w (give --cache-dir or --no-cache)", err)
-		}
-	}
-	c, err := cache.NewDir(dir, append([]cache.Option{cache.WithLogger(g.logger())}, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("conversion cache %s: %w", dir, err)
-	}
-	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/internal/units"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
@@ -94,4 +95,46 @@ func writeFileAtomic(path string, fill func(*bufio.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// shortDigest cuts "sha256:<hex>" to 12 hex digits, as the summaries do.
+func shortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+// openCacheDir opens the cache directory dir, by default the user's.
+func openCacheDir(g *globals, dir string, opts ...cache.Option) (*cache.Dir, error) {
+	if dir == "" {
+		var err error
+		if dir, err = cache.DefaultDir(); err != nil {
+			return nil, fmt.Errorf("conversion cache: %w (give --cache-dir or --no-cache)", err)
+		}
+	}
+	c, err := cache.NewDir(dir, append([]cache.Option{cache.WithLogger(g.logger())}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("conversion cache %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// openCache opens the conversion cache the flags name, or none.
+func (f *optimizeFlags) openCache(g *globals) (cache.Cache, error) {
+	if f.noCache {
+		return nil, nil
+	}
+	if f.cacheRef != "" {
+		c, err := cache.NewRegistry(f.cacheRef, cache.WithInsecure(g.insecure), cache.WithLogger(g.logger()))
+		if err != nil {
+			return nil, usageErr("--cache-ref: %v", err)
+		}
+		return c, nil
+	}
+	max, err := size("cache-max-size", f.cacheMax)
+	if err != nil {
+		return nil, err
+	}
+	return openCacheDir(g, f.cacheDir, cache.WithMaxSize(max))
 }

@@ -1,16 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"io"
-	"path/filepath"
-	"strings"
-
 	"github.com/coldstart-dev/coldstart"
-	"github.com/coldstart-dev/coldstart/cache"
-	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
@@ -20,6 +11,7 @@ import (
 
 type optimizeFlags struct {
 	to, platform, format, report, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax, chunkSize string
+	sparseLimit                                                                                        string
 	level, concurrency                                                                                 int
 	bases, cached, networks                                                                            []string
 	noDedupe, force, overwrite, noCache, compare                                                       bool
@@ -29,19 +21,11 @@ type optimizeFlags struct {
 func newOptimize(g *globals) *cobra.Command {
 	f := &optimizeFlags{}
 	c := &cobra.Command{
-		Use:   "optimize SRC DST",
-		Short: "Dedupe, reorder and re-encode an image as lazy-pullable layers",
-		Long: `optimize reads SRC, drops what no container sees, puts start-up files first,
-re-encodes the layers as eStargz (or zstd:chunked, gzip, zstd) and writes DST.
-Layers nodes already hold (--base images, --cached digests, layers that are
-already lazy) stay byte-identical. DST is checked first, then written complete
-or not at all: blobs before manifests, the index last. Unless --compare=false,
-it prints the estimated cold start before and after, computed from what it
-read and wrote.`,
-		Example: `  coldstart optimize registry.example.com/app:1 registry.example.com/app:1-esgz
-  coldstart optimize oci:./app oci:./app-esgz --base debian:bookworm-slim --format markdown
-  coldstart optimize oci:./app oci:./app-zc --to zstd:chunked --profile startup.txt`,
-		Args: exactArgs(2),
+		Use:     "optimize SRC DST",
+		Short:   "Dedupe, reorder and re-encode an image as lazy-pullable layers",
+		Long:    optimizeLong,
+		Example: optimizeExample,
+		Args:    exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options(g)
 			if err != nil {
@@ -49,7 +33,7 @@ read and wrote.`,
 			}
 			bars := g.progress()
 			if bars != nil {
-				opts = append(opts, coldstart.WithOptimizeOptions(optimize.WithProgress(bars.update)))
+				opts = append(opts, coldstart.WithProgress(bars.update))
 			}
 			res, err := coldstart.Optimize(cmd.Context(), args[0], args[1], opts...)
 			if bars != nil {
@@ -66,6 +50,7 @@ read and wrote.`,
 	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstd:chunked, gzip or zstd")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "0", "largest file chunk in the lazy formats, e.g. 4MiB (0: 4 MiB)")
+	fl.StringVar(&f.sparseLimit, "sparse-limit", "8MiB", "leave start-up shared objects and JDK class images larger than this out of the prefetch: read in part, their chunks are fetched on demand (0: prefetch every start-up file)")
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
 	fl.StringVar(&f.profile, "prioritize", "static", "same as --profile FILE")
 	_ = fl.MarkHidden("prioritize")
@@ -107,6 +92,10 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	sparse, err := size("sparse-limit", f.sparseLimit)
+	if err != nil {
+		return nil, err
+	}
 	cached, err := digests("cached", f.cached)
 	if err != nil {
 		return nil, err
@@ -122,7 +111,7 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	oo := []optimize.Option{
 		optimize.WithFormat(format), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
 		optimize.WithDedupe(!f.noDedupe), optimize.WithForce(f.force), optimize.WithBasePolicy(policy),
-		optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...),
+		optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),
 	}
 	if len(nets) > 0 {
 		oo = append(oo, optimize.WithNetworks(nets...))
@@ -151,94 +140,4 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 		coldstart.WithPlatforms(f.platform), coldstart.WithTempDir(f.tmpDir), coldstart.WithBases(f.bases...),
 		coldstart.WithOverwrite(f.overwrite), coldstart.WithCompare(f.compare || f.report != ""),
 		coldstart.WithOptimizeOptions(oo...)), nil
-}
-
-// openCache opens the conversion cache the flags name, or none.
-func (f *optimizeFlags) openCache(g *globals) (cache.Cache, error) {
-	if f.noCache {
-		return nil, nil
-	}
-	if f.cacheRef != "" {
-		c, err := cache.NewRegistry(f.cacheRef, cache.WithInsecure(g.insecure), cache.WithLogger(g.logger()))
-		if err != nil {
-			return nil, usageErr("--cache-ref: %v", err)
-		}
-		return c, nil
-	}
-	max, err := size("cache-max-size", f.cacheMax)
-	if err != nil {
-		return nil, err
-	}
-	return openCacheDir(g, f.cacheDir, cache.WithMaxSize(max))
-}
-
-// print writes the summary with the before/after estimate in --format, the
-// --report file, and a warning for what a docker archive loses.
-func (f *optimizeFlags) print(g *globals, res *coldstart.Result) error {
-	if res.CompareError != nil {
-		// The image is written; the comparison is a bonus.
-		fmt.Fprintf(g.stderr, "coldstart: before/after comparison: %v\n", res.CompareError)
-	}
-	if res.Destination.Transport == imageref.TransportDockerArchive && f.lazy {
-		fmt.Fprintf(g.stderr, "coldstart: warning: a docker archive drops layer annotations: the lazy layers of %s lose the TOC digest their puller verifies; optimizing the image again (after docker load and push) puts it back\n", res.Destination)
-	}
-	if err := writeSummary(g.stdout, f.format, res, f.compare); err != nil {
-		return err
-	}
-	if f.report == "" {
-		return nil
-	}
-	return writeFileAtomic(f.report, func(w *bufio.Writer) error {
-		for _, c := range res.Comparisons {
-			if err := c.Write(w, reportFormat(f.report)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// writeSummary writes what optimize did and, with compare, the estimates.
-func writeSummary(w io.Writer, format string, res *coldstart.Result, compare bool) error {
-	cmps := res.Comparisons
-	if !compare {
-		cmps = nil
-	}
-	if format == optimize.FormatJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			*optimize.Result
-			Comparisons []*report.Comparison `json:"comparisons,omitempty"`
-		}{res.Result, cmps})
-	}
-	if err := res.Write(w, format); err != nil {
-		return err
-	}
-	rf := report.FormatText
-	if format == optimize.FormatMarkdown {
-		rf = report.FormatMarkdown
-	}
-	for _, c := range cmps {
-		fmt.Fprintln(w)
-		if err := c.Write(w, rf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// reportFormat is the comparison format a file's extension names.
-func reportFormat(path string) string {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json":
-		return report.FormatJSON
-	case ".md", ".markdown":
-		return report.FormatMarkdown
-	case ".svg":
-		return report.FormatSVG
-	case ".html", ".htm":
-		return report.FormatHTML
-	}
-	return report.FormatText
 }

@@ -2,13 +2,9 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"runtime"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/coldstart-dev/coldstart"
@@ -38,31 +34,7 @@ func newProfile(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "profile IMAGE [-- ARG...]",
 		Short: "Find the files an image reads at start-up",
-		Long: `profile lists the files IMAGE reads when a container starts, in the order
-they are first read: the profile that "coldstart optimize --profile FILE" puts
-first in each layer.
-
---mode static (the default) predicts them without running anything: the
-entrypoint through PATH and links, ELF interpreters and libraries, "#!" chains,
-shell scripts, and Python, Node.js and Java start-up.
-
---mode run starts the entrypoint and records what it really opens: the
-image's filesystem is extracted (refusing entries that would land outside it),
-mounted as an overlay, and the process runs as the image's user in new mount,
-PID, UTS, IPC and network namespaces (loopback only) while fanotify records
-every file opened. The run ends when the process exits, when a line of its
-output matches --wait-on-line, when --wait-on-port accepts a connection inside
-the sandbox, or after --period; then every process of the sandbox is killed
-and everything is unmounted and removed. It needs Linux, root and fanotify,
-and an image of this machine's architecture.
-
-Arguments after IMAGE replace the image's Cmd, as with "docker run"; put
-them after "--" when they start with "-" (profile IMAGE -- sh -c 'exec app').
---args ARG (repeatable) does the same. --entrypoint, --user and --env override the config in both modes.
-
-Output: --format text (one path per line after "#" comment lines, usable as a
-path list) or json, on standard output; --out FILE writes the profile JSON
-atomically (and then standard output stays quiet unless --format is given).`,
+		Long:  profileLong,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErr("%s needs an IMAGE: usage: %s", cmd.CommandPath(), cmd.UseLine())
@@ -90,85 +62,21 @@ atomically (and then standard output stays quiet unless --format is given).`,
 	return c
 }
 
-// runOptions checks the flags before anything is read and returns the run
-// mode's options.
-func (f *profileFlags) runOptions(cmd *cobra.Command, g *globals) ([]profilerun.Option, error) {
-	if f.format != optimize.FormatText && f.format != optimize.FormatJSON {
-		return nil, usageErr("unknown format %q: use text or json", f.format)
+// override is what the command line changes of the image's config, as
+// "docker run" does.
+func (f *profileFlags) override(cmd *cobra.Command, extra []string) (profile.Override, error) {
+	fl := cmd.Flags()
+	if fl.Changed("args") && len(extra) > 0 {
+		return profile.Override{}, usageErr("give the arguments either after IMAGE or with --args, not both")
 	}
-	switch f.mode {
-	case modeStatic:
-		for _, name := range []string{"period", "wait-on-line", "wait-on-port", "show-output"} {
-			if cmd.Flags().Changed(name) {
-				return nil, usageErr("--%s needs --mode run", name)
-			}
-		}
-		return nil, nil
-	case modeRun:
-	default:
-		return nil, usageErr("unknown mode %q: use static or run", f.mode)
-	}
-	if f.period <= 0 {
-		return nil, usageErr("--period %v: must be positive", f.period)
-	}
-	opts := []profilerun.Option{profilerun.WithPeriod(f.period), profilerun.WithLogger(g.logger())}
-	if f.waitLine != "" {
-		re, err := regexp.Compile(f.waitLine)
-		if err != nil {
-			return nil, usageErr("--wait-on-line: %v", err)
-		}
-		opts = append(opts, profilerun.WithWaitOnLine(re))
-	}
-	if cmd.Flags().Changed("wait-on-port") {
-		if f.waitPort < 1 || f.waitPort > 65535 {
-			return nil, usageErr("--wait-on-port %d: not a TCP port", f.waitPort)
-		}
-		opts = append(opts, profilerun.WithWaitOnPort(f.waitPort))
-	}
-	if f.tmpDir != "" {
-		opts = append(opts, profilerun.WithTempDir(f.tmpDir))
-	}
-	if f.showOutput {
-		opts = append(opts, profilerun.WithOutput(g.stderr))
-	}
-	return opts, nil
-}
-
-// config applies the overrides of the command line to the image's config,
-// as "docker run" does.
-func (f *profileFlags) config(cmd *cobra.Command, pc *profile.Config, extra []string) error {
-	if cmd.Flags().Changed("entrypoint") {
-		pc.Entrypoint, pc.Cmd = nil, nil
-		if strings.HasPrefix(strings.TrimSpace(f.entrypoint), "[") {
-			if err := json.Unmarshal([]byte(f.entrypoint), &pc.Entrypoint); err != nil {
-				return usageErr("--entrypoint: not a JSON array of strings: %v", err)
-			}
-		} else if f.entrypoint != "" {
-			pc.Entrypoint = []string{f.entrypoint}
-		}
-	}
-	if cmd.Flags().Changed("args") && len(extra) > 0 {
-		return usageErr("give the arguments either after IMAGE or with --args, not both")
-	}
-	if cmd.Flags().Changed("args") {
-		pc.Cmd = f.args
+	o := profile.Override{Entrypoint: f.entrypoint, SetEntrypoint: fl.Changed("entrypoint"), Env: f.env, User: f.user, SetUser: fl.Changed("user")}
+	if fl.Changed("args") {
+		o.Cmd = f.args
 	}
 	if len(extra) > 0 {
-		pc.Cmd = extra
+		o.Cmd = extra
 	}
-	for _, kv := range f.env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return usageErr("--env %q: want KEY=VALUE", kv)
-		}
-		pc.Env = append(slices.Clip(pc.Env), kv)
-	}
-	if cmd.Flags().Changed("user") {
-		pc.User = f.user
-	}
-	if len(pc.Entrypoint)+len(pc.Cmd) == 0 {
-		return usageErr("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE")
-	}
-	return nil
+	return o, nil
 }
 
 func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string, extra []string) error {
@@ -180,8 +88,18 @@ func runProfile(cmd *cobra.Command, g *globals, f *profileFlags, imageArg string
 	if err != nil {
 		return err
 	}
+	ov, err := f.override(cmd, extra)
+	if err != nil {
+		return err
+	}
 	opts = append(opts, coldstart.WithTempDir(f.tmpDir), coldstart.WithProfileConfig(func(pc *profile.Config) error {
-		return f.config(cmd, pc, extra)
+		if err := pc.Apply(ov); err != nil {
+			return usageErr("--%v", err) // "--env ...", "--entrypoint ..."
+		}
+		if len(pc.Entrypoint)+len(pc.Cmd) == 0 {
+			return usageErr("the image has no Entrypoint or Cmd: give one with --entrypoint or arguments after IMAGE")
+		}
+		return nil
 	}))
 	if f.platform != "" {
 		opts = append(opts, coldstart.WithPlatforms(f.platform))

@@ -20,29 +20,11 @@ type reportFlags struct {
 func newReport(g *globals) *cobra.Command {
 	f := &reportFlags{}
 	c := &cobra.Command{
-		Use:   "report IMAGE",
-		Short: "Estimate (and measure) what a cold start of an image costs",
-		Long: `report says what starting IMAGE costs on a node: bytes, requests and
-estimated seconds to ready for a full pull, a lazy start (eStargz / zstd:chunked
-layers mounted from their TOC, prefetch, then the start-up files' chunks on
-demand; a layer that cannot be mounted lazily is downloaded whole first),
-the lower bound and, when some layer is not
-lazy yet, the lazy start after optimizing. With --previous IMAGE2 (an earlier
-version the node holds) or eStargz / zstd:chunked layers, also podman's
-partial pull: the TOCs, then the files in no layer it holds. Networks: datacenter (10 Gbit/s,
-1 ms), cloud (1 Gbit/s, 10 ms), edge (100 Mbit/s, 50 ms) or RATE,RTT.
-
---profile takes "static" (predicted from the entrypoint) or a FILE: a profile
-JSON, ctr-remote's --record-out JSON lines, or a path list. --measure pulls
-IMAGE (a registry reference) for real, fully and lazily, through an
-in-process proxy shaped with --shape RATE,RTT, and prints the measured figures
-beside the estimate. --budget NETWORK=SECONDS fails the command (exit 1),
-after printing, when the lazy start estimate on NETWORK exceeds SECONDS.`,
-		Example: `  coldstart report registry.example.com/app:1 --network edge --budget edge=2
-  coldstart report localhost:5000/app:1 --measure --shape 100Mbit,20ms
-  coldstart report oci:./app --cached sha256:... --format svg > start.svg
-  coldstart report registry.example.com/app:2 --previous registry.example.com/app:1`,
-		Args: exactArgs(1),
+		Use:     "report IMAGE",
+		Short:   "Estimate (and measure) what a cold start of an image costs",
+		Long:    reportLong,
+		Example: reportExample,
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options(cmd.Context(), g)
 			if err != nil {
@@ -123,7 +105,9 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 	for _, s := range f.budgets {
 		b, err := report.ParseBudget(s)
 		if err != nil {
-			return nil, usageErr("--budget: %v", err)
+			// The error names the budget ("budget \"edge\": ..."): say
+			// it is the flag's.
+			return nil, usageErr("--%v", err)
 		}
 		ro = append(ro, report.WithBudget(b.Network, b.Seconds))
 	}
@@ -151,45 +135,4 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 		opts = append(opts, coldstart.WithPrevious(f.previous))
 	}
 	return opts, nil
-}
-
-func newCompare(g *globals) *cobra.Command {
-	f := &reportFlags{}
-	c := &cobra.Command{
-		Use:   "compare IMAGE IMAGE2",
-		Short: "Estimate the cold start of two images side by side",
-		Long: `compare estimates IMAGE and IMAGE2 as report does, with the same start-up
-files (found in IMAGE), and puts them side by side with IMAGE2/IMAGE ratios.
---budget applies to IMAGE2.`,
-		Example: `  coldstart compare registry.example.com/app:1 registry.example.com/app:1-esgz --format markdown`,
-		Args:    exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := f.options(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			return runCompare(cmd.Context(), g, f.format, args[0], args[1], opts)
-		},
-	}
-	fl := c.Flags()
-	fl.StringVar(&f.profile, "profile", "static", `start-up files: "static" or a FILE`)
-	fl.StringVar(&f.platform, "platform", "", "the image of a multi-platform index: OS/ARCH[/VARIANT]")
-	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer the node holds (repeatable, or comma-separated)")
-	fl.StringSliceVar(&f.bases, "base", nil, "image whose layers the node holds (repeatable, or comma-separated)")
-	fl.StringArrayVar(&f.networks, "network", nil, "network to estimate: datacenter, cloud, edge or RATE,RTT (repeatable)")
-	fl.StringArrayVar(&f.budgets, "budget", nil, "NETWORK=SECONDS: fail when IMAGE2's lazy start estimate exceeds it (repeatable)")
-	fl.StringVar(&f.format, "format", "text", "output format: "+strings.Join(report.Formats, ", "))
-	fl.StringVar(&f.tmpDir, "tmpdir", "", "directory for temporary files (default: the system's)")
-	return c
-}
-
-func runCompare(ctx context.Context, g *globals, format, before, after string, opts []coldstart.Option) error {
-	c, err := coldstart.Compare(ctx, before, after, opts...)
-	if err != nil {
-		return err
-	}
-	if err := c.Write(g.stdout, format); err != nil {
-		return err
-	}
-	return c.After.CheckBudgets()
 }

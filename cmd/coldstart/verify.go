@@ -14,21 +14,11 @@ var errVerifyFailed = errors.New("images differ")
 func newVerify(g *globals) *cobra.Command {
 	var platform, format, tmpDir string
 	c := &cobra.Command{
-		Use:   "verify SRC DST",
-		Short: "Check that DST shows a container what SRC shows, and that its lazy layers verify",
-		Long: `verify applies the layers of SRC and DST with an applier of its own
-(containerd's semantics; it shares no code with optimize) and compares the
-filesystems, platform by platform: paths, types, modes, owners, mtimes, link
-targets, xattrs, content. It does so as a full pull presents them and as a lazy
-pull does (eStargz and zstd:chunked layers read from their TOC with the estargz
-reader), checks every layer's digest and diff_id, every lazy layer's TOC
-against its descriptor (the TOC digest stargz-snapshotter verifies, the
-zstd:chunked annotations containers/storage reads) and every chunk against the
-TOC. Each layer of both images is read once. Exit 0 only when all holds;
-otherwise it names the first differences.`,
-		Example: `  coldstart verify registry.example.com/app:1 registry.example.com/app:1-esgz
-  coldstart verify oci:./app oci:./app-esgz --format json`,
-		Args: exactArgs(2),
+		Use:     "verify SRC DST",
+		Short:   "Check that DST shows a container what SRC shows, and that its lazy layers verify",
+		Long:    verifyLong,
+		Example: verifyExample,
+		Args:    exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, optimize.FormatText, optimize.FormatJSON); err != nil {
 				return err

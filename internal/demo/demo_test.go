@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -33,6 +34,10 @@ func fakeApp(t *testing.T) (string, []byte) {
 	return p, b
 }
 
+// small makes the filler files 16 times smaller: the tests check the
+// image's shape, which does not depend on their size.
+var small = WithScale(16)
+
 func digest(t *testing.T, img v1.Image) v1.Hash {
 	t.Helper()
 	d, err := img.Digest()
@@ -45,12 +50,12 @@ func digest(t *testing.T, img v1.Image) v1.Hash {
 func TestBuildDeterministic(t *testing.T) {
 	bin, _ := fakeApp(t)
 	ctx := context.Background()
-	a, err := Build(ctx, WithBinary(bin))
+	a, err := Build(ctx, WithBinary(bin), small)
 	if err != nil {
 		t.Fatal(err)
 	}
 	prev := runtime.GOMAXPROCS(1)
-	b, err := Build(ctx, WithBinary(bin))
+	b, err := Build(ctx, WithBinary(bin), small)
 	runtime.GOMAXPROCS(prev)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +68,7 @@ func TestBuildDeterministic(t *testing.T) {
 	if err := os.WriteFile(other, []byte("other"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Build(ctx, WithBinary(other))
+	c, err := Build(ctx, WithBinary(other), small)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +79,7 @@ func TestBuildDeterministic(t *testing.T) {
 
 func TestImageShape(t *testing.T) {
 	bin, app := fakeApp(t)
-	img, err := Build(context.Background(), WithBinary(bin), WithArch("arm64"))
+	img, err := Build(context.Background(), WithBinary(bin), WithArch("arm64"), small)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +170,7 @@ func TestImageShape(t *testing.T) {
 	// The waste a Dockerfile like this leaves: the apt lists and caches, the
 	// base's dpkg status (rewritten by apt), and two full copies of /app.
 	raw := make([][]byte, len(ls))
-	for i, l := range Filesystem(app) {
+	for i, l := range filesystem(app, 16) {
 		raw[i] = l.Tar()
 	}
 	var want int64
@@ -176,7 +181,16 @@ func TestImageShape(t *testing.T) {
 		want += int64(c.size)
 	}
 	want += 12 * kib // var/lib/dpkg/status of the base
-	want += 2 * int64(len(app)+len(configJSON)+len(indexHTML))
+	// The first two copies of /app: the binary, its config and the
+	// assets.
+	fsl := filesystem(app, 16)
+	for _, l := range fsl[3:5] {
+		for _, e := range l {
+			if e.Header.Typeflag == tar.TypeReg {
+				want += e.Header.Size
+			}
+		}
+	}
 	got, err := testimage.WastedBytes(raw...)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +229,7 @@ func TestWrite(t *testing.T) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	var hashes []v1.Hash
 	for _, dir := range dirs {
-		h, err := Write(ctx, dir, WithBinary(bin), WithTag("demo"), WithCompression(compression.ZStd))
+		h, err := Write(ctx, dir, WithBinary(bin), WithTag("demo"), WithCompression(compression.ZStd), small)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,6 +292,7 @@ func TestOptionErrors(t *testing.T) {
 		"empty arch":      WithArch(""),
 		"nil logger":      WithLogger(nil),
 		"bad compression": WithCompression("lz4"),
+		"zero scale":      WithScale(0),
 	} {
 		if _, err := Build(ctx, opt); err == nil {
 			t.Errorf("%s: Build succeeded", name)
@@ -319,7 +334,7 @@ func TestCompiledApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two separate compilations: Build's own, and Compile's.
-	a, err := Build(ctx)
+	a, err := Build(ctx, small)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +342,7 @@ func TestCompiledApp(t *testing.T) {
 	if err := Compile(ctx, root, runtime.GOARCH, bin); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Build(ctx, WithBinary(bin))
+	b, err := Build(ctx, WithBinary(bin), small)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,12 +35,12 @@ func ExampleBuild() {
 		fmt.Printf("%d %s %s\n", i, d.Hex[:12], cf.History[i].CreatedBy[:min(len(cf.History[i].CreatedBy), 40)])
 	}
 	// Output:
-	// 0 94870f1ae0d6 /bin/sh -c #(nop) ADD file:94870f1ae0d69
+	// 0 7332540d3485 /bin/sh -c #(nop) ADD file:7332540d34850
 	// 1 590739c8ae46 RUN /bin/sh -c apt-get update && apt-get
 	// 2 d55e059a29ef RUN /bin/sh -c rm -rf /var/lib/apt/lists
-	// 3 000da96a6a5f COPY app /app # buildkit
-	// 4 fa56da5c58af RUN /bin/sh -c chmod -R g+w /app # build
-	// 5 000da96a6a5f COPY app /app # buildkit
+	// 3 1698fbe382be COPY app /app # buildkit
+	// 4 229b56c60c10 RUN /bin/sh -c chmod -R g+w /app # build
+	// 5 1698fbe382be COPY app /app # buildkit
 }
 
 func ExampleFilesystem() {
@@ -56,11 +56,11 @@ func ExampleFilesystem() {
 	}
 	fmt.Println("wasted:", wasted)
 	// Output:
-	// layer 0: 47 entries, 434176 bytes
+	// layer 0: 1599 entries, 30310400 bytes
 	// layer 1: 58 entries, 780800 bytes
 	// layer 2: 18 entries, 10240 bytes
-	// layer 3: 5 entries, 5120 bytes
-	// layer 4: 5 entries, 5120 bytes
-	// layer 5: 5 entries, 5120 bytes
-	// wasted: 610634
+	// layer 3: 48 entries, 13947392 bytes
+	// layer 4: 48 entries, 13947392 bytes
+	// layer 5: 48 entries, 13947392 bytes
+	// wasted: 28451146
 }

@@ -31,6 +31,49 @@ func noise(name string, n int) string {
 	return string(b)
 }
 
+// binaryish is n bytes that compress about as well as machine code and
+// shared libraries (about 2.5 to 1 with gzip): incompressible runs between
+// runs of two byte values.
+func binaryish(name string, n int) string {
+	b := make([]byte, n)
+	seed := sha256.Sum256([]byte(name))
+	r := rand.New(rand.NewChaCha8(seed))
+	bytes := rand.NewChaCha8(sha256.Sum256(seed[:]))
+	for i := 0; i < n; {
+		run := min(n-i, 256+r.IntN(1024))
+		chunk := b[i : i+run]
+		_, _ = bytes.Read(chunk) // ChaCha8.Read never fails
+		if r.IntN(5) >= 2 {
+			// Keep one byte in eight, as one of two values.
+			a, c := byte(r.Uint32()), byte(r.Uint32())
+			for j, x := range chunk {
+				if x&7 == 0 {
+					chunk[j] = c
+				} else {
+					chunk[j] = a
+				}
+			}
+		}
+		i += run
+	}
+	return string(b)
+}
+
+// prose is n bytes of text (documentation, translations, source), which
+// compresses about 3 to 1.
+func prose(name string, n int) string {
+	r := newRand(name)
+	var b strings.Builder
+	for b.Len() < n {
+		for range 8 + r.IntN(8) {
+			b.WriteString(words[r.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+		b.WriteString(fmt.Sprintf("%d.\n", r.IntN(1000)))
+	}
+	return b.String()[:n]
+}
+
 var words = strings.Fields(`lib data util common core base tools dev doc bin
 	runtime perl python ssl crypt zlib gnu linux debian main contrib security
 	update amd64 all stable bookworm package version depends size sha256 md5sum
@@ -146,10 +189,94 @@ var mozillaCerts = []string{
 	"ISRG_Root_X1", "DigiCert_Global_Root_G2", "GlobalSign_Root_CA", "Amazon_Root_CA_1",
 }
 
+// debianPackages name the packages whose files fill the base: a
+// minimal Debian has about this many.
+var debianPackages = strings.Fields(`adduser apt base-files base-passwd bash bsdutils coreutils dash
+	debconf debian-archive-keyring debianutils diffutils dpkg e2fsprogs findutils gcc-12-base gpgv
+	grep gzip hostname init-system-helpers libacl1 libapt-pkg6.0 libattr1 libaudit1 libblkid1 libbz2-1.0
+	libc-bin libc6 libcap-ng0 libcap2 libcom-err2 libcrypt1 libdb5.3 libdebconfclient0 libext2fs2
+	libffi8 libgcc-s1 libgcrypt20 libgmp10 libgnutls30 libgpg-error0 libhogweed6 libidn2-0 liblz4-1
+	liblzma5 libmd0 libmount1 libnettle8 libp11-kit0 libpam-modules libpam-runtime libpam0g libpcre2-8-0
+	libseccomp2 libselinux1 libsemanage2 libsepol2 libsmartcols1 libss2 libstdc++6 libsystemd0
+	libtasn1-6 libtinfo6 libudev1 libunistring2 libxxhash0 libzstd1 login logsave mawk mount
+	ncurses-base ncurses-bin passwd perl-base sed sysvinit-utils tar tzdata usr-is-merged util-linux zlib1g`)
+
+var locales = strings.Fields(`ca cs da de el es eu fi fr gl hu id it ja ko nb nl pl pt pt_BR ro ru sk sl sr sv tr uk vi zh_CN zh_TW`)
+
+// debianBase is what a Debian base image holds besides the few files the
+// demo looks at: per package its libraries or programs, documentation,
+// translations and dpkg's file lists, about 20 MiB.
+func debianBase(scale int) testimage.Layer {
+	dir := testimage.Dir
+	file := testimage.File
+	mode := testimage.Mode
+	l := testimage.Layer{
+		dir("usr/share/doc", 0o755), dir("usr/share/locale", 0o755), dir("usr/share/perl5", 0o755),
+		dir("var/lib/dpkg/info", 0o755),
+	}
+	for _, lang := range locales {
+		l = append(l, dir("usr/share/locale/"+lang, 0o755), dir("usr/share/locale/"+lang+"/LC_MESSAGES", 0o755))
+	}
+	for i, p := range debianPackages {
+		l = append(l, dir("usr/share/doc/"+p, 0o755),
+			file("usr/share/doc/"+p+"/copyright", prose(p+"/copyright", (4+i%9)*kib/scale)),
+			file("usr/share/doc/"+p+"/changelog.Debian.gz", noise(p+"/changelog", (3+i%5)*kib/scale)),
+			file("var/lib/dpkg/info/"+p+".list", prose(p+".list", (1+i%4)*kib/scale)),
+			file("var/lib/dpkg/info/"+p+".md5sums", prose(p+".md5sums", (1+i%3)*kib/scale)))
+		switch {
+		case p == "dash": // the base's own /usr/bin/dash
+		case strings.HasPrefix(p, "lib"):
+			so := strings.TrimSuffix(p, "-0") + ".so." + fmt.Sprint(1+i%3)
+			l = append(l, file("usr/lib/x86_64-linux-gnu/"+so, binaryish(so, (60+(i*37)%400)*kib/scale), mode(0o644)))
+		default:
+			l = append(l, file("usr/bin/"+p, binaryish("bin/"+p, (30+(i*53)%250)*kib/scale), mode(0o755)))
+		}
+		if i%3 == 0 {
+			for _, lang := range locales {
+				mo := "usr/share/locale/" + lang + "/LC_MESSAGES/" + p + ".mo"
+				l = append(l, file(mo, prose(mo, (6+i%7)*kib/scale)))
+			}
+		}
+	}
+	for i := range 120 {
+		pm := fmt.Sprintf("usr/share/perl5/Debian/Module%03d.pm", i)
+		if i == 0 {
+			l = append(l, dir("usr/share/perl5/Debian", 0o755))
+		}
+		l = append(l, file(pm, prose(pm, (8+i%16)*kib/scale)))
+	}
+	return l
+}
+
+// assets is what a web service ships beside its binary and never reads at
+// start-up: images, fonts and a JavaScript bundle, about 12 MiB.
+func assets(extra int64, scale int) testimage.Layer {
+	dir := testimage.Dir
+	file := testimage.File
+	mode := testimage.Mode
+	l := testimage.Layer{
+		dir("app/static/img", appMode|extra), dir("app/static/fonts", appMode|extra), dir("app/static/js", appMode|extra),
+		file("app/static/js/app.bundle.js", prose("bundle", 1536*kib/scale), mode(0o644|extra)),
+	}
+	for i := range 36 {
+		name := fmt.Sprintf("app/static/img/photo-%02d.jpg", i)
+		l = append(l, file(name, noise(name, (160+(i*71)%320)*kib/scale), mode(0o644|extra)))
+	}
+	for _, f := range []string{"inter-regular", "inter-bold", "mono-regular"} {
+		name := "app/static/fonts/" + f + ".woff2"
+		l = append(l, file(name, noise(name, 96*kib/scale), mode(0o644|extra)))
+	}
+	return l
+}
+
 // Filesystem returns the six layers of the demo image, around the given
 // demoapp binary. Entries are in directory-walk order, parent directories
 // included, as a Docker build writes them.
-func Filesystem(app []byte) []testimage.Layer {
+func Filesystem(app []byte) []testimage.Layer { return filesystem(app, 1) }
+
+// filesystem is Filesystem with the filler files (the base's packages, the
+// app's assets) scale times smaller.
+func filesystem(app []byte, scale int) []testimage.Layer {
 	dir := testimage.Dir
 	file := testimage.File
 	sym := testimage.Symlink
@@ -193,6 +320,7 @@ func Filesystem(app []byte) []testimage.Layer {
 		dir("var/lib/dpkg", 0o755),
 		file("var/lib/dpkg/status", stanzas("status-base", 12*kib)),
 	}
+	base = append(base, debianBase(scale)...)
 
 	install := testimage.Layer{
 		dir("var/lib/apt", 0o755),
@@ -266,13 +394,13 @@ func Filesystem(app []byte) []testimage.Layer {
 	}
 
 	copyApp := func(extra int64) testimage.Layer {
-		return testimage.Layer{
+		return append(testimage.Layer{
 			dir("app", appMode|extra),
 			file("app/demoapp", string(app), mode(appMode|extra)),
 			file("app/config.json", configJSON, mode(0o644|extra)),
 			dir("app/static", appMode|extra),
 			file("app/static/index.html", indexHTML, mode(0o644|extra)),
-		}
+		}, assets(extra, scale)...)
 	}
 
 	return []testimage.Layer{

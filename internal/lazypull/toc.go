@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"path"
 	"sort"
 	"strings"
@@ -330,7 +331,17 @@ type Fetched map[int64]bool
 // before (which it updates): whether it waits for the prefetch, and the
 // requests it sends, adjacent members merged into one request.
 func (t *TOC) PlanFile(p string, fetched Fetched) (waitPrefetch bool, requests []Range) {
-	for _, r := range t.FileRanges(p) {
+	return t.PlanFilePart(p, fetched, 1)
+}
+
+// PlanFilePart is PlanFile for a program that reads only part of the file
+// (through mmap, the pages it touches): the first fraction of its chunks.
+func (t *TOC) PlanFilePart(p string, fetched Fetched, fraction float64) (waitPrefetch bool, requests []Range) {
+	ranges := t.FileRanges(p)
+	if fraction < 1 {
+		ranges = ranges[:int(math.Ceil(fraction*float64(len(ranges))))]
+	}
+	for _, r := range ranges {
 		if t.InPrefetch(r) {
 			waitPrefetch = true
 			continue

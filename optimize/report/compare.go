@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
+	"github.com/coldstart-dev/coldstart/internal/lazypull"
 	"github.com/coldstart-dev/coldstart/internal/units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -20,6 +22,10 @@ type Comparison struct {
 	// Ratios are after / before, for bytes and for seconds on every
 	// network.
 	Ratios []Ratio `json:"ratios"`
+	// Notes say why after is not faster than before, on each network
+	// where its lazy start is not faster (or its full pull slower); none
+	// when it is.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Ratio compares one figure.
@@ -78,9 +84,93 @@ func newComparison(b, a *Report) *Comparison {
 		c.Ratios = append(c.Ratios,
 			newRatio("fullPullSeconds", eb.Network, eb.FullPullSeconds, ea.FullPullSeconds),
 			newRatio("lazyStartSeconds", eb.Network, eb.LazyStartSeconds, ea.LazyStartSeconds))
+		if b.Digest != a.Digest {
+			c.Notes = append(c.Notes, notFaster(b, a, eb, ea)...)
+		}
 	}
 	return c
 }
+
+// notFaster explains, for one network, a lazy start that is not faster
+// after (less than 2% faster, or slower) and a full pull that is slower
+// (by more than 2%: a full pull of an image without waste stays as it
+// was), from the figures of both reports.
+func notFaster(b, a *Report, eb, ea NetworkEstimate) []string {
+	var notes []string
+	head := func(s Scenario, what string, bs, as float64) string {
+		return fmt.Sprintf("%s, %s: %s after optimizing (%s before, %s after): ", eb.Network, s.Title(), what, seconds(bs), seconds(as))
+	}
+	if eb.FullPullSeconds > 0 && ea.FullPullSeconds > eb.FullPullSeconds*1.02 {
+		why := fmt.Sprintf("the image is %s to download after, %s before", units.Bytes(a.FullPullBytes), units.Bytes(b.FullPullBytes))
+		if a.FullPullBytes < b.FullPullBytes {
+			why = fmt.Sprintf("it downloads %s less, but its %d requests (%d before) and the unpacking of its layers cost more",
+				units.Bytes(b.FullPullBytes-a.FullPullBytes), a.FullPullRequests, b.FullPullRequests)
+		}
+		notes = append(notes, head(FullPull, "slower", eb.FullPullSeconds, ea.FullPullSeconds)+why+".")
+	}
+	if eb.LazyStartSeconds == 0 || ea.LazyStartSeconds < eb.LazyStartSeconds*0.98 {
+		return notes
+	}
+	pb, pa := lazyPhases(eb), lazyPhases(ea)
+	var why []string
+	if b.FullPullBytes < smallImage {
+		why = append(why, fmt.Sprintf("the image is only %s, quick to pull whole", units.Bytes(b.FullPullBytes)))
+	}
+	layersWord := "lazy layers"
+	if lazyLayers(a) == 1 {
+		layersWord = "lazy layer"
+	}
+	after := fmt.Sprintf("after, mounting its %d %s takes %s (each layer's footer and TOC requests, one after the other at %s, and the snapshotter's mount)",
+		lazyLayers(a), layersWord, seconds(pa.Download+pa.Unpack), msRTT(ea.RTTSeconds))
+	if pa.OnDemand >= 0.001 {
+		after += ", waiting for the start-up files " + seconds(pa.OnDemand)
+	}
+	if d := pa.Start - pb.Start; d >= 0.001 {
+		after += ", and reading them through the snapshotter adds " + seconds(d) + " to the container's start"
+	}
+	why = append(why, fmt.Sprintf("before, its lazy start downloads and unpacks it in %s; %s", seconds(pb.Download+pb.Unpack+pb.OnDemand), after))
+	if unpacked := uncompressed(a); unpacked > 0 && a.Profile.Bytes*2 >= unpacked {
+		why = append(why, fmt.Sprintf("the container reads %s at start-up, most of the image's %s: a lazy start has little to leave behind", units.Bytes(a.Profile.Bytes), units.Bytes(unpacked)))
+	}
+	return append(notes, head(LazyStart, "not faster", eb.LazyStartSeconds, ea.LazyStartSeconds)+strings.Join(why, "; ")+".")
+}
+
+// smallImage is the size under which a note calls an image small: one
+// that a full pull fetches in about the time of a few round trips and
+// lazy mounts.
+const smallImage = 16 << 20
+
+// lazyPhases is the lazy start's split of an estimate.
+func lazyPhases(e NetworkEstimate) Phases {
+	for _, p := range e.Phases {
+		if p.Scenario == LazyStart {
+			return p
+		}
+	}
+	return Phases{}
+}
+
+// uncompressed is the size of the image's layers unpacked.
+func uncompressed(r *Report) int64 {
+	var n int64
+	for _, l := range r.Layers {
+		n += l.UncompressedSize
+	}
+	return n
+}
+
+// lazyLayers counts the distinct blobs a lazy start mounts lazily.
+func lazyLayers(r *Report) int {
+	seen := map[string]bool{}
+	for _, l := range r.Layers {
+		if l.Role == lazypull.RoleLazy.String() {
+			seen[l.Digest] = true
+		}
+	}
+	return len(seen)
+}
+
+func msRTT(s float64) string { return strconv.FormatFloat(s*1000, 'g', 4, 64) + " ms RTT" }
 
 func newRatio(metric, network string, b, a float64) Ratio {
 	r := Ratio{Metric: metric, Network: network, Before: b, After: a}
@@ -163,6 +253,7 @@ func (c *Comparison) doc() doc {
 			st.rows = append(st.rows, []string{networkLabel(eb), x.s.Title(), seconds(x.b), seconds(x.a), ratio(x.b, x.a)})
 		}
 	}
+	st.notes = append(st.notes, c.Notes...)
 	d.tables = append(d.tables, st)
 	lt := table{title: "Layers", head: []string{"IMAGE", "#", "DIGEST", "FORMAT", "SIZE", "LAZY START"},
 		right: []bool{false, true, false, false, true, false}}

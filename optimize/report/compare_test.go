@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -73,4 +75,64 @@ func TestCompare(t *testing.T) {
 	if _, err := Compare(context.Background(), before, after, WithMeasurement("localhost/x:y")); err == nil {
 		t.Error("Compare measured")
 	}
+}
+
+// TestCompareSaysWhyNotFaster: where the optimized image is not faster,
+// the comparison says why, in every text format; where it is, it says
+// nothing.
+func TestCompareSaysWhyNotFaster(t *testing.T) {
+	// Small: three lazy layers' serial TOC round trips cost more than the
+	// few bytes saved (see TestCompare).
+	base, lib, app := fixtureLayers(t)
+	before := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, base, lib, app)
+	lazyBase := lazyLayer(t, tarOf(t, base), layers.EncodeOptions{Prioritized: []string{"usr/bin/sh"}})
+	after := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, lazyBase, lib, app)
+	c, err := Compare(context.Background(), before, after, WithProfile(fixtureProfile()), WithNetworks(Edge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lazySeconds(t, c.After) < lazySeconds(t, c.Before) {
+		t.Fatalf("fixture: the small image got faster")
+	}
+	notes := strings.Join(c.Notes, "\n")
+	if !strings.Contains(notes, "edge, lazy start: not faster") || !strings.Contains(notes, "mounting its 3 lazy layers takes") || !strings.Contains(notes, "the image is only") {
+		t.Fatalf("notes %q do not say why the lazy start on edge is not faster", c.Notes)
+	}
+	for _, f := range []string{FormatText, FormatMarkdown, FormatHTML} {
+		var b bytes.Buffer
+		if err := c.Write(&b, f); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "not faster after optimizing") {
+			t.Errorf("%s does not carry the note", f)
+		}
+	}
+
+	// Large: 16 MiB the container never reads, behind a small start-up
+	// file: optimizing pays on every network, and nothing needs
+	// explaining.
+	big := gzipLayer(t, testimage.Layer{
+		testimage.Dir("app", 0o755),
+		testimage.File("app/main", noise(7, 20_000), testimage.Mode(0o755)),
+		testimage.File("app/assets.bin", noise(8, 16<<20)),
+	})
+	lazyBig := lazyLayer(t, tarOf(t, big), layers.EncodeOptions{Prioritized: []string{"app/main"}})
+	prof := WithProfile(&profile.Profile{Source: profile.SourceFile, Files: []string{"/app/main"}})
+	c, err = Compare(context.Background(), testImage(t, v1.Config{Entrypoint: []string{"/app/main"}}, big),
+		testImage(t, v1.Config{Entrypoint: []string{"/app/main"}}, lazyBig), prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes) != 0 {
+		t.Errorf("an image that got faster has notes: %q", c.Notes)
+	}
+}
+
+// lazySeconds is r's lazy start estimate on its first network.
+func lazySeconds(t *testing.T, r *Report) float64 {
+	t.Helper()
+	if len(r.Estimates) == 0 {
+		t.Fatal("no estimate")
+	}
+	return r.Estimates[0].LazyStartSeconds
 }

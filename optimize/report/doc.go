@@ -112,7 +112,8 @@
 //
 // [Report.Write] and [Comparison.Write] render text, JSON (with a version
 // field), Markdown (for a CI job summary), SVG (stacked bars: download,
-// decompress and unpack, on-demand fetch; one bar per scenario, one panel
+// decompress and unpack, start-up fetches, container start; one bar per
+// scenario, one panel
 // per network) or one self-contained HTML page. Output depends only on the
 // report: the same image and options give the same bytes, except for
 // measured figures and calibrated rates, which are measured. [WithBudget]

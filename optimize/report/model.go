@@ -7,6 +7,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/lazypull"
 	"github.com/coldstart-dev/coldstart/internal/partialpull"
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -272,6 +273,16 @@ func (m *model) estimateLayer(i int) estimate {
 	return e
 }
 
+// readFraction is the part of start-up file f a start reads: PartRead for
+// a file programs read in part (profile.ReadInPart), all of any other.
+// Zero (rates without it) reads whole.
+func (m *model) readFraction(f startFile) float64 {
+	if profile.ReadInPart(f.entry.Path) && m.rates.PartRead > 0 {
+		return m.rates.PartRead
+	}
+	return 1
+}
+
 // lazyStart is a node with a lazy snapshotter. With whatIf, every layer
 // the node does not hold is taken to be converted to eStargz with the
 // start-up files in its prefetch range (estimated for the layers that are
@@ -390,7 +401,8 @@ func (m *model) lazyStart(whatIf bool) *build {
 		if fetched[dg] == nil {
 			fetched[dg] = lazypull.Fetched{}
 		}
-		wait, reqs := l.toc.PlanFile(f.entry.Path, fetched[dg])
+		frac := m.readFraction(f)
+		wait, reqs := l.toc.PlanFilePart(f.entry.Path, fetched[dg], frac)
 		b.fileWhere[fi] = WherePrefetch
 		if len(reqs) > 0 || !wait {
 			b.fileWhere[fi] = WhereOnDemand
@@ -406,7 +418,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 			b.layerStats[li].onDemandRequests++
 		}
 		// The program opens and reads the file through the snapshotter.
-		prev = b.p.work(m.rates.LazyOpen+div(float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
+		prev = b.p.work(m.rates.LazyOpen+div(frac*float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
 	}
 	b.cost.Estimated = b.estimated
 	return b

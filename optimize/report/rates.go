@@ -48,6 +48,10 @@ type Rates struct {
 	// LazyOpen is the cost of opening one start-up file of a lazy layer
 	// (the lookups and the open through FUSE).
 	LazyOpen float64 `json:"lazyOpenSeconds"`
+	// PartRead is the fraction of a file that programs read in part
+	// (profile.ReadInPart: shared objects, the JDK's class image) that a
+	// start touches, in chunks fetched and bytes read; 1 reads them whole.
+	PartRead float64 `json:"partReadFraction"`
 	// Calibrated is set when the rates were measured on this machine
 	// (Calibrate) rather than taken from DefaultRates.
 	Calibrated bool `json:"calibrated"`
@@ -71,6 +75,7 @@ var DefaultRates = Rates{
 	LazyMount:      DefaultLazyMount.Seconds(),
 	LazyRead:       DefaultLazyReadRate,
 	LazyOpen:       DefaultLazyOpen.Seconds(),
+	PartRead:       DefaultPartRead,
 }
 
 // The default rates, each measured by Calibrate (see DefaultRates).
@@ -104,6 +109,10 @@ const (
 	DefaultLazyMount      = 30 * time.Millisecond
 	DefaultLazyReadRate   = 55e6
 	DefaultLazyOpen       = 3 * time.Millisecond
+	// DefaultPartRead is fitted to what the real stack fetched on demand
+	// for the shared objects and the class image of the node and jvm bench
+	// images.
+	DefaultPartRead = 0.5
 )
 
 // decompressRate is the decompression rate for a compression; +Inf for
@@ -145,7 +154,7 @@ func (r Rates) valid() bool {
 			return false
 		}
 	}
-	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) {
+	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) || !(r.PartRead >= 0 && r.PartRead <= 1) {
 		return false
 	}
 	for _, v := range []float64{r.UnpackEntry, r.TOCEntry, r.Request, r.ContainerStart, r.LazyMount, r.LazyOpen} {

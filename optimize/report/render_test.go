@@ -16,6 +16,9 @@ import (
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/registrytest"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -270,5 +273,51 @@ func TestParseNetwork(t *testing.T) {
 	}
 	if s := Edge.String(); s != "edge (100 Mbit/s, 50 ms)" {
 		t.Errorf("Edge.String() = %q", s)
+	}
+}
+
+// TestStartupReadsConsistent: a lazy start whose start-up files are all in
+// the prefetch fetches nothing on demand, yet spends time after the mount
+// waiting for the prefetch: the time column is not called "on demand" (its
+// bytes would say "-"), and a note says what it holds.
+func TestStartupReadsConsistent(t *testing.T) {
+	lib := lazyLayer(t, testimage.Layer{
+		testimage.Dir("usr", 0o755), testimage.Dir("usr/lib", 0o755),
+		testimage.File("usr/lib/app.so", noise(2, 300_000)),
+		testimage.File("usr/lib/unused", noise(4, 50_000)),
+	}.Tar(), layers.EncodeOptions{ChunkSize: chunk, Prioritized: []string{"usr/lib/app.so"}})
+	img := testImage(t, v1.Config{Entrypoint: []string{"/usr/lib/app.so"}}, lib)
+	r, err := Estimate(context.Background(), img, WithProfile(&profile.Profile{Source: profile.SourceFile, Files: []string{"/usr/lib/app.so"}}), WithNetworks(Edge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lazy *ScenarioCost
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Scenario == LazyStart {
+			lazy = &r.Scenarios[i]
+		}
+	}
+	var waited float64
+	for _, p := range r.Estimates[0].Phases {
+		if p.Scenario == LazyStart {
+			waited = p.OnDemand
+		}
+	}
+	if lazy == nil || lazy.OnDemandBytes != 0 || lazy.PrefetchBytes == 0 || !(waited > 0) {
+		t.Fatalf("fixture: lazy start %+v, %v s after the mount; want prefetch bytes, no on-demand bytes, time after the mount", lazy, waited)
+	}
+	text := string(render(t, r, FormatText))
+	if !strings.Contains(text, "START-UP FETCHES") || !strings.Contains(text, "CONTAINER START") || !strings.Contains(text, startupReadsNote) {
+		t.Errorf("the time after the mount is not labelled as start-up fetches, or not explained:\n%s", text)
+	}
+	// The columns add up to the total, in every scenario.
+	for _, p := range r.Estimates[0].Phases {
+		if sum := p.Download + p.Unpack + p.OnDemand + p.Start; sum < p.Total-0.002 || sum > p.Total+0.002 {
+			t.Errorf("%s: %v + %v + %v + %v = %v, total %v", p.Scenario, p.Download, p.Unpack, p.OnDemand, p.Start, sum, p.Total)
+		}
+	}
+	svg := string(render(t, r, FormatSVG))
+	if strings.Contains(svg, "on-demand fetch<") || !strings.Contains(svg, "start-up fetches") || !strings.Contains(svg, "container start") {
+		t.Errorf("the chart's legend does not say start-up fetches and container start")
 	}
 }

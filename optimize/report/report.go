@@ -204,9 +204,13 @@ type NetworkEstimate struct {
 }
 
 // Phases is one scenario's time, split: downloading (manifests, config,
-// TOCs, prefetch ranges and whole layers, until every layer is mounted),
-// decompressing and unpacking whole layers, and fetching on demand once the
-// container runs.
+// TOCs and whole layers, until every layer is mounted; prefetch ranges
+// start then too), decompressing and unpacking whole layers, the start-up
+// fetches once the layers are mounted: waiting for the prefetch still
+// under way and fetching chunks on demand (OnDemand, which is time, not
+// only on-demand bytes: a lazy start whose start-up files are all in the
+// prefetch spends it waiting for the prefetch), and the container's start.
+// They add up to Total.
 type Phases struct {
 	Scenario Scenario `json:"scenario"`
 	Download float64  `json:"downloadSeconds"`

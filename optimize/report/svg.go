@@ -36,13 +36,14 @@ const (
 	svgPanelGap = 14
 )
 
-// The colours of the three phases.
+// The colours of the four phases.
 var svgPhases = []struct {
 	name, color string
 }{
 	{"download", "#4e79a7"},
 	{"decompress + unpack", "#f28e2b"},
-	{"on-demand fetch", "#59a14f"},
+	{"start-up fetches (prefetch, on demand)", "#59a14f"},
+	{"container start", "#9c755f"},
 }
 
 func xmlText(s string) string {
@@ -140,7 +141,7 @@ func writeSVG(w io.Writer, title string, panels []panel) error {
 			ry := top + float64(i*svgRowH)
 			pf(`<text x="%s" y="%s" font-size="12" fill="#222" text-anchor="end">%s</text>`+"\n", num(barX-8), num(ry+11.5), xmlText(fit(b.label, 26)))
 			x := barX
-			for k, v := range []float64{b.ph.Download, b.ph.Unpack, b.ph.OnDemand} {
+			for k, v := range []float64{b.ph.Download, b.ph.Unpack, b.ph.OnDemand, b.ph.Start} {
 				wd := barW * v / scale
 				if wd <= 0 {
 					continue
