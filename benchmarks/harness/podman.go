@@ -57,6 +57,10 @@ type PodmanUpdate struct {
 	ChangedLayer      int    `json:"changedLayer"`
 	ChangedLayerBytes int64  `json:"changedLayerBytes"`
 	ImageBytes        int64  `json:"imageBytes"`
+	// PullOverhead is podman's own cost per pull, measured (the median of
+	// pulls of an image the store holds, less their requests) and given to
+	// the model (Rates.PullOverhead).
+	PullOverhead float64 `json:"pullOverheadSeconds"`
 	// Cold is v1 pulled on an empty store, Update v2 pulled after v1.
 	Cold   PodmanPull `json:"cold"`
 	Update PodmanPull `json:"update"`
@@ -179,6 +183,12 @@ func (r *runner) podmanUpdate(ctx context.Context, name string) error {
 	if probe, err := lazypull.Probe(ctx, px.Host+"/"+refs[0], lazypull.DefaultProbeRequests, lazypull.WithInsecure(true)); err == nil {
 		rates.Request = max(0, probe-pc.Network.RTT).Seconds()
 	}
+	r.step("%s: podman: its own cost per pull (pulls of an image the store holds)", name)
+	oh, err := podmanOverhead(ctx, px, refs[0], pc.Network.RTT.Seconds()+rates.Request, runs)
+	if err != nil {
+		return err
+	}
+	rates.PullOverhead, pu.PullOverhead = oh, oh
 	prof, err := r.staticProfile(ctx, name, v1src)
 	if err != nil {
 		return err
@@ -268,6 +278,32 @@ func (r *runner) podmanUpdate(ctx context.Context, name string) error {
 	}
 	r.res.PodmanUpdate = append(r.res.PodmanUpdate, *pu)
 	return nil
+}
+
+// podmanOverhead measures podman's own cost per pull: on a store that
+// holds ref, runs pulls of it again (no layer to fetch) and returns the
+// median of their times less perRequest for each request the registry
+// served.
+func podmanOverhead(ctx context.Context, px *podman.Proxy, ref string, perRequest float64, runs int) (float64, error) {
+	store, err := podman.NewStore("", px.Host, true)
+	if err != nil {
+		return 0, err
+	}
+	defer store.Close()
+	if _, err := store.Pull(ctx, px.Host+"/"+ref); err != nil {
+		return 0, err
+	}
+	var xs []float64
+	for i := 0; i < max(runs, 3); i++ {
+		px.Take()
+		start := time.Now()
+		if _, err := store.Pull(ctx, px.Host+"/"+ref); err != nil {
+			return 0, err
+		}
+		took := time.Since(start).Seconds()
+		xs = append(xs, max(0, took-float64(len(px.Take()))*perRequest))
+	}
+	return roundSecs(stat(xs).Median), nil
 }
 
 func roundSecs(s float64) float64 { return float64(int64(s*1e4+0.5)) / 1e4 }

@@ -55,7 +55,8 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	// The node-side costs need a container runtime and a lazy snapshotter:
 	// they stay as set (benchmarks/realstack measures them).
 	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart,
-		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen, PartRead: o.rates.PartRead}
+		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen, PartRead: o.rates.PartRead,
+		PullOverhead: o.rates.PullOverhead}
 	var tarBuf bytes.Buffer
 	if err := corpus.Write(&tarBuf, 1, calibrationCorpusBytes); err != nil {
 		return r, fmt.Errorf("calibrating: generating the corpus: %w", err)

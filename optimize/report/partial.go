@@ -148,7 +148,7 @@ type partialLayerStat struct {
 }
 
 // partialPull is a node with containers/storage's partial pulls (podman,
-// CRI-O): the registry ping, the manifests and the config, one after the
+// CRI-O): the puller's fixed cost (Rates.PullOverhead), the registry ping, the manifests and the config, one after the
 // other; then, PartialPullConcurrency layers at a time, every layer it
 // does not hold: a layer it pulls partially costs its TOC reads (and
 // parsing the TOC), creating its entries and copying the files and chunks
@@ -160,7 +160,10 @@ type partialLayerStat struct {
 func (m *model) partialPull(store *partialpull.Store) (*build, []partialLayerStat) {
 	b := m.newBuild(PartialPull)
 	stats := make([]partialLayerStat, len(m.layers))
-	prev := b.req(PingBytes, 0, phaseDownload, catMetadata)
+	// The puller's own fixed cost (PullOverhead), counted before the
+	// first request.
+	init := b.p.work(m.rates.PullOverhead, phaseDownload)
+	prev := b.req(PingBytes, 0, phaseDownload, catMetadata, init)
 	for _, n := range m.manifests {
 		prev = b.req(n, 0, phaseDownload, catMetadata, prev)
 	}
