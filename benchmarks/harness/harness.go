@@ -106,6 +106,10 @@ type ImageConversion struct {
 	// cache, and again from the cache it filled.
 	DefaultCold Conversion `json:"defaultCold"`
 	DefaultWarm Conversion `json:"defaultWarm"`
+	// Estimates are the estimated seconds to ready before and after
+	// optimizing, per scenario and network (datacenter, cloud, edge), from
+	// optimize's comparison.
+	Estimates []EstimateRatio `json:"estimates"`
 	// BeforeAfter is the SVG picture "coldstart optimize --report" draws
 	// of the image's estimated start before and after optimizing.
 	BeforeAfter string `json:"-"`
@@ -117,6 +121,15 @@ type ImageConversion struct {
 	SizeRatio         float64 `json:"sizeRatio"`
 	SizeRatioNoDedupe float64 `json:"sizeRatioNoDedupe"`
 	WarmSpeedup       float64 `json:"warmSpeedup"`
+}
+
+// EstimateRatio is one figure of optimize's comparison: Metric is
+// "fullPullSeconds" or "lazyStartSeconds".
+type EstimateRatio struct {
+	Metric  string  `json:"metric"`
+	Network string  `json:"network"`
+	Before  float64 `json:"before"`
+	After   float64 `json:"after"`
 }
 
 // Dedupe is what dedupe removed from one image.
@@ -418,8 +431,25 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	// with the comparison on and written by --report (not timed).
 	r.step("%s: before/after report", name)
 	svg := filepath.Join(r.cfg.Work, "out", name, "before-after.svg")
-	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, "--report", svg, src, warmDst); err != nil {
+	m, err := r.exec(ctx, r.bin, "optimize", "-q", "--cache-dir", cacheDir, "--report", svg, "--format", "json",
+		"--network", "datacenter", "--network", "cloud", "--network", "edge", src, warmDst)
+	if err != nil {
 		return nil, err
+	}
+	var out struct {
+		Comparisons []struct {
+			Ratios []EstimateRatio `json:"ratios"`
+		} `json:"comparisons"`
+	}
+	if err := json.Unmarshal(m.stdout, &out); err != nil {
+		return nil, fmt.Errorf("optimize --format json: %w", err)
+	}
+	for _, c := range out.Comparisons {
+		for _, x := range c.Ratios {
+			if x.Network != "" {
+				ic.Estimates = append(ic.Estimates, x)
+			}
+		}
 	}
 	b, err := os.ReadFile(svg)
 	if err != nil {

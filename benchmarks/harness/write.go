@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/units"
@@ -36,6 +38,15 @@ func Write(dir string, res *Results, command string) error {
 	if err := writeFile(filepath.Join(dir, "results.json"), append(b, '\n')); err != nil {
 		return err
 	}
+	for i := range res.Conversion {
+		// Results read back from results.json (Render) have no pictures:
+		// the ones written with them stay.
+		if c := &res.Conversion[i]; c.BeforeAfter == "" {
+			if b, err := os.ReadFile(filepath.Join(dir, beforeAfterFile(c.Image))); err == nil {
+				c.BeforeAfter = string(b)
+			}
+		}
+	}
 	var md strings.Builder
 	writeMarkdown(&md, res, command)
 	if err := writeFile(filepath.Join(dir, "RESULTS.md"), []byte(md.String())); err != nil {
@@ -58,6 +69,20 @@ func Write(dir string, res *Results, command string) error {
 		}
 	}
 	return nil
+}
+
+// Render writes RESULTS.md and the charts again from the results.json in
+// dir, with the writer as it is now.
+func Render(dir, command string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "results.json"), err)
+	}
+	return Write(dir, &res, command)
 }
 
 // beforeAfterFile names the before/after picture of an image.
@@ -181,6 +206,13 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 		fmt.Fprintf(w, "| %s: output at most +2%% (without dedupe) | %+.1f%%: %s |\n", c.Image, 100*(c.SizeRatioNoDedupe-1), verdict(c.SizeRatioNoDedupe <= targetSizeRatio))
 		fmt.Fprintf(w, "| %s: peak RSS under %d MiB | %.0f MiB: %s |\n", c.Image, targetRSSMiB, c.EStargz.PeakRSSMiB.Max, verdict(c.EStargz.PeakRSSMiB.Max < targetRSSMiB))
 		fmt.Fprintf(w, "| %s: warm cache >= 20x faster | %.0fx: %s |\n", c.Image, c.WarmSpeedup, verdict(c.WarmSpeedup >= 20))
+		for _, e := range c.Estimates {
+			if e.Metric != "lazyStartSeconds" || e.Before == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "| %s on %s: estimated lazy start after optimize no slower than before | %.2f s after, %.2f s before (%.2fx): %s |\n",
+				c.Image, e.Network, e.After, e.Before, e.After/e.Before, verdict(e.After <= e.Before))
+		}
 		if c.Verify.WallSeconds.Median > 0 {
 			fmt.Fprintf(w, "| %s: verify no slower than optimize --no-cache | %s vs %s: %s |\n", c.Image, secs(c.Verify.WallSeconds), secs(c.EStargz.WallSeconds), verdict(c.Verify.WallSeconds.Median <= c.EStargz.WallSeconds.Median))
 		}
@@ -225,6 +257,7 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 			fmt.Fprintf(w, "| %s, podman v2 after v1: predicted %s within ±15%% | %+.0f%%: %s |\n", p.Image, x.what, 100*e, verdict(e <= targetPodmanError && e >= -targetPodmanError))
 		}
 	}
+	writeRealStackTargets(w, res)
 	if len(res.Notes) > 0 {
 		fmt.Fprintf(w, "\n## Notes\n\n")
 		for _, n := range res.Notes {
@@ -326,14 +359,82 @@ func writeRealStack(w io.Writer, res *Results) {
 		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the node holds the base image. Mode: remote = every layer "+
 		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model at the "+
 		"link's measured rate.\n\n")
-	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted |\n|---|---|---|---|--:|--:|--:|---|--:|\n")
+	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error |\n|---|---|---|---|--:|--:|--:|---|--:|--:|\n")
 	for _, s := range res.RealStack {
 		ok := ""
 		if s.OK < s.Runs {
 			ok = fmt.Sprintf(" (%d of %d runs failed)", s.Runs-s.OK, s.Runs)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s |\n", s.Image, s.Network, s.Node, s.Variant,
-			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s | %+.0f%% |\n", s.Image, s.Network, s.Node, s.Variant,
+			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds, 100*relErr(s.PredictedSeconds, s.Seconds))
+	}
+}
+
+// Real-stack targets.
+const (
+	// targetRealVsPeer: coldstart's time to ready over
+	// reference-prioritized's (estargz.Build with a run-traced
+	// prioritization, as ctr-remote optimize makes it).
+	targetRealVsPeer = 0.8
+	// targetRealPrediction: the model's error on the real stack.
+	targetRealPrediction = 0.15
+)
+
+// writeRealStackTargets writes the target rows of the real stack: per
+// image and node, coldstart against the best peer and every coldstart
+// variant against the original; and how many predictions are within
+// ±15%, naming the misses.
+func writeRealStackTargets(w io.Writer, res *Results) {
+	type key struct{ image, network, node string }
+	var keys []key
+	by := map[key]map[string]RealStart{}
+	var within, total int
+	var misses []string
+	for _, s := range res.RealStack {
+		k := key{s.Image, s.Network, s.Node}
+		if by[k] == nil {
+			by[k] = map[string]RealStart{}
+			keys = append(keys, k)
+		}
+		by[k][s.Variant] = s
+		if s.Seconds > 0 && s.PredictedSeconds > 0 {
+			total++
+			if e := relErr(s.PredictedSeconds, s.Seconds); e >= -targetRealPrediction && e <= targetRealPrediction {
+				within++
+			} else {
+				misses = append(misses, fmt.Sprintf("%s/%s/%s %+.0f%%", s.Image, s.Node, s.Variant, 100*e))
+			}
+		}
+	}
+	for _, k := range keys {
+		v := by[k]
+		cs, peer, orig := v["coldstart"], v["reference-prioritized"], v["original"]
+		if cs.Seconds > 0 && peer.Seconds > 0 {
+			r := cs.Seconds / peer.Seconds
+			fmt.Fprintf(w, "| %s, %s node, real stack: coldstart <= %.1fx reference-prioritized | %.2f s vs %.2f s, %.2fx: %s |\n",
+				k.image, k.node, targetRealVsPeer, cs.Seconds, peer.Seconds, r, verdict(r <= targetRealVsPeer))
+		}
+		if orig.Seconds > 0 {
+			var slower []string
+			for _, name := range slices.Sorted(maps.Keys(v)) {
+				if s := v[name]; strings.HasPrefix(name, "coldstart") && s.Seconds > orig.Seconds {
+					slower = append(slower, fmt.Sprintf("%s %.2f s", name, s.Seconds))
+				}
+			}
+			got := "none"
+			if len(slower) > 0 {
+				got = strings.Join(slower, ", ")
+			}
+			fmt.Fprintf(w, "| %s, %s node, real stack: no coldstart variant slower than original (%.2f s) | %s: %s |\n",
+				k.image, k.node, orig.Seconds, got, verdict(len(slower) == 0))
+		}
+	}
+	if total > 0 {
+		got := fmt.Sprintf("%d of %d", within, total)
+		if len(misses) > 0 {
+			got += "; missed: " + strings.Join(misses, ", ")
+		}
+		fmt.Fprintf(w, "| real stack: predicted seconds within ±%.0f%% | %s: %s |\n", 100*targetRealPrediction, got, verdict(within == total))
 	}
 }
 

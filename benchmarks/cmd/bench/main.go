@@ -40,7 +40,15 @@ func main() {
 	realNodes := flag.String("realstack-nodes", "cold,warm", "node kinds for the real stack")
 	podmanImages := flag.String("podman", "python", "images whose new version (one layer changed) podman pulls partially after the old one, comma-separated; \"\": off (-quick: off)")
 	podmanNet := flag.String("podman-network", harness.DefaultPodmanNetwork.Name, "the podman benchmark's shaped link, RATE,RTT")
+	render := flag.Bool("render", false, "write RESULTS.md and the charts in -out again from its results.json (after a change to the writer), measuring nothing")
 	flag.Parse()
+	if *render {
+		if err := harness.Render(*out, "make bench"); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
