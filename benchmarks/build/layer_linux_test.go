@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/coldstart-dev/coldstart/internal/mountinfo"
 	"io"
 	"net"
 	"os"
@@ -400,7 +401,7 @@ func TestParseMountsBelow(t *testing.T) {
 36 22 0:32 / /work/cache/tmpfoo rw - tmpfs tmpfs rw
 37 22 0:33 / /work/cache/tmp rw - tmpfs tmpfs rw
 `
-	got, err := parseMountsBelow(strings.NewReader(info), "/work/cache/tmp/")
+	got, err := mountinfo.Under(strings.NewReader(info), "/work/cache/tmp/")
 	if err != nil {
 		t.Fatal(err)
 	}

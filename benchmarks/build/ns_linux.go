@@ -1,7 +1,6 @@
 package build
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -196,7 +195,7 @@ func tempDir(cacheDir, what string) (string, error) {
 // builder's mounts live in namespaces that end with their commands; a
 // mount seen here would make RemoveAll delete through it).
 func removeTree(dir string) error {
-	mounts, err := mountsBelow(dir)
+	mounts, err := mountinfo.UnderSelf(dir)
 	if err != nil {
 		return err
 	}
@@ -204,31 +203,4 @@ func removeTree(dir string) error {
 		return fmt.Errorf("not removing %s: %s is mounted inside it", dir, mounts[0])
 	}
 	return os.RemoveAll(dir)
-}
-
-func mountsBelow(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseMountsBelow(f, dir)
-}
-
-func parseMountsBelow(r io.Reader, dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
-	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := mountinfo.Unescape(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out, sc.Err()
 }

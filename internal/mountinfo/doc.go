@@ -1,4 +1,6 @@
-// Package mountinfo decodes the fields of /proc/PID/mountinfo that the run
-// profiler (optimize/profile/run) and the benchmark builder
-// (benchmarks/build) read to find what is mounted under a directory.
+// Package mountinfo reads /proc/PID/mountinfo: Under lists what is mounted
+// under a directory, for the run profiler (optimize/profile/run), the
+// benchmark builder (benchmarks/build) and the podman stores
+// (internal/podman), each of which removes a tree only when nothing is
+// mounted inside it.
 package mountinfo

@@ -260,7 +260,8 @@ func (s *Store) Close() error {
 	_, _, _ = s.Podman(ctx, "rmi", "--all", "--force")
 	_, _, _ = s.Podman(ctx, "system", "reset", "--force")
 	var errs []error
-	for _, m := range MountsUnder(s.Dir) {
+	mounts, _ := mountinfo.UnderSelf(s.Dir)
+	for _, m := range mounts {
 		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
 		}
@@ -269,29 +270,6 @@ func (s *Store) Close() error {
 		errs = append(errs, fmt.Errorf("removing the podman store: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-// MountsUnder lists the mount points at or under dir, deepest first.
-func MountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := mountinfo.Unescape(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
 }
 
 // LastLines returns the last n lines of s.
