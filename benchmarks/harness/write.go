@@ -229,15 +229,13 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 			r := float64(best.Bytes) / float64(s.LowerBoundBytes)
 			fmt.Fprintf(w, "| %s on %s: bytes before ready within %.1fx of the lower bound | %.2fx: %s |\n", s.Image, s.Network, targetLowerBoundRatio, r, verdict(r <= targetLowerBoundRatio))
 		}
-		for _, st := range []*Start{&s.FullPull, &s.Static, s.Run} {
+		for i, st := range []*Start{&s.FullPull, &s.Static, s.Run} {
 			if st == nil || st.Seconds.Median == 0 || (s.Network != "cloud" && s.Network != "edge") {
 				continue
 			}
 			e := (st.Predicted - st.Seconds.Median) / st.Seconds.Median
-			if e < 0 {
-				e = -e
-			}
-			fmt.Fprintf(w, "| %s on %s: prediction within ±20%% | %.0f%%: %s |\n", s.Image, s.Network, 100*e, verdict(e <= targetPredictionError))
+			what := []string{"full pull", "lazy start (static profile)", "lazy start (run profile)"}[i]
+			fmt.Fprintf(w, "| %s on %s, %s: prediction within ±20%% | %+.0f%%: %s |\n", s.Image, s.Network, what, 100*e, verdict(e <= targetPredictionError && e >= -targetPredictionError))
 		}
 	}
 	for _, p := range res.PodmanUpdate {
