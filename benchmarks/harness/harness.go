@@ -588,17 +588,10 @@ func (r *runner) startup(ctx context.Context, name string) error {
 			if probe, err := lazypull.Probe(ctx, via(refs["original"]), lazypull.DefaultProbeRequests, lazypull.WithInsecure(true)); err == nil {
 				rates.Request = max(0, probe-nw.RTT).Seconds()
 			}
-			// lazypull emulates the pulls: no container starts, nothing
-			// is read through a FUSE mount. The node-side costs, which the
-			// model adds for a real node (fitted on the real stack below),
-			// are left out of the predictions of these measurements.
-			rates.ContainerStart, rates.LazyMount, rates.LazyRead, rates.LazyOpen = 0, 0, 0, 0
-			r.rates = &rates
+			r.rates = emulated(rates)
 		} else {
 			r.res.Notes = append(r.res.Notes, fmt.Sprintf("%s on %s: calibration failed (%v): the model's default rates were used", name, nw.Name, err))
-			rates := report.DefaultRates
-			rates.ContainerStart, rates.LazyMount, rates.LazyRead, rates.LazyOpen = 0, 0, 0, 0
-			r.rates = &rates
+			r.rates = emulated(report.DefaultRates)
 		}
 		measure := func(v string, full bool) (Start, error) {
 			var secs []float64
@@ -663,6 +656,17 @@ func (r *runner) startup(ctx context.Context, name string) error {
 		r.res.Startup = append(r.res.Startup, is)
 	}
 	return nil
+}
+
+// emulated returns rates for the model's predictions of lazypull's
+// emulated pulls: no container starts, nothing is read through a FUSE
+// mount, and every start-up file is fetched whole. The node-side costs and
+// the part of shared objects a program reads (fitted on the real stack)
+// are left out.
+func emulated(r report.Rates) *report.Rates {
+	r.ContainerStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0
+	r.PartRead = 1
+	return &r
 }
 
 // prediction is the model's estimate for one image on one network.
