@@ -409,16 +409,10 @@ func (r *runner) conversion(ctx context.Context, name string) (*ImageConversion,
 	if _, err := r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--cache-dir", cacheDir, src, warmDst); err != nil {
 		return nil, err
 	}
-	var warm []float64
-	var warmCPU, warmRSS []float64
-	for i := 0; i < r.cfg.Runs; i++ {
-		m, err := r.exec(ctx, r.bin, "optimize", "-q", "--compare=false", "--cache-dir", cacheDir, src, warmDst)
-		if err != nil {
-			return nil, err
-		}
-		warm, warmCPU, warmRSS = append(warm, m.wall), append(warmCPU, m.cpu), append(warmRSS, m.rssMiB)
+	if ic.Warm, err = r.timeRuns(ctx, r.bin, "optimize", "-q", "--compare=false", "--cache-dir", cacheDir, src, warmDst); err != nil {
+		return nil, err
 	}
-	ic.Warm = Conversion{WallSeconds: stat(warm), CPUSeconds: stat(warmCPU), PeakRSSMiB: stat(warmRSS), OutputBytes: es.OutputBytes}
+	ic.Warm.OutputBytes = es.OutputBytes
 	r.step("%s: coldstart verify x%d", name, r.cfg.Runs)
 	if ic.Verify, err = r.timeRuns(ctx, r.bin, "verify", src, "oci:"+esOut); err != nil {
 		return nil, err

@@ -233,7 +233,7 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 			if st == nil || st.Seconds.Median == 0 || (s.Network != "cloud" && s.Network != "edge") {
 				continue
 			}
-			e := (st.Predicted - st.Seconds.Median) / st.Seconds.Median
+			e := relErr(st.Predicted, st.Seconds.Median)
 			what := []string{"full pull", "lazy start (static profile)", "lazy start (run profile)"}[i]
 			fmt.Fprintf(w, "| %s on %s, %s: prediction within ±20%% | %+.0f%%: %s |\n", s.Image, s.Network, what, 100*e, verdict(e <= targetPredictionError && e >= -targetPredictionError))
 		}
