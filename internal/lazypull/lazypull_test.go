@@ -333,8 +333,10 @@ func TestFullPull(t *testing.T) {
 	if want := int64(len(raw) + len(cfg) + len(base.blob) + len(app.blob)); res.Bytes != want || res.Requests != 4 {
 		t.Fatalf("%d bytes in %d requests, want %d in 4", res.Bytes, res.Requests, want)
 	}
-	if res.Unpack <= 0 || res.Mounted+res.Unpack != res.Duration {
-		t.Fatalf("phases: download %s + unpack %s != %s", res.Mounted, res.Unpack, res.Duration)
+	// Layers are unpacked while later ones download: the download and the
+	// unpacking each fit in the pull.
+	if res.Unpack <= 0 || res.Mounted > res.Duration || res.Unpack > res.Duration {
+		t.Fatalf("phases: download %s, unpack %s, pull %s", res.Mounted, res.Unpack, res.Duration)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("temporary files left behind: %v", left)

@@ -133,17 +133,13 @@ func FullPull(ctx context.Context, ref string, opts ...Option) (*Result, error) 
 		res.Roles[i] = RoleFull
 		full = append(full, i)
 	}
-	files, err := c.download(ctx, img, full, tmp, o.concurrency)
+	p, err := c.pull(ctx, img, full, tmp, o.concurrency, start)
 	if err != nil {
 		return nil, err
 	}
-	res.Mounted = time.Since(start)
-	rootDir := filepath.Join(tmp, "rootfs")
-	if _, err := c.unpackAll(ctx, img, full, files, rootDir); err != nil {
-		return nil, err
-	}
+	res.Mounted = p.downloaded
 	res.Duration = time.Since(start)
-	res.Unpack = res.Duration - res.Mounted
+	res.Unpack = p.unpack
 	c.finish(res)
 	return res, nil
 }
@@ -157,36 +153,91 @@ func (c *client) finish(res *Result) {
 // download fetches the layers idx to files in dir, n at a time, checking
 // each digest. A blob the image lists twice is fetched once, as a content
 // store does.
-func (c *client) download(ctx context.Context, img *image, idx []int, dir string, n int) (map[int]string, error) {
-	out := make(map[int]string, len(idx))
-	var mu sync.Mutex
+// pulled is what pull did: the layers' entries, when the last download
+// ended (from the start of the measurement) and the time spent unpacking.
+type pulled struct {
+	unpacked   map[int]*Unpacked
+	downloaded time.Duration
+	unpack     time.Duration
+}
+
+// pull downloads the layers idx (at most n at a time; a blob listed twice
+// once) into dir and unpacks them in order into dir/rootfs, checking
+// digests and DiffIDs, the way containerd's unpacker does it: layer i is
+// applied as soon as it is downloaded and layer i-1 is applied, while the
+// later layers are still downloading.
+func (c *client) pull(ctx context.Context, img *image, idx []int, dir string, n int, start time.Time) (*pulled, error) {
+	rootDir := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(rootDir, 0o755); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(rootDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+
+	paths := make(map[int]string, len(idx))
+	done := make(map[int]chan struct{}, len(idx))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(n)
 	first := map[v1.Hash]int{}
-	dups := map[int]int{}
+	var mu sync.Mutex
+	var last time.Duration
+	// The downloads run on their own limited group, so that the unpacking
+	// below is never queued behind them.
+	dl, dlctx := errgroup.WithContext(gctx)
+	dl.SetLimit(n)
 	for _, i := range idx {
 		desc := img.manifest.Layers[i]
 		if j, ok := first[desc.Digest]; ok {
-			dups[i] = j
+			paths[i], done[i] = paths[j], done[j]
 			continue
 		}
 		first[desc.Digest] = i
-		g.Go(func() error {
-			name := filepath.Join(dir, fmt.Sprintf("layer-%d", i))
-			if err := c.downloadBlob(gctx, i, desc, name); err != nil {
-				return fmt.Errorf("downloading layer %d %s: %w", i, desc.Digest, err)
+		paths[i] = filepath.Join(dir, fmt.Sprintf("layer-%d", i))
+		done[i] = make(chan struct{})
+	}
+	g.Go(func() error {
+		for _, i := range idx {
+			if first[img.manifest.Layers[i].Digest] != i {
+				continue
 			}
-			mu.Lock()
-			out[i] = name
-			mu.Unlock()
-			return nil
-		})
+			dl.Go(func() error {
+				if err := c.downloadBlob(dlctx, i, img.manifest.Layers[i], paths[i]); err != nil {
+					return fmt.Errorf("downloading layer %d %s: %w", i, img.manifest.Layers[i].Digest, err)
+				}
+				mu.Lock()
+				last = max(last, time.Since(start))
+				mu.Unlock()
+				close(done[i])
+				return nil
+			})
+		}
+		return dl.Wait()
+	})
+	p := &pulled{unpacked: map[int]*Unpacked{}}
+	g.Go(func() error {
+		for _, i := range idx {
+			select {
+			case <-done[i]:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			t := time.Now()
+			u, err := c.unpackLayer(gctx, img, i, root, paths[i])
+			p.unpack += time.Since(t)
+			if err != nil {
+				return err
+			}
+			p.unpacked[i] = u
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	err := g.Wait()
-	for i, j := range dups {
-		out[i] = out[j]
-	}
-	return out, err
+	p.downloaded = last
+	return p, nil
 }
 
 func (c *client) downloadBlob(ctx context.Context, i int, desc v1.Descriptor, name string) error {
@@ -216,35 +267,23 @@ func (c *client) downloadBlob(ctx context.Context, i int, desc v1.Descriptor, na
 	return nil
 }
 
-// unpackAll unpacks the downloaded layers idx, in order, into dir, checking
-// DiffIDs, and returns their entries by layer.
-func (c *client) unpackAll(ctx context.Context, img *image, idx []int, files map[int]string, dir string) (map[int]*Unpacked, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(dir)
+// unpackLayer unpacks the downloaded layer i from path into root,
+// checking its DiffID, and returns its entries.
+func (c *client) unpackLayer(ctx context.Context, img *image, i int, root *os.Root, path string) (*Unpacked, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
-	out := map[int]*Unpacked{}
-	for _, i := range idx {
-		f, err := os.Open(files[i])
-		if err != nil {
-			return nil, err
-		}
-		u, err := Unpack(ctx, root, f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("unpacking layer %d %s: %w", i, img.manifest.Layers[i].Digest, err)
-		}
-		if want := img.config.RootFS.DiffIDs[i]; u.DiffID != want {
-			return nil, fmt.Errorf("unpacking layer %d %s: %w: config diff_id is %s, layer content hashes to %s",
-				i, img.manifest.Layers[i].Digest, layers.ErrDigestMismatch, want, u.DiffID)
-		}
-		out[i] = u
+	defer f.Close()
+	u, err := Unpack(ctx, root, f)
+	if err != nil {
+		return nil, fmt.Errorf("unpacking layer %d %s: %w", i, img.manifest.Layers[i].Digest, err)
 	}
-	return out, nil
+	if want := img.config.RootFS.DiffIDs[i]; u.DiffID != want {
+		return nil, fmt.Errorf("unpacking layer %d %s: %w: config diff_id is %s, layer content hashes to %s",
+			i, img.manifest.Layers[i].Digest, layers.ErrDigestMismatch, want, u.DiffID)
+	}
+	return u, nil
 }
 
 // Start measures a lazy start, as containerd with a lazy snapshotter
@@ -346,12 +385,12 @@ func Start(ctx context.Context, ref string, files []string, opts ...Option) (*Re
 	})
 	var unpacked map[int]*Unpacked
 	g.Go(func() error {
-		paths, err := c.download(gctx, img, full, tmp, o.concurrency)
+		p, err := c.pull(gctx, img, full, tmp, o.concurrency, start)
 		if err != nil {
 			return err
 		}
-		unpacked, err = c.unpackAll(gctx, img, full, paths, filepath.Join(tmp, "rootfs"))
-		return err
+		unpacked, res.Unpack = p.unpacked, p.unpack
+		return nil
 	})
 	err = g.Wait()
 	if err != nil {
