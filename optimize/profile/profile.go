@@ -72,6 +72,12 @@ type Profile struct {
 	// Warnings say what the profiler could not follow; the profile is still
 	// usable.
 	Warnings []string `json:"warnings,omitempty"`
+	// ReadySeconds is how long the program took to be ready in the
+	// profiler's run (from the exec of its entrypoint to the ready line or
+	// port, every file on local disk, the page cache warm): the program's
+	// own start, which the cost model adds to the runtime's. 0 when unknown
+	// (static profiles, runs that ended without a ready condition).
+	ReadySeconds float64 `json:"readySeconds,omitempty"`
 }
 
 // clone returns a copy of p that shares nothing with it.

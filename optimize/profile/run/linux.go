@@ -105,7 +105,8 @@ func record(ctx context.Context, fill Filler, cfg profile.Config, o *options) (p
 	if len(files) > o.maxFiles {
 		files = files[:o.maxFiles]
 	}
-	return &profile.Profile{Source: profile.SourceRun, Files: files, Warnings: append(warnings, wwarn...)}, nil
+	return &profile.Profile{Source: profile.SourceRun, Files: files, Warnings: append(warnings, wwarn...),
+		ReadySeconds: sb.ready.Seconds()}, nil
 }
 
 // runEnv is the process environment: env with later duplicates winning,
@@ -307,6 +308,9 @@ type sandbox struct {
 
 	cmd    *exec.Cmd
 	exited chan error // the set-up process (then the entrypoint) ended
+	// ready is the time from the go-ahead to exec the entrypoint to the
+	// ready line or port; 0 when the run ended otherwise.
+	ready time.Duration
 }
 
 // outputTail keeps the last lines the process wrote.
@@ -431,6 +435,7 @@ func (s *sandbox) run(ctx context.Context) ([]string, error) {
 	}
 	var warnings []string
 	execSeen := false
+	var goAt time.Time
 	var startErr error
 setup:
 	for {
@@ -445,6 +450,7 @@ setup:
 					return nil, err
 				}
 				s.w.start()
+				goAt = time.Now()
 				if _, err := ctlW.Write([]byte(msgGo + "\n")); err != nil {
 					startErr = fmt.Errorf("starting the sandbox: %w", err)
 				}
@@ -495,8 +501,10 @@ setup:
 		reason = "period"
 	case <-lineMatched:
 		reason = "line"
+		s.ready = time.Since(goAt)
 	case <-portOpen:
 		reason = "port"
+		s.ready = time.Since(goAt)
 	case <-ctx.Done():
 		finish()
 		s.stopWatcher()
