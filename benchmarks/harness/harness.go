@@ -658,7 +658,8 @@ func (r *runner) startup(ctx context.Context, name string) error {
 // the part of shared objects a program reads (fitted on the real stack)
 // are left out.
 func emulated(r report.Rates) *report.Rates {
-	r.ContainerStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0
+	r.ContainerStart, r.RuntimeStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0, 0
+	r.FetchBlock = 0
 	r.PartRead = 1
 	return &r
 }

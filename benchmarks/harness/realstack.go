@@ -173,9 +173,9 @@ func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile
 	if len(held) > 0 {
 		opts = append(opts, report.WithBaseImage(held...))
 	}
-	if r.rates != nil {
-		opts = append(opts, report.WithRates(*r.rates))
-	}
+	// The model's default rates, as "coldstart report" uses them: its
+	// node-side costs are the real stack's (r.rates, if set, are the
+	// loopback emulation's, which has none).
 	rep, err := report.Estimate(ctx, img, opts...)
 	if err != nil {
 		return nil, err

@@ -43,7 +43,7 @@ var (
 // to split the unpack cost into a per-byte and a per-entry part, and
 // opening the TOC of an eStargz layer of many files. The registry's time
 // per request is not a property of the machine, and the node-side costs
-// (ContainerStart, LazyMount, LazyRead, LazyOpen) need a container runtime and a lazy
+// (ContainerStart, RuntimeStart, LazyMount, LazyRead, LazyOpen) need a container runtime and a lazy
 // snapshotter: they stay as WithRates (or DefaultRates) set them. Each figure is the
 // median of three runs. It takes a few seconds and writes only below the
 // temporary directory (WithTempDir), which it cleans up.
@@ -54,7 +54,7 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	}
 	// The node-side costs need a container runtime and a lazy snapshotter:
 	// they stay as set (benchmarks/realstack measures them).
-	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart,
+	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart, RuntimeStart: o.rates.RuntimeStart,
 		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen, PartRead: o.rates.PartRead,
 		PullOverhead: o.rates.PullOverhead}
 	var tarBuf bytes.Buffer

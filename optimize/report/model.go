@@ -82,6 +82,9 @@ type model struct {
 	files       []startFile
 	rates       Rates
 	concurrency int
+	// start is the container's start once every layer is in place
+	// (Rates.containerStart).
+	start float64
 }
 
 // category says which bytes a request moves.
@@ -174,31 +177,31 @@ func (m *model) metadata(b *build) (lastManifest, config int) {
 
 // wholeLayers adds the downloads of the layers idx (a pool of
 // m.concurrency, after config; a blob listed twice is downloaded once, as a
-// content store does) and their unpacking, in order, after every
-// download; it returns the last unpack task, -1 when idx is empty.
+// content store does) and their unpacking, in order, each once its own
+// download and the layer below are done, as containerd's unpacker applies
+// layers while the later ones download; it returns the last unpack task,
+// -1 when idx is empty.
 func (m *model) wholeLayers(b *build, idx []int, config int) int {
 	if len(idx) == 0 {
 		return -1
 	}
 	pool := b.p.pool(m.concurrency)
-	var blobs []int
-	seen := map[v1.Hash]bool{}
+	blob := map[v1.Hash]int{}
 	for _, i := range idx {
 		l := m.layers[i]
-		if seen[l.desc.Digest] {
+		if _, ok := blob[l.desc.Digest]; ok {
 			continue
 		}
-		seen[l.desc.Digest] = true
 		b.count(l.idx.Size, catLayer)
-		blobs = append(blobs, b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload}))
+		blob[l.desc.Digest] = b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload})
+		b.downloadTasks = append(b.downloadTasks, blob[l.desc.Digest])
 	}
-	b.downloadTasks = append(b.downloadTasks, blobs...)
 	last := -1
 	for _, i := range idx {
 		l := m.layers[i]
-		deps := blobs
+		deps := []int{blob[l.desc.Digest]}
 		if last >= 0 {
-			deps = []int{last}
+			deps = append(deps, last)
 		}
 		last = b.p.work(m.rates.unpackCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, deps...)
 		if b.unpackFirst < 0 {
@@ -229,7 +232,7 @@ func (m *model) fullPull() *build {
 	if last < 0 {
 		last = cfg
 	}
-	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, last)
+	b.start = b.p.work(m.start, phaseOnDemand, last)
 	return b
 }
 
@@ -370,13 +373,14 @@ func (m *model) lazyStart(whatIf bool) *build {
 			}
 		}
 	}
-	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, b.ready)
+	b.start = b.p.work(m.start, phaseOnDemand, b.ready)
 
 	prev := b.start
 	// A blob listed twice is mounted once: what was fetched and waited for
 	// goes by digest.
 	fetched := map[v1.Hash]lazypull.Fetched{}
 	waited := map[v1.Hash]bool{}
+	blocks := map[v1.Hash]map[int64]bool{}
 	for fi, f := range m.files {
 		li := f.ref.Layer
 		l := m.layers[li]
@@ -412,13 +416,31 @@ func (m *model) lazyStart(whatIf bool) *build {
 			prev = b.p.work(0, phaseOnDemand, prev, prefetch[li])
 		}
 		for _, r := range reqs {
-			prev = b.req(r.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r)), phaseOnDemand, catOnDemand, prev)
-			b.fileReqs[fi] = append(b.fileReqs[fi], prev)
-			b.layerStats[li].onDemand += r.Length
-			b.layerStats[li].onDemandRequests++
+			cpu := m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r))
+			fetch := m.blockRanges(blocks, dg, l, r)
+			if len(fetch) == 0 {
+				// In blocks fetched for a neighbour: decompressed only.
+				prev = b.p.work(cpu, phaseOnDemand, prev)
+				continue
+			}
+			for k, f := range fetch {
+				c := 0.0
+				if k == len(fetch)-1 {
+					c = cpu
+				}
+				prev = b.req(f.Length, c, phaseOnDemand, catOnDemand, prev)
+				b.fileReqs[fi] = append(b.fileReqs[fi], prev)
+				b.layerStats[li].onDemand += f.Length
+				b.layerStats[li].onDemandRequests++
+			}
 		}
-		// The program opens and reads the file through the snapshotter.
-		prev = b.p.work(m.rates.LazyOpen+div(frac*float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
+		// The program opens and reads the file through the snapshotter:
+		// of a file read in part, the pages it touches.
+		read := float64(f.entry.Size)
+		if frac < 1 && m.rates.PartTouch > 0 {
+			read *= m.rates.PartTouch
+		}
+		prev = b.p.work(m.rates.LazyOpen+div(read, m.rates.LazyRead), phaseOnDemand, prev)
 	}
 	b.cost.Estimated = b.estimated
 	return b
@@ -484,7 +506,7 @@ func (m *model) lowerBound() *build {
 	for i := range all {
 		all[i] = i
 	}
-	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, all...)
+	b.start = b.p.work(m.start, phaseOnDemand, all...)
 	var read int64
 	opened := 0
 	for _, f := range m.files {
@@ -541,4 +563,37 @@ func (b *build) phases(tm timing) Phases {
 		ph.Download, ph.Unpack, ph.OnDemand = mounted-unpack, unpack, total-mounted-ph.Start
 	}
 	return ph
+}
+
+// blockRanges turns the on-demand request r of lazy layer l (blob dg) into
+// what the snapshotter fetches: r rounded out to Rates.FetchBlock-aligned
+// blocks of the blob, less the blocks fetched before (recorded in blocks)
+// and those of the prefetch range, adjacent blocks in one request. With no
+// FetchBlock it is r itself.
+func (m *model) blockRanges(blocks map[v1.Hash]map[int64]bool, dg v1.Hash, l *layerInfo, r lazypull.Range) []lazypull.Range {
+	bs := m.rates.FetchBlock
+	if bs <= 0 {
+		return []lazypull.Range{r}
+	}
+	got := blocks[dg]
+	if got == nil {
+		got = map[int64]bool{}
+		blocks[dg] = got
+	}
+	pf := l.toc.Prefetch
+	var out []lazypull.Range
+	for blk := r.Offset / bs; blk*bs < r.End(); blk++ {
+		off := blk * bs
+		end := min(off+bs, l.desc.Size)
+		if got[blk] || pf.Length > 0 && off >= pf.Offset && end <= pf.End() {
+			continue
+		}
+		got[blk] = true
+		if n := len(out); n > 0 && out[n-1].End() == off {
+			out[n-1].Length += end - off
+			continue
+		}
+		out = append(out, lazypull.Range{Offset: off, Length: end - off})
+	}
+	return out
 }

@@ -232,7 +232,7 @@ func (m *model) partialPull(store *partialpull.Store) (*build, []partialLayerSta
 		b.cost.UnpackBytes += l.idx.UncompressedSize
 	}
 	b.unpackLast = last
-	b.start = b.p.work(m.rates.ContainerStart, phaseOnDemand, last)
+	b.start = b.p.work(m.start, phaseOnDemand, last)
 	return b, stats
 }
 

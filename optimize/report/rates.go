@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
 )
 
 // Rates are how fast the node's CPU does the work a start needs. Byte
@@ -36,7 +37,15 @@ type Rates struct {
 	// ContainerStart is the time from a pulled image to its ready line
 	// with every file on local disk: creating the container and the
 	// runtime's task, starting the process, and the program's own start.
+	// It stands for a program whose start is not known: a run profile
+	// measures it (profile.Profile.ReadySeconds), and then the container's
+	// start is RuntimeStart plus that. 0 leaves the start out (the
+	// built-in client starts no container).
 	ContainerStart float64 `json:"containerStartSeconds"`
+	// RuntimeStart is the runtime's part of a container's start: creating
+	// the container and its task and starting the process, up to the exec
+	// of its entrypoint.
+	RuntimeStart float64 `json:"runtimeStartSeconds"`
 	// LazyMount is the cost of mounting one lazy layer (the snapshotter's
 	// FUSE mount and snapshot bookkeeping), beyond fetching and parsing
 	// its TOC.
@@ -52,6 +61,18 @@ type Rates struct {
 	// (profile.ReadInPart: shared objects, the JDK's class image) that a
 	// start touches, in chunks fetched and bytes read; 1 reads them whole.
 	PartRead float64 `json:"partReadFraction"`
+	// PartTouch is the fraction of a file read in part that the program
+	// reads through the snapshotter (the pages it touches; PartRead is the
+	// fraction of its chunks that this brings in); 0 reads what PartRead
+	// fetches.
+	PartTouch float64 `json:"partTouchFraction"`
+	// FetchBlock is the unit in which the lazy snapshotter fetches a
+	// layer's data on demand: a read takes the aligned blocks of the blob
+	// it touches, which stay cached, so the next files in those blocks
+	// need no request (stargz-snapshotter's 50,000-byte chunks). 0
+	// fetches exactly the compressed members a read needs (the built-in
+	// client).
+	FetchBlock int64 `json:"fetchBlockBytes"`
 	// PullOverhead is the puller's own fixed cost of one pull in the
 	// partial-pull scenario: podman starting, opening and locking its
 	// store, resolving the reference and committing the image, measured
@@ -77,10 +98,13 @@ var DefaultRates = Rates{
 	TOCEntry:       DefaultTOCEntryCost.Seconds(),
 	Request:        DefaultRequestCost.Seconds(),
 	ContainerStart: DefaultContainerStart.Seconds(),
+	RuntimeStart:   DefaultRuntimeStart.Seconds(),
 	LazyMount:      DefaultLazyMount.Seconds(),
 	LazyRead:       DefaultLazyReadRate,
 	LazyOpen:       DefaultLazyOpen.Seconds(),
 	PartRead:       DefaultPartRead,
+	FetchBlock:     DefaultFetchBlock,
+	PartTouch:      DefaultPartTouch,
 	PullOverhead:   DefaultPullOverhead.Seconds(),
 }
 
@@ -112,13 +136,24 @@ const (
 	// 1.05 s), a lazy layer's mount, and opening and reading files through
 	// FUSE.
 	DefaultContainerStart = 450 * time.Millisecond
-	DefaultLazyMount      = 30 * time.Millisecond
-	DefaultLazyReadRate   = 55e6
-	DefaultLazyOpen       = 3 * time.Millisecond
+	// DefaultRuntimeStart is fitted to the same full pulls: their time
+	// from the end of the pull to ready, less the program's start that the
+	// run profile measured.
+	DefaultRuntimeStart = 180 * time.Millisecond
+	DefaultLazyMount    = 30 * time.Millisecond
+	DefaultLazyReadRate = 55e6
+	DefaultLazyOpen     = 3 * time.Millisecond
 	// DefaultPartRead is fitted to what the real stack fetched on demand
 	// for the shared objects and the class image of the node and jvm bench
 	// images.
 	DefaultPartRead = 0.5
+	// DefaultPartTouch is fitted to the same images' lazy starts (their
+	// time reading the JDK's modules, libjvm, libnode and libicudata
+	// through FUSE).
+	DefaultPartTouch = 0.35
+	// DefaultFetchBlock is stargz-snapshotter's default fetch unit (its
+	// http_chunk_size, 50,000 bytes).
+	DefaultFetchBlock = 50000
 	// DefaultPullOverhead is what the podman benchmark (make bench)
 	// measured for Debian's podman 4.3.1 (0.10 s): the median of pulls of an image
 	// the store holds, less their requests.
@@ -173,4 +208,18 @@ func (r Rates) valid() bool {
 		}
 	}
 	return true
+}
+
+// containerStart is the time from every layer in place to the program's
+// ready line or port: the runtime's part and the program's own start when
+// a run profile measured it, else ContainerStart. Rates without a
+// ContainerStart (the built-in client's) start no container.
+func (r Rates) containerStart(p *profile.Profile) float64 {
+	switch {
+	case r.ContainerStart == 0:
+		return 0
+	case p != nil && p.ReadySeconds > 0:
+		return r.RuntimeStart + p.ReadySeconds
+	}
+	return r.ContainerStart
 }

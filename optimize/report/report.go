@@ -23,7 +23,7 @@ const Version = 1
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "3"
+const ModelVersion = "4"
 
 // Scenario names one way of starting the image.
 type Scenario string
@@ -394,6 +394,7 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 	if used != nil {
 		*used = prof
 	}
+	m.start = o.rates.containerStart(prof)
 	r.Profile = ProfileSummary{Source: prof.Source, Paths: len(prof.Files), Warnings: prof.Warnings}
 	seen := map[layers.Ref]bool{}
 	for _, p := range prof.Files {
