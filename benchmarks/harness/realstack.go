@@ -48,6 +48,10 @@ type RealStart struct {
 	OK               int     `json:"ok"`
 	Runs             int     `json:"runs"`
 	PredictedSeconds float64 `json:"predictedSeconds"`
+	// StartupFileBytes is the compressed size of the start-up files in
+	// this variant's layers (the model's lower bound, less its metadata):
+	// the least a start must fetch of them. 0 when not known.
+	StartupFileBytes int64 `json:"startupFileBytes,omitempty"`
 }
 
 // realStackResult is the part of the realstack command's JSON read here
@@ -152,10 +156,11 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 			if s.Node == "warm" && baseImg != nil {
 				held = append(held, baseImg)
 			}
-			if p, err := r.estimate(ctx, "oci:"+layouts[s.Variant], prof, nw, held); err == nil {
+			if p, lb, err := r.estimate(ctx, "oci:"+layouts[s.Variant], prof, nw, held); err == nil {
 				st.PredictedSeconds = p.FullPullSeconds
 				if lazy[s.Variant] {
 					st.PredictedSeconds = p.LazyStartSeconds
+					st.StartupFileBytes = lb
 				}
 			}
 		}
@@ -164,10 +169,12 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 	return nil
 }
 
-func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile, nw report.Network, held []v1.Image) (*report.NetworkEstimate, error) {
+// estimate is the model's estimate of the image ref on nw, and the
+// compressed size of its start-up files (the lower bound's chunks).
+func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile, nw report.Network, held []v1.Image) (*report.NetworkEstimate, int64, error) {
 	img, err := readImage(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	opts := []report.Option{report.WithProfile(prof), report.WithNetworks(nw)}
 	if len(held) > 0 {
@@ -178,12 +185,18 @@ func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile
 	// loopback emulation's, which has none).
 	rep, err := report.Estimate(ctx, img, opts...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(rep.Estimates) == 0 {
-		return nil, fmt.Errorf("no estimate")
+		return nil, 0, fmt.Errorf("no estimate")
 	}
-	return &rep.Estimates[0], nil
+	var files int64
+	for _, sc := range rep.Scenarios {
+		if sc.Scenario == report.LowerBound {
+			files = sc.OnDemandBytes
+		}
+	}
+	return &rep.Estimates[0], files, nil
 }
 
 func readProfile(path string) (*profile.Profile, error) {
