@@ -31,9 +31,10 @@
 // one after the other; then every layer the node does not hold, one request
 // each for its compressed bytes, [DefaultConcurrency] (3) at a time as
 // containerd downloads (a blob the image lists twice is downloaded once);
-// then each layer decompressed and unpacked, in order:
-// uncompressed bytes / decompression rate + uncompressed bytes / unpack rate
-// + tar entries × per-entry cost.
+// then each layer decompressed and unpacked, in order, as soon as it is
+// downloaded and the layer below is unpacked (containerd's unpacker applies
+// layers while later ones download): uncompressed bytes / decompression
+// rate + uncompressed bytes / unpack rate + tar entries × per-entry cost.
 //
 // Lazy start (eStargz on stargz-snapshotter): a layer is mounted lazily
 // when its content is lazy and its descriptor carries the TOC digest the
@@ -50,15 +51,20 @@
 // parsing (entries × [Rates].TOCEntry); its prefetch range (from the start
 // of the blob to the .prefetch.landmark entry; none without one) is then
 // fetched in one background request, and its chunks decompressed and
-// checked. When every layer is mounted the container starts
-// ([Rates].ContainerStart: the runtime and the program's own start) and
-// reads the start-up files in order: a file of a lazy layer inside the
-// prefetch range waits for that prefetch; otherwise the members that hold
-// its chunks (from a chunk's offset to the next chunk's) are fetched,
-// adjacent members in one request, one request after the other, skipping
-// what was fetched before; then the file is opened and read through FUSE
-// ([Rates].LazyOpen, [Rates].LazyRead). Files of held or unpacked layers
-// cost nothing more. The node-side rates are fitted to the real stack
+// checked. When every layer is mounted the container starts: the
+// runtime's part ([Rates].RuntimeStart) and the program's own start as the
+// run profile measured it ([profile.Profile].ReadySeconds), or
+// [Rates].ContainerStart when the profile did not measure it. It reads the
+// start-up files in order: a file of a lazy layer inside the prefetch
+// range waits for that prefetch; otherwise the members that hold its
+// chunks (from a chunk's offset to the next chunk's; of a file programs
+// read in part, the first [Rates].PartRead of them) are fetched, rounded
+// out to the snapshotter's aligned blocks ([Rates].FetchBlock, 50,000
+// bytes), adjacent blocks in one request, one request after the other,
+// skipping the blocks fetched before; then the file is opened and read
+// through FUSE ([Rates].LazyOpen, [Rates].LazyRead; of a file read in part,
+// [Rates].PartTouch of it). Files of held or unpacked layers cost nothing
+// more. The node-side rates are fitted to the real stack
 // (benchmarks/RESULTS.md says how close the predictions come).
 //
 // Lower bound: the manifest, then, in parallel, the config and, per layer

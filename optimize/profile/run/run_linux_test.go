@@ -173,6 +173,9 @@ func TestRunWaitOnLine(t *testing.T) {
 	if !strings.Contains(out.String(), "booting\n") {
 		t.Errorf("output %q", out.String())
 	}
+	if p.ReadySeconds <= 0 || p.ReadySeconds > 60 {
+		t.Errorf("time to the ready line %v s", p.ReadySeconds)
+	}
 
 	// A line that never comes: the period ends the run, with a warning.
 	p, err = runImage(t, context.Background(), img, run.WithWaitOnLine(regexp.MustCompile(`never`)), run.WithPeriod(300*time.Millisecond))
@@ -181,6 +184,9 @@ func TestRunWaitOnLine(t *testing.T) {
 	}
 	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `no output line matched "never" before the end of the period`) {
 		t.Errorf("warnings %q", p.Warnings)
+	}
+	if p.ReadySeconds != 0 {
+		t.Errorf("never ready, yet ready after %v s", p.ReadySeconds)
 	}
 }
 

@@ -1,0 +1,108 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize/profile"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// smallFilesImage is one eStargz layer without prefetch holding twenty
+// 1,000-byte files, and a profile that reads them all.
+func smallFilesImage(t *testing.T) (v1.Image, *profile.Profile) {
+	t.Helper()
+	l := testimage.Layer{testimage.Dir("app", 0o755)}
+	prof := &profile.Profile{Source: profile.SourceFile}
+	for i := range 20 {
+		name := fmt.Sprintf("app/f%02d", i)
+		l = append(l, testimage.File(name, noise(uint64(i), 1000)))
+		prof.Files = append(prof.Files, "/"+name)
+	}
+	return testImage(t, fixtureImageConfig, lazyLayer(t, l.Tar(), layers.EncodeOptions{ChunkSize: chunk})), prof
+}
+
+// TestModelFetchBlocks: stargz-snapshotter fetches on-demand data in
+// aligned blocks of the blob and keeps them, so twenty small neighbouring
+// files cost one request, not twenty; without blocks (the built-in
+// client) each file is its own request.
+func TestModelFetchBlocks(t *testing.T) {
+	img, prof := smallFilesImage(t)
+	onDemand := func(block int64) ScenarioCost {
+		rates := zeroCPU
+		rates.FetchBlock = block
+		r, err := Estimate(context.Background(), img, WithProfile(prof), WithRates(rates), WithNetworks(latencyOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return scenario(t, r, LazyStart)
+	}
+	exact, blocks := onDemand(0), onDemand(50_000)
+	meta := exact.Requests - 20
+	if blocks.Requests != meta+1 {
+		t.Errorf("with 50,000-byte blocks: %d requests, want %d (metadata) + 1", blocks.Requests, meta)
+	}
+	if exact.OnDemandBytes >= 20*1000 || blocks.OnDemandBytes < exact.OnDemandBytes {
+		t.Errorf("on-demand bytes: %d exact, %d in blocks", exact.OnDemandBytes, blocks.OnDemandBytes)
+	}
+	if blocks.OnDemandBytes > 50_000 {
+		t.Errorf("one block fetched %d bytes", blocks.OnDemandBytes)
+	}
+}
+
+// TestModelProgramStart: a run profile's measured start replaces the
+// default container start (the runtime's part is added); rates with no
+// container start (the built-in client's) add nothing.
+func TestModelProgramStart(t *testing.T) {
+	img, prof := smallFilesImage(t)
+	lazy := func(rates Rates, ready float64) float64 {
+		p := *prof
+		p.ReadySeconds = ready
+		r, err := Estimate(context.Background(), img, WithProfile(&p), WithRates(rates), WithNetworks(Network{Name: "free"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Estimates[0].LazyStartSeconds
+	}
+	rates := zeroCPU
+	rates.ContainerStart, rates.RuntimeStart = 0.5, 0.2
+	for _, c := range []struct {
+		rates       Rates
+		ready, want float64
+	}{
+		{rates, 0, 0.5},   // unknown program: ContainerStart
+		{rates, 1.5, 1.7}, // measured: RuntimeStart + ReadySeconds
+		{zeroCPU, 1.5, 0}, // no container at all
+	} {
+		if got := lazy(c.rates, c.ready); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("ContainerStart %g, RuntimeStart %g, readySeconds %g: %.3f s, want %.3f", c.rates.ContainerStart, c.rates.RuntimeStart, c.ready, got, c.want)
+		}
+	}
+}
+
+// TestModelPipelinedUnpack: a full pull unpacks a layer as soon as it and
+// the one below are in (containerd's unpacker), so the small layer's
+// unpacking hides behind the big layer's download.
+func TestModelPipelinedUnpack(t *testing.T) {
+	small := gzipLayer(t, testimage.Layer{testimage.File("a", noise(1, 1000))})
+	big := gzipLayer(t, testimage.Layer{testimage.File("b", noise(2, 400_000))})
+	img := testImage(t, fixtureImageConfig, small, big)
+	rates := zeroCPU
+	rates.UnpackEntry = 0.05 // per entry: the small layer's 0.05 s
+	r, err := Estimate(context.Background(), img, WithProfile(&profile.Profile{Source: profile.SourceFile}),
+		WithRates(rates), WithNetworks(bandwidthOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := scenario(t, r, FullPull)
+	// The link carries every byte; only the big layer's unpacking (one
+	// entry) comes after it.
+	want := float64(full.Bytes)/1e6 + 0.05
+	if got := r.Estimates[0].FullPullSeconds; math.Abs(got-want) > 1e-3 {
+		t.Errorf("full pull %.4f s, want %.4f (the bytes, then the last layer's unpack)", got, want)
+	}
+}
