@@ -355,8 +355,9 @@ func writeRealStack(w io.Writer, res *Results) {
 		"gives the method): Debian's docker-registry in a network namespace behind a veth pair shaped by tc tbf, no added RTT. Seconds from the "+
 		"start of the pull to the container's ready line (or port); bytes and requests from the registry's access log until ready. "+
 		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the node holds the base image. Mode: remote = every layer "+
-		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model at the "+
-		"link's measured rate.\n\n")
+		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model with its "+
+		"default rates (`coldstart report` without `--calibrate`) at the link's measured rate, with the run profile (its files and the "+
+		"program's measured start).\n\n")
 	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error |\n|---|---|---|---|--:|--:|--:|---|--:|--:|\n")
 	for _, s := range res.RealStack {
 		ok := ""
