@@ -19,6 +19,15 @@ func TestCalibrate(t *testing.T) {
 	if !r.Calibrated || !r.valid() || r.Request != DefaultRates.Request {
 		t.Fatalf("rates %+v", r)
 	}
+	// What it does not measure stays as given: the node-side costs.
+	node := func(x Rates) Rates {
+		return Rates{Request: x.Request, ContainerStart: x.ContainerStart, RuntimeStart: x.RuntimeStart, LazyMount: x.LazyMount,
+			LazyRead: x.LazyRead, LazyOpen: x.LazyOpen, PartRead: x.PartRead, PartTouch: x.PartTouch, FetchBlock: x.FetchBlock,
+			PullOverhead: x.PullOverhead}
+	}
+	if node(r) != node(DefaultRates) {
+		t.Errorf("node-side rates changed by calibration: %+v, want %+v", node(r), node(DefaultRates))
+	}
 	// Decompressing cannot be slower than a megabyte a second, nor faster
 	// than a terabyte.
 	for _, v := range []float64{r.GzipDecompress, r.ZstdDecompress, r.Verify, r.Unpack} {
