@@ -653,14 +653,9 @@ func (r *runner) startup(ctx context.Context, name string) error {
 }
 
 // emulated returns rates for the model's predictions of lazypull's
-// emulated pulls: no container starts, nothing is read through a FUSE
-// mount, and every start-up file is fetched whole. The node-side costs and
-// the part of shared objects a program reads (fitted on the real stack)
-// are left out.
+// emulated pulls (report.Rates.BuiltInClient).
 func emulated(r report.Rates) *report.Rates {
-	r.ContainerStart, r.RuntimeStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0, 0
-	r.FetchBlock = 0
-	r.PartRead = 1
+	r = r.BuiltInClient()
 	return &r
 }
 

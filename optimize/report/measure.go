@@ -94,10 +94,9 @@ func (o *options) measure(ctx context.Context, r *Report, m *model, prof *profil
 		return fmt.Errorf("measuring a lazy start: %w", err)
 	}
 	mm := *m
+	mm.rates = m.rates.BuiltInClient()
 	mm.rates.Request = overhead.Seconds()
-	// The built-in client has no node-side costs to predict.
-	mm.rates.ContainerStart, mm.rates.RuntimeStart, mm.rates.LazyMount, mm.rates.LazyRead, mm.rates.LazyOpen = 0, 0, 0, 0, 0
-	mm.rates.FetchBlock, mm.start = 0, 0
+	mm.start = mm.rates.containerStart(prof)
 	fb, lb := mm.fullPull(), mm.lazyStart(false)
 	r.Measured = &Measurement{
 		Client:         BuiltInClient,

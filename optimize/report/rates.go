@@ -223,3 +223,14 @@ func (r Rates) containerStart(p *profile.Profile) float64 {
 	}
 	return r.ContainerStart
 }
+
+// BuiltInClient returns r as the built-in pull client (the one
+// WithMeasurement and the loopback benchmarks drive) experiences it: it
+// starts no container, mounts nothing, reads nothing through FUSE, fetches
+// exactly the members a file needs and every start-up file whole. The CPU
+// rates and the registry's time per request stay.
+func (r Rates) BuiltInClient() Rates {
+	r.ContainerStart, r.RuntimeStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0, 0
+	r.FetchBlock, r.PartRead, r.PartTouch = 0, 1, 0
+	return r
+}
