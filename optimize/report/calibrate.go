@@ -44,7 +44,7 @@ var (
 // opening the TOC of an eStargz layer of many files. The registry's time
 // per request is not a property of the machine, and the node-side costs
 // (ContainerStart, RuntimeStart, LazyMount, LazyRead, LazyOpen, PartRead,
-// PartTouch, FetchBlock, PullOverhead) need a container runtime and a lazy
+// PartTouch, FetchBlock, PullOverhead, UnpackLayer) need a container runtime and a lazy
 // snapshotter: they stay as WithRates (or DefaultRates) set them. Each
 // figure is the median of three runs. It takes a few seconds and writes only below the
 // temporary directory (WithTempDir), which it cleans up.
@@ -57,7 +57,8 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	// they stay as set (benchmarks/realstack measures them).
 	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart, RuntimeStart: o.rates.RuntimeStart,
 		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen, PartRead: o.rates.PartRead,
-		PullOverhead: o.rates.PullOverhead, FetchBlock: o.rates.FetchBlock, PartTouch: o.rates.PartTouch}
+		PullOverhead: o.rates.PullOverhead, FetchBlock: o.rates.FetchBlock, PartTouch: o.rates.PartTouch,
+		UnpackLayer: o.rates.UnpackLayer}
 	var tarBuf bytes.Buffer
 	if err := corpus.Write(&tarBuf, 1, calibrationCorpusBytes); err != nil {
 		return r, fmt.Errorf("calibrating: generating the corpus: %w", err)

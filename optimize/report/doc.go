@@ -33,7 +33,8 @@
 // containerd downloads (a blob the image lists twice is downloaded once);
 // then each layer decompressed and unpacked, in order, as soon as it is
 // downloaded and the layer below is unpacked (containerd's unpacker applies
-// layers while later ones download): uncompressed bytes / decompression
+// layers while later ones download): a fixed cost per layer (the snapshot
+// prepared, committed and recorded) + uncompressed bytes / decompression
 // rate + uncompressed bytes / unpack rate + tar entries × per-entry cost.
 //
 // Lazy start (eStargz on stargz-snapshotter): a layer is mounted lazily

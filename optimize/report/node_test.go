@@ -106,3 +106,36 @@ func TestModelPipelinedUnpack(t *testing.T) {
 		t.Errorf("full pull %.4f s, want %.4f (the bytes, then the last layer's unpack)", got, want)
 	}
 }
+
+// TestModelUnpackLayer: applying a layer downloaded whole has a fixed cost
+// (Rates.UnpackLayer), paid once per layer whatever it holds; a lazy start
+// (of the image converted) applies nothing.
+func TestModelUnpackLayer(t *testing.T) {
+	var ls []testLayer
+	for i := range 4 {
+		ls = append(ls, gzipLayer(t, testimage.Layer{testimage.File(fmt.Sprintf("f%d", i), noise(uint64(i), 100))}))
+	}
+	img := testImage(t, fixtureImageConfig, ls...)
+	estimate := func(perLayer float64) *NetworkEstimate {
+		rates := zeroCPU
+		rates.UnpackLayer = perLayer
+		r, err := Estimate(context.Background(), img, WithProfile(&profile.Profile{Source: profile.SourceFile}),
+			WithRates(rates), WithNetworks(bandwidthOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &r.Estimates[0]
+	}
+	without, with := estimate(0), estimate(0.1)
+	// The layers are tiny: every apply but the first waits for the one
+	// below, so the four applies run one after the other.
+	if got := with.FullPullSeconds - without.FullPullSeconds; math.Abs(got-0.4) > 0.01 {
+		t.Errorf("4 layers at 0.1 s each added %.3f s to the full pull, want 0.4", got)
+	}
+	if with.IfOptimizedSeconds == nil || without.IfOptimizedSeconds == nil {
+		t.Fatal("no estimate of the image converted")
+	}
+	if *with.IfOptimizedSeconds != *without.IfOptimizedSeconds {
+		t.Errorf("the lazy start of the image converted changed with the per-layer apply cost: %.3f s, was %.3f", *with.IfOptimizedSeconds, *without.IfOptimizedSeconds)
+	}
+}

@@ -23,7 +23,7 @@ const Version = 1
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "4"
+const ModelVersion = "5"
 
 // Scenario names one way of starting the image.
 type Scenario string
