@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 )
 
 // memFS is an in-memory image root for tests. Names are taken literally:

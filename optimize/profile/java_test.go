@@ -3,7 +3,7 @@ package profile
 import (
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 

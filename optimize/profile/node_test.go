@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 

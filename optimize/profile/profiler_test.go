@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/internal/elftest"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
-	"github.com/coldstart-dev/coldstart/optimize/profile/internal/elftest"
 	"github.com/google/go-cmp/cmp"
 )
 
