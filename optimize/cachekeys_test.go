@@ -73,13 +73,17 @@ func TestLayerKey(t *testing.T) {
 		t.Error("the content of the file a hard link becomes does not change the key")
 	}
 	// Entries a converted (not rewritten) layer would drop do not matter:
-	// it keeps them all.
+	// it keeps them all. What it puts first (the base's own start-up
+	// files) does.
 	o, lp = base()
 	lp.role = RoleConvert
 	k1 := o.layerKey(idx, lp, nil)
 	lp.keep = []bool{true, true, true}
-	lp.prioritized = nil
 	if o.layerKey(idx, lp, nil) != k1 {
 		t.Error("a converted layer's key depends on the dedupe plan")
+	}
+	lp.prioritized = nil
+	if o.layerKey(idx, lp, nil) == k1 {
+		t.Error("a converted layer's key does not depend on the files it puts first")
 	}
 }

@@ -288,6 +288,11 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	roles, reasons := o.roles(idxs, ov, prio, ir)
 	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format)
 	p.prioritize(prio, o.sparseLimit)
+	if n := convertedPrefix(roles); n > 0 && (o.profiler != nil || o.prioritized != nil) {
+		// A base converted as it is gets the start-up files of the base
+		// alone first, so it stays the same for every image on it.
+		p.prioritizeBase(baseStartupFiles(ctx, idxs, n, tars, o.logger), n, o.sparseLimit)
+	}
 	ir.MissingPrioritized = p.missing
 	ir.OnDemand = p.sparse
 	ir.StartupFiles = len(prio)
@@ -557,7 +562,7 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 		return nil, nil, err
 	}
 	eo := o.encode
-	if lp.role == RoleRewrite {
+	if lp.role == RoleRewrite || lp.role == RoleConvert {
 		eo.Prioritized = lp.prioritized
 	}
 	if o.progress != nil {

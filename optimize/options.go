@@ -55,9 +55,12 @@ const (
 	// base keep using it. On a node without it, containerd pulls a non-lazy
 	// layer whole before the start.
 	BaseKeep
-	// BaseConvert converts base layers as they are (no dedupe, no
-	// reordering), deterministically, so every image on the same base gets
-	// the same converted base layers, which nodes then share.
+	// BaseConvert converts base layers as they are (no dedupe),
+	// deterministically, so every image on the same base gets the same
+	// converted base layers, which nodes then share. Unless profiling is
+	// off, what every dynamically linked program on the base reads first
+	// (the loader, its cache and the C library that /bin/sh loads, found
+	// from the base alone) goes first, behind a prefetch landmark.
 	BaseConvert
 )
 

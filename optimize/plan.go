@@ -19,9 +19,10 @@ const (
 	// RoleKeep: the layer stays byte-identical (a cached, foreign or
 	// already-lazy layer).
 	RoleKeep
-	// RoleConvert: the layer is re-encoded as it is, without dropping or
-	// reordering anything, so that every image on the same base layer gets
-	// the same converted digest (base layers under BaseConvert).
+	// RoleConvert: the layer is re-encoded as it is, without dropping
+	// anything and with only the base's own start-up files first, so that
+	// every image on the same base layer gets the same converted digest
+	// (base layers under BaseConvert).
 	RoleConvert
 )
 

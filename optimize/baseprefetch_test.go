@@ -1,0 +1,123 @@
+package optimize_test
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/elftest"
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// TestConvertedBasePrefetch: a base converted as it is (BaseConvert) puts
+// first what every dynamically linked program on it reads, found from the
+// base alone (the loader, its cache and the C library that /bin/sh loads,
+// not /bin/sh itself), behind a prefetch landmark; two applications with
+// different start-up files on that base get the same converted base, and
+// without profiling the base gets no prefetch section.
+func TestConvertedBasePrefetch(t *testing.T) {
+	D := func(n string) testimage.Entry { return testimage.Dir(n, 0o755) }
+	sh := elftest.Build(elftest.Spec{Type: elf.ET_EXEC, Interp: "/lib64/ld-linux-x86-64.so.2", Needed: []string{"libc.so.6"}})
+	libc := elftest.Build(elftest.Spec{SOName: "libc.so.6"})
+	ldso := elftest.Build(elftest.Spec{SOName: "ld-linux-x86-64.so.2"})
+	base := buildImage(t, []testimage.Layer{{
+		D("usr"), D("usr/bin"), D("usr/lib"), D("usr/lib64"), D("etc"),
+		testimage.Symlink("bin", "usr/bin"), testimage.Symlink("lib", "usr/lib"), testimage.Symlink("lib64", "usr/lib64"),
+		testimage.File("etc/aaa-first", "zzz"),
+		testimage.File("usr/bin/dash", string(sh)), testimage.Symlink("usr/bin/sh", "dash"),
+		testimage.File("usr/bin/other", "other"),
+		D("usr/lib/x86_64-linux-gnu"),
+		testimage.File("usr/lib/x86_64-linux-gnu/libc.so.6", string(libc)),
+		testimage.File("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", string(ldso)),
+		testimage.Symlink("usr/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+	}})
+	baseLayers, _ := base.Layers()
+	onBase := func(files ...testimage.Entry) v1.Image {
+		app, err := testimage.Layer(files).Compressed(compression.GZip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	a := onBase(testimage.File("app/a", "a"))
+	b := onBase(testimage.File("app/b", "b"), testimage.File("app/c", "c"))
+	convert := []optimize.Option{optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseConvert)}
+	outA, resA := optimizeImage(t, a, append(convert, optimize.WithPrioritizedFiles([]string{"/app/a", "/usr/bin/other"}))...)
+	outB, _ := optimizeImage(t, b, append(convert, optimize.WithPrioritizedFiles([]string{"/app/c"}))...)
+	mustVerify(t, a, outA)
+	mustVerify(t, b, outB)
+	baseOut := func(img v1.Image) v1.Layer {
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls[0]
+	}
+	da, _ := baseOut(outA).Digest()
+	db, _ := baseOut(outB).Digest()
+	if da != db {
+		t.Errorf("the converted base differs between two applications: %s and %s", da, db)
+	}
+	if bd, _ := baseLayers[0].Digest(); da == bd {
+		t.Fatal("the base was not converted")
+	}
+	if got := resA.Layers[0].Prioritized; got == 0 {
+		t.Errorf("the converted base has no start-up files first (%s)", resA.Layers[0].Reason)
+	}
+
+	idxs, err := optimize.IndexImage(context.Background(), outA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for _, e := range idxs[0].Entries {
+		if e.Type == layers.TypeDir {
+			continue
+		}
+		first = append(first, e.Path)
+	}
+	want := []string{"lib64", "usr/lib64/ld-linux-x86-64.so.2", "lib", "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/libc.so.6"}
+	for _, w := range want {
+		if !slices.Contains(first[:min(len(want), len(first))], w) {
+			t.Errorf("the converted base starts with %v, want %v first (in any order)", first[:min(len(want)+2, len(first))], want)
+			break
+		}
+	}
+	for _, not := range []string{"usr/bin/dash", "usr/bin/sh", "usr/bin/other"} {
+		if i := slices.Index(first, not); i >= 0 && i < len(want) {
+			t.Errorf("%s is in the base's prefetch: %v", not, first[:len(want)])
+		}
+	}
+	landmark := func(idx *layers.Index) string {
+		for _, s := range idx.Special {
+			if s.Name == layers.PrefetchLandmark || s.Name == layers.NoPrefetchLandmark {
+				return s.Name
+			}
+		}
+		return ""
+	}
+	if got := landmark(idxs[0]); got != layers.PrefetchLandmark {
+		t.Errorf("the converted base's landmark is %q, want %q", got, layers.PrefetchLandmark)
+	}
+
+	// Without profiling, nothing goes first, in the base either.
+	outN, _ := optimizeImage(t, a, append(convert, optimize.WithProfiler(nil))...)
+	idxsN, err := optimize.IndexImage(context.Background(), outN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := landmark(idxsN[0]); got == layers.PrefetchLandmark {
+		t.Errorf("without profiling the converted base has a prefetch section: %s", fmt.Sprint(got))
+	}
+}
