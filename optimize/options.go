@@ -394,9 +394,11 @@ const lazyRequestsPerLayer = 3
 // chooseBasePolicy picks keep or convert for the base layers by the cost of
 // a start on each network of WithNetworks, on a node without the base
 // (cold) and on a node that holds it (warm): a node pulls a non-lazy layer
-// whole before it starts the container, so keeping a gzip base costs cold
-// nodes the whole base, while converting it costs warm nodes the base's TOC
-// and start-up files. The policy with the smaller worst case wins.
+// whole before it starts the container, and containerd then downloads the
+// layers above it whole too (while stargz-snapshotter still mounts them
+// lazily), so keeping a gzip base costs cold nodes the whole image, while
+// converting it costs warm nodes the base's TOC and start-up files. The
+// policy with the smaller worst case wins.
 func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
 	if !o.encode.Format.Lazy() {
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
@@ -427,15 +429,24 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		}
 		var coldKeepB, warmKeepB, convertB float64
 		var coldKeepR, warmKeepR, convertR int
+		whole := false // a kept base layer lies below
 		for i, idx := range idxs {
 			convertB += lazy(i)
 			convertR += lazyRequestsPerLayer
 			if o.baseLayers[idx.Digest] {
 				coldKeepB += float64(idx.Size)
 				coldKeepR++
+				whole = true
 			} else {
 				coldKeepB += lazy(i)
 				coldKeepR += lazyRequestsPerLayer
+				if whole {
+					// containerd, once a layer cannot be mounted lazily,
+					// downloads every layer above it whole as well, while
+					// the snapshotter mounts them lazily.
+					coldKeepB += float64(idx.Size)
+					coldKeepR++
+				}
 			}
 			if !o.baseLayers[idx.Digest] {
 				warmKeepB += lazy(i)
