@@ -291,7 +291,9 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	if n := convertedPrefix(roles); n > 0 && (o.profiler != nil || o.prioritized != nil) {
 		// A base converted as it is gets the start-up files of the base
 		// alone first, so it stays the same for every image on it.
-		p.prioritizeBase(baseStartupFiles(ctx, idxs, n, tars, o.logger), n, o.sparseLimit)
+		if base, err := layers.Merge(idxs[:n]...); err == nil {
+			p.prioritizeBase(base, baseStartupFiles(ctx, base, tars, o.logger), o.sparseLimit)
+		}
 	}
 	ir.MissingPrioritized = p.missing
 	ir.OnDemand = p.sparse

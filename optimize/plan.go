@@ -467,35 +467,58 @@ const maxLinkHops = layers.MaxSymlinks
 // the given order. Paths in layers that are not rewritten stay where they
 // are.
 func (p *plan) prioritize(paths []string, sparseLimit int64) {
+	// The entry that provides a path in the output (an identical re-add
+	// gives way to the copy beneath it).
+	provider := func(r layers.Ref) layers.Ref {
+		if pr, ok := p.provider[p.ov.Entry(r).Path]; ok {
+			return pr
+		}
+		return r
+	}
+	missing := func(want string) { p.missing = append(p.missing, want) }
+	eachResolved(p.ov, paths, provider, missing, func(r layers.Ref) {
+		lp := p.layers[r.Layer]
+		e := p.ov.Entry(r)
+		if readInPartOver(e, sparseLimit) {
+			p.sparse = append(p.sparse, "/"+e.Path)
+			return
+		}
+		if lp.role == RoleRewrite && lp.keep[r.Entry] {
+			lp.prioritized = append(lp.prioritized, e.Path)
+		}
+	})
+}
+
+// eachResolved resolves each path through ov's symlinks and calls visit
+// with the links on the way and the file reached, in order, each mapped by
+// to (nil: as they are) and visited once. missing (nil: ignored) gets the
+// paths that lead nowhere; their links are still visited.
+func eachResolved(ov *layers.Overlay, paths []string, to func(layers.Ref) layers.Ref, missing func(string), visit func(layers.Ref)) {
 	seen := map[layers.Ref]bool{}
 	for _, want := range paths {
-		final, links, ok := p.ov.Resolve(want)
-		if !ok {
-			p.missing = append(p.missing, want)
-		} else {
+		final, links, ok := ov.Resolve(want)
+		if ok {
 			links = append(links, final)
+		} else if missing != nil {
+			missing(want)
 		}
 		for _, r := range links {
-			// The entry that provides the path in the output (an identical
-			// re-add gives way to the copy beneath it).
-			if pr, ok := p.provider[p.ov.Entry(r).Path]; ok {
-				r = pr
+			if to != nil {
+				r = to(r)
 			}
-			if seen[r] {
-				continue
-			}
-			seen[r] = true
-			lp := p.layers[r.Layer]
-			e := p.ov.Entry(r)
-			if sparseLimit > 0 && e.Size > sparseLimit && profile.ReadInPart(e.Path) {
-				p.sparse = append(p.sparse, "/"+e.Path)
-				continue
-			}
-			if lp.role == RoleRewrite && lp.keep[r.Entry] {
-				lp.prioritized = append(lp.prioritized, e.Path)
+			if !seen[r] {
+				seen[r] = true
+				visit(r)
 			}
 		}
 	}
+}
+
+// readInPartOver reports whether e is a file programs read in part
+// (profile.ReadInPart) larger than limit, which stays out of the prefetch
+// (0: none does).
+func readInPartOver(e *layers.Entry, limit int64) bool {
+	return limit > 0 && e.Size > limit && profile.ReadInPart(e.Path)
 }
 
 // parentDir returns the parent of a cleaned relative path: "." for a
