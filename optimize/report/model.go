@@ -203,7 +203,7 @@ func (m *model) wholeLayers(b *build, idx []int, config int) int {
 		if last >= 0 {
 			deps = append(deps, last)
 		}
-		last = b.p.work(m.rates.UnpackLayer+m.rates.unpackCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, deps...)
+		last = b.p.work(m.rates.applyCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, deps...)
 		if b.unpackFirst < 0 {
 			b.unpackFirst = last
 		}

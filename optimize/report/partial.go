@@ -225,7 +225,7 @@ func (m *model) partialPull(store *partialpull.Store) (*build, []partialLayerSta
 	last := b.p.work(0, phaseDownload, b.downloadTasks...)
 	for _, i := range whole {
 		l := m.layers[i]
-		last = b.p.work(m.rates.UnpackLayer+m.rates.unpackCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, last)
+		last = b.p.work(m.rates.applyCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, last)
 		if b.unpackFirst < 0 {
 			b.unpackFirst = last
 		}

@@ -193,6 +193,12 @@ func (r Rates) chunkCPU(c layers.Compression, n int64) float64 {
 	return div(float64(n), r.decompressRate(c)) + div(float64(n), r.Verify)
 }
 
+// applyCPU is the time to apply one layer downloaded whole: its fixed
+// cost (UnpackLayer) and unpackCPU.
+func (r Rates) applyCPU(c layers.Compression, n int64, entries int) float64 {
+	return r.UnpackLayer + r.unpackCPU(c, n, entries)
+}
+
 // unpackCPU is the time to decompress and unpack a layer of n uncompressed
 // bytes and entries tar entries.
 func (r Rates) unpackCPU(c layers.Compression, n int64, entries int) float64 {
