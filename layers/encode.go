@@ -42,6 +42,16 @@ const (
 	FormatGzip
 	// FormatZstd is a plain zstd-compressed tar.
 	FormatZstd
+	// FormatZstdChunkedContainerd is zstd:chunked as stargz-snapshotter
+	// mounts it lazily: FormatZstdChunked's blob, but for the TOC, which has
+	// the prefetch landmark entry (the tar stream has none), and the
+	// descriptor, which carries the stargz TOC digest instead of
+	// containers/storage's manifest checksum (containers/storage refuses a
+	// layer with both; podman pulls this one whole). Given a tar whose
+	// entries it need not reorder or drop, it keeps the tar stream byte for
+	// byte, and so the layer's DiffID: a containerd node that holds the
+	// original layer's snapshot reuses it.
+	FormatZstdChunkedContainerd
 )
 
 var formatNames = [...]string{
@@ -49,10 +59,12 @@ var formatNames = [...]string{
 	FormatZstdChunked: "zstd:chunked",
 	FormatGzip:        "gzip",
 	FormatZstd:        "zstd",
+
+	FormatZstdChunkedContainerd: "zstd:chunked-containerd",
 }
 
 // String returns the name ParseFormat accepts: "estargz", "zstd:chunked",
-// "gzip" or "zstd".
+// "gzip", "zstd" or "zstd:chunked-containerd".
 func (f Format) String() string {
 	if f < 0 || int(f) >= len(formatNames) {
 		return fmt.Sprintf("Format(%d)", int(f))
@@ -61,7 +73,8 @@ func (f Format) String() string {
 }
 
 // ParseFormat parses a format name, case-insensitively: "estargz",
-// "zstd:chunked" (or "zstdchunked"), "gzip" or "zstd".
+// "zstd:chunked" (or "zstdchunked"), "gzip", "zstd" or
+// "zstd:chunked-containerd".
 func ParseFormat(s string) (Format, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "estargz":
@@ -72,8 +85,10 @@ func ParseFormat(s string) (Format, error) {
 		return FormatGzip, nil
 	case "zstd":
 		return FormatZstd, nil
+	case "zstd:chunked-containerd":
+		return FormatZstdChunkedContainerd, nil
 	}
-	return 0, fmt.Errorf("unknown layer format %q: want estargz, zstd:chunked, gzip or zstd", s)
+	return 0, fmt.Errorf("unknown layer format %q: want estargz, zstd:chunked, gzip, zstd or zstd:chunked-containerd", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -115,13 +130,17 @@ func (f Format) lazyFormat() lazy.Format {
 		return estargzfmt.Format{}
 	case FormatZstdChunked:
 		return zstdchunkedfmt.Format{}
+	case FormatZstdChunkedContainerd:
+		return zstdchunkedfmt.Format{Containerd: true}
 	}
 	return nil
 }
 
-func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstd }
+func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstdChunkedContainerd }
 
-func (f Format) zstd() bool { return f == FormatZstdChunked || f == FormatZstd }
+func (f Format) zstd() bool {
+	return f == FormatZstdChunked || f == FormatZstd || f == FormatZstdChunkedContainerd
+}
 
 // EncoderVersion changes whenever Encode would write other bytes for the
 // same input and options in every format; Format.EncoderVersion adds the

@@ -212,7 +212,7 @@ func TestEncodeGolden(t *testing.T) {
 				opt.Format = f
 				if opt.Level == -1 {
 					opt.Level = 9
-					if f == layers.FormatZstdChunked || f == layers.FormatZstd {
+					if f == layers.FormatZstdChunked || f == layers.FormatZstd || f == layers.FormatZstdChunkedContainerd {
 						opt.Level = 11
 					}
 				}
@@ -281,6 +281,7 @@ func TestFormatVersions(t *testing.T) {
 		{layers.FormatZstdChunked, "2+zstd:chunked.2", "application/vnd.oci.image.layer.v1.tar+zstd", true},
 		{layers.FormatGzip, "2", "application/vnd.oci.image.layer.v1.tar+gzip", false},
 		{layers.FormatZstd, "2", "application/vnd.oci.image.layer.v1.tar+zstd", false},
+		{layers.FormatZstdChunkedContainerd, "2+zstd:chunked-containerd.1", "application/vnd.oci.image.layer.v1.tar+zstd", true},
 	} {
 		if v := c.f.EncoderVersion(); v != c.version {
 			t.Errorf("%s: EncoderVersion() = %q, want %q", c.f, v, c.version)
@@ -296,6 +297,8 @@ func TestFormatVersions(t *testing.T) {
 	for f, s := range map[layers.Format]fmt.Stringer{
 		layers.FormatEStargz:     estargzfmt.Format{},
 		layers.FormatZstdChunked: zstdchunkedfmt.Format{},
+
+		layers.FormatZstdChunkedContainerd: zstdchunkedfmt.Format{Containerd: true},
 	} {
 		if f.String() != s.String() {
 			t.Errorf("%s is %q in its package", f, s)

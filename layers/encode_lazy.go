@@ -84,6 +84,10 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 	default:
 		prioritized = written
 	}
+	if p.landmark >= 0 && p.prioritized {
+		// Where the prefetch ends; the no-prefetch landmark's offset is 0.
+		p.toc[p.landmark].Offset = prioritized
+	}
 	toc, annotations, err := closer.Close(out, &lazy.Tail{
 		Payload:     written,
 		Prioritized: prioritized,

@@ -368,6 +368,9 @@ type encPlan struct {
 	// included) starts, -1 if none has data.
 	prioritized bool
 	restSeg     int
+	// landmark is the TOC index of the landmark entry that only the TOC
+	// has (lazy.Layout.TOCLandmark), -1 if none.
+	landmark int
 }
 
 // encTypeName maps a tar type to the TOC's type names.
@@ -404,12 +407,19 @@ func encTime(t time.Time) string {
 // encMakePlan orders the entries and cuts the output stream into segments
 // as the format's layout says.
 func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *encPlan {
-	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}}
+	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}, landmark: -1}
 	p.entries, p.missing = encOrder(entries, opt.Prioritized)
 	// The prioritized entries end where the landmark is.
 	rest := slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
 	p.prioritized = rest > 0
 	p.restSeg = -1
+	var tocLandmark *lazy.TOCEntry
+	if layout.TOCLandmark {
+		h := p.entries[rest].hdr
+		tocLandmark = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{
+			Name: h.Name, Type: "reg", ModTime3339: encTime(h.ModTime), Digest: encEmptyDigest,
+		}}
+	}
 	if !layout.Landmark {
 		// A format without landmarks (in zstd:chunked one would be a file in
 		// every container: containers/storage leaves them out of eStargz
@@ -459,6 +469,9 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 		return name
 	}
 	for i, e := range p.entries {
+		if i == rest && tocLandmark != nil {
+			p.landmark = newTOC(tocLandmark, -1)
+		}
 		h := e.hdr
 		if cur.size >= encMaxHeaderRun {
 			cut()
@@ -540,6 +553,9 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 		} else {
 			add(encSpan{off: e.dataOff + e.size, n: e.pad(), toc: -1})
 		}
+	}
+	if tocLandmark != nil && p.landmark < 0 {
+		p.landmark = newTOC(tocLandmark, -1) // every entry is prioritized
 	}
 	if layout.EndArchive {
 		p.trailer = make([]byte, 2*encBlock)

@@ -34,7 +34,7 @@ import (
 	"github.com/coldstart-dev/coldstart/layers"
 )
 
-var encAllFormats = []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked, layers.FormatGzip, layers.FormatZstd}
+var encAllFormats = []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked, layers.FormatGzip, layers.FormatZstd, layers.FormatZstdChunkedContainerd}
 
 // encTestFile describes one entry of a test tar.
 type encTestFile struct {
@@ -308,7 +308,7 @@ func encVerifyLazy(t *testing.T, blob []byte, res *layers.Encoded, bodies map[st
 func encCheckLazy(t *testing.T, blob []byte, res *layers.Encoded, bodies map[string][]byte, verify bool) *estargz.Reader {
 	t.Helper()
 	var opts []estargz.OpenOption
-	if res.Format == layers.FormatZstdChunked {
+	if res.Format == layers.FormatZstdChunked || res.Format == layers.FormatZstdChunkedContainerd {
 		opts = append(opts, estargz.WithDecompressors(new(zstdchunked.Decompressor)))
 	}
 	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))), opts...)
@@ -1071,7 +1071,7 @@ func TestFormatNames(t *testing.T) {
 	if _, err := layers.ParseFormat("lz4"); err == nil {
 		t.Error("lz4 parsed")
 	}
-	if _, err := layers.Format(7).MarshalText(); err == nil {
+	if _, err := layers.Format(17).MarshalText(); err == nil {
 		t.Error("Format(7) marshalled")
 	}
 	var zero layers.EncodeOptions

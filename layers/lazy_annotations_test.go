@@ -18,7 +18,7 @@ import (
 // frame is damaged is an error, not made-up annotations.
 func TestLazyAnnotations(t *testing.T) {
 	in := encBuildTar(t, encSampleFiles())
-	for _, f := range []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked} {
+	for _, f := range []layers.Format{layers.FormatEStargz, layers.FormatZstdChunked, layers.FormatZstdChunkedContainerd} {
 		t.Run(f.String(), func(t *testing.T) {
 			blob, res := encode(t, in, encOpts(f))
 			idx, err := layers.IndexReader(context.Background(), bytes.NewReader(blob))

@@ -382,8 +382,18 @@ func (v *verifier) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl 
 		return nil
 	}
 	var topts []oracle.TOCOption
-	switch format {
-	case "eStargz":
+	// A zstd:chunked layer with the stargz TOC digest is the flavour for
+	// stargz-snapshotter, which verifies its TOC the way it does eStargz's.
+	forContainerd := format == "zstd:chunked" && annots[estargz.TOCJSONDigestAnnotation] != ""
+	switch {
+	case forContainerd:
+		for _, k := range zstdChunkedKeys {
+			if annots[k[0]] != "" {
+				vl.problems = append(vl.problems, fmt.Sprintf("zstd:chunked layer with both %s and %s: containers/storage refuses it", estargz.TOCJSONDigestAnnotation, k[0]))
+			}
+		}
+		fallthrough
+	case format == "eStargz":
 		want := annots[estargz.TOCJSONDigestAnnotation]
 		if want == "" {
 			vl.problems = append(vl.problems, fmt.Sprintf("eStargz layer without the %s annotation: stargz-snapshotter cannot verify it", estargz.TOCJSONDigestAnnotation))
@@ -395,7 +405,7 @@ func (v *verifier) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl 
 			break
 		}
 		topts = append(topts, oracle.WithTOCDigest(dg))
-	case "zstd:chunked":
+	case format == "zstd:chunked":
 		vl.problems = append(vl.problems, checkZstdChunkedAnnotations(f, size, annots)...)
 	}
 	lz, err := oracle.ReadTOC(f, size, topts...)
@@ -403,7 +413,7 @@ func (v *verifier) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl 
 		vl.problems = append(vl.problems, fmt.Sprintf("%s TOC: %v", format, err))
 		return nil
 	}
-	if format == "zstd:chunked" {
+	if format == "zstd:chunked" && !forContainerd {
 		for _, h := range lz.Hidden {
 			if h.Path == oracle.PrefetchLandmark || h.Path == oracle.NoPrefetchLandmark {
 				vl.problems = append(vl.problems, fmt.Sprintf("zstd:chunked layer has /%s, which podman and CRI-O extract as a file", h.Path))

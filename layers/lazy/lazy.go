@@ -51,6 +51,14 @@ type Layout struct {
 	// found (estargz.NoPrefetchLandmark). Without it, the prioritized
 	// entries simply lead the layer.
 	Landmark bool
+	// TOCLandmark: the TOC, not the tar stream, has the landmark entry, at
+	// the place Landmark would put it in the stream, with no data: the
+	// prefetch landmark's offset is where the first file after the
+	// prioritized ones starts in the blob (the end of the payload when
+	// there is none), so that stargz-snapshotter prefetches up to there;
+	// the no-prefetch landmark's is 0. The tar stream is the encoder's
+	// input, landmark-free.
+	TOCLandmark bool
 	// EndArchive: the compressed payload ends with the tar's end-of-archive
 	// blocks, inside its last segment. Without it the Closer ends the
 	// archive (in eStargz, the TOC is the tar's last entry).

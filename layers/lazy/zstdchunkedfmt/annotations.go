@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
@@ -18,7 +20,8 @@ import (
 // Annotations reads the footer, the TOC frame and the tar-split frame of
 // blob and returns the annotations Encode gives the layer, but for
 // PrefetchSizeAnnotation: the blob does not record which files were
-// prioritized. toc is not needed.
+// prioritized. toc is not needed. The flavour is the blob's, not f's: a
+// TOC with a landmark entry is the containerd flavour's.
 func (Format) Annotations(blob *io.SectionReader, _ v1.Hash, uncompressedSize int64) (map[string]string, error) {
 	if blob == nil {
 		return nil, errors.New("zstd:chunked annotations need the blob")
@@ -43,9 +46,15 @@ func (Format) Annotations(blob *io.SectionReader, _ v1.Hash, uncompressedSize in
 	if _, err := blob.ReadAt(ctoc, tocOff); err != nil {
 		return nil, fmt.Errorf("reading the zstd:chunked TOC: %w", err)
 	}
-	tocJSONLen, err := zstdLen(ctoc)
+	tocJSON, err := unzstd(ctoc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd:chunked TOC: %v", lazy.ErrCorrupt, err)
+	}
+	tocJSONLen := int64(len(tocJSON))
+	if hasLandmark(tocJSON) {
+		// Only the containerd flavour's TOC has a landmark entry.
+		sum := sha256.Sum256(tocJSON)
+		return containerdAnnotations(lazy.SHA256Hash(sum[:]), uncompressedSize), nil
 	}
 	pos := position{
 		tocOff:       tocOff,
@@ -78,6 +87,41 @@ func (Format) Annotations(blob *io.SectionReader, _ v1.Hash, uncompressedSize in
 		}
 	}
 	return pos.annotations(), nil
+}
+
+// unzstd decompresses a zstd stream of metadata.
+func unzstd(b []byte) ([]byte, error) {
+	zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(io.LimitReader(zr, maxMetadata+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > maxMetadata {
+		return nil, fmt.Errorf("more than %d bytes decompressed", maxMetadata)
+	}
+	return out, nil
+}
+
+// hasLandmark says whether a TOC has an entry for a prefetch landmark.
+func hasLandmark(tocJSON []byte) bool {
+	var t struct {
+		Entries []struct {
+			Name string `json:"name"`
+		} `json:"entries"`
+	}
+	if json.Unmarshal(tocJSON, &t) != nil {
+		return false
+	}
+	for _, e := range t.Entries {
+		if e.Name == estargz.PrefetchLandmark || e.Name == estargz.NoPrefetchLandmark {
+			return true
+		}
+	}
+	return false
 }
 
 // zstdLen returns the decompressed length of a zstd stream.

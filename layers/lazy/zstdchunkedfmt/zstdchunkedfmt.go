@@ -66,30 +66,56 @@ var (
 	footerMagic = []byte{0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78}
 )
 
-// Format is zstd:chunked. The zero value is ready to use.
-type Format struct{}
+// Format is zstd:chunked. The zero value, for containers/storage, is ready
+// to use.
+type Format struct {
+	// Containerd selects the flavour that stargz-snapshotter mounts lazily:
+	// the descriptor carries the stargz TOC digest, which the snapshotter
+	// verifies the TOC against, instead of containers/storage's manifest
+	// checksum (containers/storage refuses a layer that has both); and the
+	// TOC, not the tar stream, holds a prefetch landmark entry, so the
+	// snapshotter prefetches exactly the prioritized files, or nothing,
+	// while the tar stream, and so the layer's DiffID, stays what the
+	// encoder was given. podman pulls this flavour whole.
+	Containerd bool
+}
 
 var _ lazy.Format = Format{}
 
-// String returns "zstd:chunked".
-func (Format) String() string { return "zstd:chunked" }
+// String returns "zstd:chunked", or "zstd:chunked-containerd" for the
+// containerd flavour.
+func (f Format) String() string {
+	if f.Containerd {
+		return "zstd:chunked-containerd"
+	}
+	return "zstd:chunked"
+}
 
-// Version returns "+zstd:chunked.2". 2: no prefetch landmark.
-func (Format) Version() string { return "+zstd:chunked.2" }
+// Version returns "+zstd:chunked.2" (2: no prefetch landmark), or
+// "+zstd:chunked-containerd.1".
+func (f Format) Version() string {
+	if f.Containerd {
+		return "+zstd:chunked-containerd.1"
+	}
+	return "+zstd:chunked.2"
+}
 
 // MediaType is the OCI zstd layer type: zstd:chunked is a valid zstd stream.
 func (Format) MediaType() types.MediaType { return types.OCILayerZStd }
 
-// Layout: no landmark; the payload is the whole tar.
-func (Format) Layout() lazy.Layout { return lazy.Layout{EndArchive: true} }
+// Layout: no landmark in the tar stream (the containerd flavour has one in
+// its TOC); the payload is the whole tar.
+func (f Format) Layout() lazy.Layout {
+	return lazy.Layout{EndArchive: true, TOCLandmark: f.Containerd}
+}
 
 // NewCompressor returns a zstd compressor at a level of zstd's 1-22 scale.
 func (Format) NewCompressor(level int) lazy.Compressor { return &compressor{level: level} }
 
 // NewCloser returns the closer of one layer: it records the tar-split and
 // compresses it and the TOC at a level of zstd's 1-22 scale.
-func (Format) NewCloser(level int) lazy.Closer {
-	return &closer{level: level, crc: crc64.New(storage.CRCTable)}
+func (f Format) NewCloser(level int) lazy.Closer {
+	return &closer{level: level, crc: crc64.New(storage.CRCTable), containerd: f.Containerd}
 }
 
 // newZstd makes a zstd encoder whose output depends only on its input and
@@ -122,16 +148,17 @@ func (c *compressor) Writer(w io.Writer) (io.WriteCloser, error) {
 // name, size and CRC-64. Then it writes the TOC, the tar-split and the
 // footer, each in a skippable frame.
 type closer struct {
-	level   int
-	ts      bytes.Buffer  // the compressed tar-split
-	zw      *zstd.Encoder // compresses into ts
-	tsCount sizeWriter    // counts the tar-split's JSON into zw
-	packer  storage.Packer
-	raw     []byte // stream bytes since the last file's data
-	file    storage.Entry
-	left    int64 // data bytes of file still to come
-	crc     hash.Hash64
-	err     error
+	level      int
+	containerd bool          // the flavour for stargz-snapshotter
+	ts         bytes.Buffer  // the compressed tar-split
+	zw         *zstd.Encoder // compresses into ts
+	tsCount    sizeWriter    // counts the tar-split's JSON into zw
+	packer     storage.Packer
+	raw        []byte // stream bytes since the last file's data
+	file       storage.Entry
+	left       int64 // data bytes of file still to come
+	crc        hash.Hash64
+	err        error
 }
 
 func (c *closer) start() error {
@@ -259,10 +286,14 @@ func (c *closer) Close(w io.Writer, t *lazy.Tail) (v1.Hash, map[string]string, e
 	if _, err := w.Write(tail.Bytes()); err != nil {
 		return v1.Hash{}, nil, err
 	}
+	sum := sha256.Sum256(tocJSON)
+	tocDigest := lazy.SHA256Hash(sum[:])
+	if c.containerd {
+		return tocDigest, containerdAnnotations(tocDigest, t.Stream.Size()), nil
+	}
 	a := pos.annotations()
 	a[PrefetchSizeAnnotation] = strconv.FormatInt(t.Prioritized, 10)
-	tocDigest := sha256.Sum256(tocJSON)
-	return lazy.SHA256Hash(tocDigest[:]), a, nil
+	return tocDigest, a, nil
 }
 
 // position is where a zstd:chunked blob keeps its metadata, as its
@@ -292,6 +323,16 @@ func (p position) annotations() map[string]string {
 		a[TarSplitPositionAnnotation] = fmt.Sprintf("%d:%d:%d", p.tarSplitOff, p.tarSplitLen, p.tarSplitJSON)
 	}
 	return a
+}
+
+// containerdAnnotations are the annotations of the containerd flavour: the
+// digest of the TOC JSON, which stargz-snapshotter verifies the TOC
+// against, and the uncompressed size.
+func containerdAnnotations(toc v1.Hash, uncompressed int64) map[string]string {
+	return map[string]string{
+		estargz.TOCJSONDigestAnnotation:         toc.String(),
+		estargz.StoreUncompressedSizeAnnotation: strconv.FormatInt(uncompressed, 10),
+	}
 }
 
 // sizeWriter counts the bytes written through it.

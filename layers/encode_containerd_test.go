@@ -1,0 +1,119 @@
+package layers_test
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
+
+	"github.com/coldstart-dev/coldstart/layers"
+)
+
+// TestEncodeZstdChunkedContainerd: the containerd flavour of zstd:chunked,
+// judged by estargz's own reader (what stargz-snapshotter mounts with).
+// Given a tar it need not reorder, it keeps the stream byte for byte (the
+// DiffID is the input's) and its TOC says not to prefetch; with prioritized
+// files, the TOC's prefetch landmark ends the range that holds exactly them.
+// The tar stream never has a landmark, and the descriptor carries the
+// stargz TOC digest but not containers/storage's manifest checksum.
+func TestEncodeZstdChunkedContainerd(t *testing.T) {
+	in := encBuildTar(t, encSampleFiles())
+	for _, tc := range []struct {
+		name        string
+		prioritized []string
+	}{
+		{"as it is", nil},
+		{"prioritized", []string{"/b/y.txt", "c/attr", "b/big.bin"}},
+		{"all missing", []string{"not/there"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opt := encOpts(layers.FormatZstdChunkedContainerd)
+			opt.Prioritized = tc.prioritized
+			blob, res := encode(t, in, opt)
+			if res.Annotations[estargz.TOCJSONDigestAnnotation] != res.TOCDigest.String() {
+				t.Errorf("annotation %s = %q, want the TOC digest %s", estargz.TOCJSONDigestAnnotation, res.Annotations[estargz.TOCJSONDigestAnnotation], res.TOCDigest)
+			}
+			for _, k := range layers.ZstdChunkedAnnotationKeys {
+				if v, ok := res.Annotations[k]; ok {
+					t.Errorf("annotation %s = %q: containers/storage refuses a layer with it and the TOC digest", k, v)
+				}
+			}
+			stream := encDecompress(t, layers.FormatZstdChunkedContainerd, blob)
+			for _, e := range encReadTar(t, stream) {
+				if strings.Contains(e.Name, "landmark") {
+					t.Errorf("the tar stream has %s", e.Name)
+				}
+			}
+			if got := encSha(stream); got != res.DiffID {
+				t.Errorf("DiffID %s, the stream hashes to %s", res.DiffID, got)
+			}
+			if tc.prioritized == nil && res.DiffID != encSha(in) {
+				t.Errorf("DiffID %s, the input's is %s: the stream changed", res.DiffID, encSha(in))
+			}
+
+			r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tocDigest, err := digestParse(res.TOCDigest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.VerifyTOC(tocDigest); err != nil {
+				t.Fatalf("VerifyTOC: %v", err)
+			}
+			lm, prefetch := r.Lookup(estargz.PrefetchLandmark)
+			if _, none := r.Lookup(estargz.NoPrefetchLandmark); none == prefetch {
+				t.Fatalf("the TOC has a prefetch landmark: %v, a no-prefetch landmark: %v; want exactly one", prefetch, none)
+			}
+			found := len(tc.prioritized) > 0 && tc.prioritized[0] != "not/there"
+			if prefetch != found {
+				t.Fatalf("prefetch landmark: %v, want %v", prefetch, found)
+			}
+			if !prefetch {
+				return
+			}
+			want := map[string]bool{}
+			for _, n := range tc.prioritized {
+				want[strings.TrimPrefix(n, "/")] = true
+			}
+			end := lm.Offset
+			first := int64(-1)
+			for name, body := range encFileBodies(encSampleFiles()) {
+				if len(body) == 0 {
+					continue
+				}
+				e, ok := r.Lookup(name)
+				if !ok {
+					t.Fatalf("%s is not in the TOC", name)
+				}
+				switch {
+				case want[name] && e.Offset >= end:
+					t.Errorf("prioritized %s at %d is after the prefetch range [0, %d)", name, e.Offset, end)
+				case want[name]:
+					// Its last chunk ends inside the range too.
+					for off := int64(0); off < e.Size; {
+						ce, ok := r.ChunkEntryForOffset(name, off)
+						if !ok {
+							t.Fatalf("%s: no chunk at %d", name, off)
+						}
+						if ce.NextOffset() > end {
+							t.Errorf("prioritized %s: chunk at %d ends at %d, after the prefetch range [0, %d)", name, off, ce.NextOffset(), end)
+						}
+						off = ce.ChunkOffset + ce.ChunkSize
+					}
+				case e.Offset < end:
+					t.Errorf("%s at %d is inside the prefetch range [0, %d)", name, e.Offset, end)
+				case first < 0 || e.Offset < first:
+					first = e.Offset
+				}
+			}
+			if first != end {
+				t.Errorf("the prefetch range ends at %d, the first other file starts at %d", end, first)
+			}
+		})
+	}
+}
