@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"hash/crc64"
@@ -115,7 +116,10 @@ func (Format) NewCompressor(level int) lazy.Compressor { return &compressor{leve
 // NewCloser returns the closer of one layer: it records the tar-split and
 // compresses it and the TOC at a level of zstd's 1-22 scale.
 func (f Format) NewCloser(level int) lazy.Closer {
-	return &closer{level: level, crc: crc64.New(storage.CRCTable), containerd: f.Containerd}
+	if f.Containerd {
+		return &snapshotterCloser{level: level}
+	}
+	return &closer{level: level, crc: crc64.New(storage.CRCTable)}
 }
 
 // newZstd makes a zstd encoder whose output depends only on its input and
@@ -148,17 +152,16 @@ func (c *compressor) Writer(w io.Writer) (io.WriteCloser, error) {
 // name, size and CRC-64. Then it writes the TOC, the tar-split and the
 // footer, each in a skippable frame.
 type closer struct {
-	level      int
-	containerd bool          // the flavour for stargz-snapshotter
-	ts         bytes.Buffer  // the compressed tar-split
-	zw         *zstd.Encoder // compresses into ts
-	tsCount    sizeWriter    // counts the tar-split's JSON into zw
-	packer     storage.Packer
-	raw        []byte // stream bytes since the last file's data
-	file       storage.Entry
-	left       int64 // data bytes of file still to come
-	crc        hash.Hash64
-	err        error
+	level   int
+	ts      bytes.Buffer  // the compressed tar-split
+	zw      *zstd.Encoder // compresses into ts
+	tsCount sizeWriter    // counts the tar-split's JSON into zw
+	packer  storage.Packer
+	raw     []byte // stream bytes since the last file's data
+	file    storage.Entry
+	left    int64 // data bytes of file still to come
+	crc     hash.Hash64
+	err     error
 }
 
 func (c *closer) start() error {
@@ -247,16 +250,9 @@ func (c *closer) Close(w io.Writer, t *lazy.Tail) (v1.Hash, map[string]string, e
 	if err != nil {
 		return v1.Hash{}, nil, fmt.Errorf("encoding the TOC: %w", err)
 	}
-	var ctoc bytes.Buffer
-	zw, err := newZstd(&ctoc, c.level)
+	ctoc, err := compressTOC(tocJSON, c.level)
 	if err != nil {
 		return v1.Hash{}, nil, err
-	}
-	if _, err := zw.Write(tocJSON); err != nil {
-		return v1.Hash{}, nil, fmt.Errorf("compressing the TOC: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return v1.Hash{}, nil, fmt.Errorf("compressing the TOC: %w", err)
 	}
 	pos := position{
 		tocOff:       t.Payload + 8,
@@ -270,30 +266,83 @@ func (c *closer) Close(w io.Writer, t *lazy.Tail) (v1.Hash, map[string]string, e
 		hasTarSplit:  true,
 	}
 	pos.tarSplitOff = pos.tocOff + pos.tocLen + 8
-	footer := make([]byte, zstdchunked.FooterSize)
-	binary.LittleEndian.PutUint64(footer[0:], uint64(pos.tocOff))
-	binary.LittleEndian.PutUint64(footer[8:], uint64(pos.tocLen))
-	binary.LittleEndian.PutUint64(footer[16:], uint64(pos.tocJSONLen))
-	binary.LittleEndian.PutUint64(footer[24:], manifestTypeCRFS)
-	copy(footer[32:], footerMagic)
+	if err := writeTail(w, ctoc.Bytes(), c.ts.Bytes(), footer(pos)); err != nil {
+		return v1.Hash{}, nil, err
+	}
+	sum := sha256.Sum256(tocJSON)
+	a := pos.annotations()
+	a[PrefetchSizeAnnotation] = strconv.FormatInt(t.Prioritized, 10)
+	return lazy.SHA256Hash(sum[:]), a, nil
+}
 
+// compressTOC compresses the TOC JSON into one zstd frame.
+func compressTOC(tocJSON []byte, level int) (*bytes.Buffer, error) {
+	var ctoc bytes.Buffer
+	zw, err := newZstd(&ctoc, level)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(tocJSON); err != nil {
+		return nil, fmt.Errorf("compressing the TOC: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compressing the TOC: %w", err)
+	}
+	return &ctoc, nil
+}
+
+// footer is the last frame's content: where the TOC is, its lengths, its
+// type and the magic.
+func footer(pos position) []byte {
+	f := make([]byte, zstdchunked.FooterSize)
+	binary.LittleEndian.PutUint64(f[0:], uint64(pos.tocOff))
+	binary.LittleEndian.PutUint64(f[8:], uint64(pos.tocLen))
+	binary.LittleEndian.PutUint64(f[16:], uint64(pos.tocJSONLen))
+	binary.LittleEndian.PutUint64(f[24:], manifestTypeCRFS)
+	copy(f[32:], footerMagic)
+	return f
+}
+
+// writeTail writes each frame as a zstd skippable frame.
+func writeTail(w io.Writer, frames ...[]byte) error {
 	var tail bytes.Buffer
-	for _, frame := range [][]byte{ctoc.Bytes(), c.ts.Bytes(), footer} {
+	for _, frame := range frames {
 		tail.Write(skippableFrameMagic)
 		tail.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(frame))))
 		tail.Write(frame)
 	}
-	if _, err := w.Write(tail.Bytes()); err != nil {
+	_, err := w.Write(tail.Bytes())
+	return err
+}
+
+// snapshotterCloser ends a layer of the containerd flavour: a TOC of
+// estargz's own shape (stargz-snapshotter reads no more of an entry) and
+// the footer; no tar-split, which only containers/storage reads.
+type snapshotterCloser struct{ level int }
+
+func (c *snapshotterCloser) Write(p []byte) (int, error)        { return len(p), nil }
+func (c *snapshotterCloser) File(name string, size int64) error { return nil }
+
+func (c *snapshotterCloser) Close(w io.Writer, t *lazy.Tail) (v1.Hash, map[string]string, error) {
+	entries := make([]*estargz.TOCEntry, 0, len(t.TOC))
+	for _, e := range t.TOC {
+		entries = append(entries, &e.TOCEntry)
+	}
+	tocJSON, err := json.Marshal(&estargz.JTOC{Version: 1, Entries: entries})
+	if err != nil {
+		return v1.Hash{}, nil, fmt.Errorf("encoding the TOC: %w", err)
+	}
+	ctoc, err := compressTOC(tocJSON, c.level)
+	if err != nil {
+		return v1.Hash{}, nil, err
+	}
+	pos := position{tocOff: t.Payload + 8, tocLen: int64(ctoc.Len()), tocJSONLen: int64(len(tocJSON))}
+	if err := writeTail(w, ctoc.Bytes(), footer(pos)); err != nil {
 		return v1.Hash{}, nil, err
 	}
 	sum := sha256.Sum256(tocJSON)
-	tocDigest := lazy.SHA256Hash(sum[:])
-	if c.containerd {
-		return tocDigest, containerdAnnotations(tocDigest, t.Stream.Size()), nil
-	}
-	a := pos.annotations()
-	a[PrefetchSizeAnnotation] = strconv.FormatInt(t.Prioritized, 10)
-	return tocDigest, a, nil
+	toc := lazy.SHA256Hash(sum[:])
+	return toc, containerdAnnotations(toc, t.Stream.Size()), nil
 }
 
 // position is where a zstd:chunked blob keeps its metadata, as its
