@@ -67,7 +67,7 @@ func (o *options) measure(ctx context.Context, r *Report, m *model, prof *profil
 		lopts = append(lopts, lazypull.WithPlatform(*o.platform))
 	}
 	for _, l := range m.layers {
-		if l.held {
+		if l.onNode() {
 			lopts = append(lopts, lazypull.WithHeld(l.desc.Digest), lazypull.WithLayerIndex(l.desc.Digest, l.idx))
 		}
 	}

@@ -35,13 +35,23 @@ type layerInfo struct {
 	toc *lazypull.TOC
 	// mountable: lazy content and a descriptor that says so.
 	mountable bool
-	held      bool
+	// held: the node holds the blob (its compressed digest).
+	held bool
+	// snapshot: the node holds no blob of this digest but, from an image
+	// it pulled, a snapshot of the same chain ID (the layer and all below
+	// it have the same DiffIDs), which containerd uses instead of pulling
+	// the layer (a layer recompressed with its tar stream unchanged).
+	snapshot bool
 	// blob is the temporary file that holds the compressed blob.
 	blob string
 	// partial is the layer as containers/storage reads it when it pulls
 	// it partially, nil when it downloads it whole.
 	partial *partialpull.Layer
 }
+
+// onNode says whether containerd finds the layer on the node: its blob, or
+// a snapshot of its chain.
+func (l *layerInfo) onNode() bool { return l.held || l.snapshot }
 
 // compression of the layer's chunks: gzip for eStargz, zstd for
 // zstd:chunked, else the blob's.
@@ -221,7 +231,7 @@ func (m *model) fullPull() *build {
 	var idx []int
 	b.roles = make([]lazypull.Role, len(m.layers))
 	for i, l := range m.layers {
-		if l.held {
+		if l.onNode() {
 			b.roles[i] = lazypull.RoleHeld
 			continue
 		}
@@ -301,7 +311,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 	lazy, held := make([]bool, n), make([]bool, n)
 	for i, l := range m.layers {
 		lazy[i] = l.mountable || whatIf && !l.idx.Foreign
-		held[i] = l.held
+		held[i] = l.onNode()
 	}
 	b.roles = lazypull.Roles(lazy, held)
 
@@ -466,7 +476,7 @@ func (m *model) lowerBound() *build {
 	}
 	done := map[v1.Hash]bool{}
 	for i, l := range m.layers {
-		if l.held || done[l.desc.Digest] {
+		if l.onNode() || done[l.desc.Digest] {
 			continue
 		}
 		done[l.desc.Digest] = true
@@ -510,7 +520,7 @@ func (m *model) lowerBound() *build {
 	var read int64
 	opened := 0
 	for _, f := range m.files {
-		if !m.layers[f.ref.Layer].held {
+		if !m.layers[f.ref.Layer].onNode() {
 			read += f.entry.Size
 			opened++
 		}

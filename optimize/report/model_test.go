@@ -388,3 +388,70 @@ func TestModelSameBlobTwice(t *testing.T) {
 		t.Errorf("lower bound: %+v", lb)
 	}
 }
+
+// TestModelSnapshotByChain: containerd names a snapshot by the chain ID of
+// its layer, which the DiffIDs decide: a node that pulled the gzip base
+// holds the base layer of an image whose base was recompressed into
+// zstd:chunked for containerd with its tar stream unchanged, although it
+// has no blob of that digest. The same tar under another lower layer is
+// another snapshot.
+func TestModelSnapshotByChain(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	tarOf := func(l testLayer) []byte {
+		rc, err := l.layer.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	recompressed := lazyLayer(t, tarOf(base), layers.EncodeOptions{Format: layers.FormatZstdChunkedContainerd})
+	bd, _ := base.layer.Digest()
+	rd, _ := recompressed.layer.Digest()
+	if bd == rd {
+		t.Fatal("fixture: the recompressed base has the gzip base's digest")
+	}
+	img := testImage(t, fixtureImageConfig, recompressed, lib, app)
+	for _, tc := range []struct {
+		name  string
+		held  v1.Image
+		roles []string
+	}{
+		{"holds the gzip base", testImage(t, fixtureImageConfig, base), []string{"held", "lazy", "lazy"}},
+		{"holds base and lib", testImage(t, fixtureImageConfig, base, lib), []string{"held", "held", "lazy"}},
+		{"holds the base's tar above another layer", testImage(t, fixtureImageConfig, app, base), []string{"lazy", "lazy", "held"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithBaseImage(tc.held),
+				WithRates(zeroCPU), WithNetworks(bandwidthOnly))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var roles []string
+			var heldBytes int64
+			for _, l := range r.Layers {
+				roles = append(roles, l.Role)
+				if l.Held {
+					heldBytes += l.Size
+				}
+			}
+			if d := cmp.Diff(tc.roles, roles); d != "" {
+				t.Errorf("roles (-want +got):\n%s", d)
+			}
+			full := scenario(t, r, FullPull)
+			var all int64
+			for _, l := range r.Layers {
+				all += l.Size
+			}
+			raw, _ := img.RawManifest()
+			cfg, _ := img.RawConfigFile()
+			if want := int64(len(raw)+len(cfg)) + all - heldBytes; full.Bytes != want {
+				t.Errorf("full pull fetches %d bytes, want %d: the held layers' blobs are not fetched", full.Bytes, want)
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package report
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +25,7 @@ const Version = 1
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "5"
+const ModelVersion = "6"
 
 // Scenario names one way of starting the image.
 type Scenario string
@@ -339,6 +341,7 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 	for d := range o.held {
 		held[d] = true
 	}
+	heldChains := map[v1.Hash]bool{} // the snapshots of the held images
 	for i, b := range o.baseImages {
 		ls, err := b.Layers()
 		if err != nil {
@@ -351,6 +354,9 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 			}
 			held[d] = true
 		}
+		if err := addChains(heldChains, b); err != nil {
+			return nil, fmt.Errorf("base image %d: %w", i, err)
+		}
 	}
 	var prev *previous
 	if o.previous != nil {
@@ -361,10 +367,19 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 		for _, d := range prev.layers {
 			held[d] = true
 		}
+		if err := addChains(heldChains, o.previous); err != nil {
+			return nil, fmt.Errorf("previous image: %w", err)
+		}
 	}
+	var diffIDs []v1.Hash
 	for _, l := range m.layers {
+		diffIDs = append(diffIDs, l.idx.DiffID)
+	}
+	chains := chainIDs(diffIDs)
+	for i, l := range m.layers {
 		l.held = held[l.desc.Digest]
-		if l.held {
+		l.snapshot = !l.held && i < len(chains) && heldChains[chains[i]]
+		if l.onNode() {
 			r.Held = append(r.Held, l.desc.Digest.String())
 		}
 	}
@@ -417,7 +432,7 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 	builds := []*build{full, lazy, lower}
 	var whatIf *build
 	for i, l := range m.layers {
-		if !l.held && !l.mountable && lazy.roles[i] != lazypull.RoleHeld && !l.idx.Foreign {
+		if !l.onNode() && !l.mountable && lazy.roles[i] != lazypull.RoleHeld && !l.idx.Foreign {
 			whatIf = m.lazyStart(true)
 			builds = append(builds, whatIf)
 			break
@@ -485,6 +500,37 @@ func addNetwork(nets []Network, n Network) []Network {
 		}
 	}
 	return append(nets, n)
+}
+
+// chainIDs are the chain IDs of a stack of layers with these DiffIDs, by
+// which containerd names the snapshot of each: the first layer's DiffID,
+// then the digest of "PARENT DIFFID". It stops at a layer whose DiffID is
+// unknown (a foreign layer's).
+func chainIDs(diffIDs []v1.Hash) []v1.Hash {
+	var out []v1.Hash
+	for i, d := range diffIDs {
+		if d.Hex == "" {
+			break
+		}
+		if i > 0 {
+			sum := sha256.Sum256([]byte(out[i-1].String() + " " + d.String()))
+			d = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// addChains adds the chain IDs of img's layers to m.
+func addChains(m map[v1.Hash]bool, img v1.Image) error {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("reading the config: %w", err)
+	}
+	for _, c := range chainIDs(cfg.RootFS.DiffIDs) {
+		m[c] = true
+	}
+	return nil
 }
 
 // roundSeconds keeps 0.1 ms: enough for any figure, stable in JSON.
@@ -597,7 +643,7 @@ func (m *model) layerSummaries(lazy *build) []Layer {
 		st := lazy.layerStats[i]
 		ly := Layer{
 			Index: i, Digest: l.desc.Digest.String(), MediaType: string(l.desc.MediaType), Format: format(l),
-			Size: l.idx.Size, UncompressedSize: l.idx.UncompressedSize, Entries: len(l.idx.Entries), Held: l.held,
+			Size: l.idx.Size, UncompressedSize: l.idx.UncompressedSize, Entries: len(l.idx.Entries), Held: l.onNode(),
 			Role: lazy.roles[i].String(), TOCBytes: st.toc, PrefetchBytes: st.prefetch,
 			OnDemandBytes: st.onDemand, OnDemandRequests: st.onDemandRequests,
 		}
