@@ -123,12 +123,16 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 		}
 	}
 	prio := lp.prioritized
-	if lp.role == RoleKeep {
+	if lp.role == RoleKeep || lp.role == RoleRecompress {
 		prio = nil
 	}
 	k := map[string]any{
 		"diffID": idx.DiffID.String(), "role": int(lp.role), "dropped": dropped, "prioritized": prio,
 		"encode": o.encodeFingerprint(),
+	}
+	if lp.role == RoleRecompress {
+		// Recompressed into its own format, whatever the target's.
+		k["recompress"] = layers.FormatZstdChunkedContainerd.EncoderVersion()
 	}
 	if len(lp.links) > 0 {
 		// What hard links to lower files become depends on those files.

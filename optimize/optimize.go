@@ -312,7 +312,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		lr.InputDigest = idx.Digest.String()
 		lr.SizeBefore = idx.Size
 		lr.Reason = lp.reason
-		if lp.role == RoleKeep {
+		keep := func() {
 			out[i] = ls[i]
 			lr.Action = ActionKept
 			lr.OutputDigest = lr.InputDigest
@@ -321,6 +321,9 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 			if idx.TOCDigest.Hex != "" {
 				lr.TOCDigest = idx.TOCDigest.String()
 			}
+		}
+		if lp.role == RoleKeep {
+			keep()
 			if idx.Lazy != layers.NotLazy {
 				a, err := o.keptLazyAnnotations(ctx, ls[i], idx, tmp)
 				if err != nil {
@@ -354,6 +357,12 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		}
 		g.Go(func() error {
 			nl, enc, err := o.convertLayer(gctx, ls[i], tars, i, idxs, lp, tmp, ir.Platform)
+			var changed *streamChangedError
+			if errors.As(err, &changed) {
+				keep()
+				lr.Reason = fmt.Sprintf("base image layer: kept byte-identical, as recompressing it would change its tar stream (%v)", changed)
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("layer %d %s: %w", i, idx.Digest, err)
 			}
@@ -498,6 +507,8 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 			roles[i], reasons[i] = RoleKeep, "cached on nodes (given digest): kept byte-identical"
 		case o.baseLayers[idx.Digest] && policy == BaseKeep:
 			roles[i], reasons[i] = RoleKeep, "base image layer: kept byte-identical"
+		case o.baseLayers[idx.Digest] && policy == BaseRecompress:
+			roles[i], reasons[i] = RoleRecompress, "base image layer: recompressed to zstd:chunked for containerd, its tar stream unchanged, so nodes that hold the base reuse it"
 		case o.baseLayers[idx.Digest]:
 			roles[i], reasons[i] = RoleConvert, "base image layer: converted as it is, so every image on this base shares it"
 		case idx.Lazy != layers.NotLazy && !o.force:
@@ -513,6 +524,9 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 // it into a temporary blob, and returns a layer backed by that blob.
 func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
+	if lp.role == RoleRecompress {
+		return o.recompressLayer(ctx, tars, li, idx, tmp, platform)
+	}
 	var rc io.Reader
 	if extracted := tars.Spooled(li); extracted != nil {
 		// Already decompressed for the profiler: read that copy.
@@ -585,6 +599,58 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 		return nil, nil, err
 	}
 	if err := blob.Close(); err != nil {
+		tmp.discard(blob)
+		return nil, nil, err
+	}
+	return newFileLayer(blob.Name(), enc), enc, nil
+}
+
+// streamChangedError says that the encoder had to change a layer's tar
+// stream, which a recompressed layer must keep.
+type streamChangedError struct{ from, to v1.Hash }
+
+func (e *streamChangedError) Error() string {
+	return fmt.Sprintf("DiffID %s would become %s", e.from, e.to)
+}
+
+// recompressLayer encodes layer li's tar stream as it is into zstd:chunked
+// for containerd, without prioritized files. When the encoder had to change
+// the stream (it keeps one entry per name, and drops PAX global headers),
+// the layer's DiffID would change: that is a *streamChangedError, and the
+// blob is discarded.
+func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
+	src, err := tars.Tar(li)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, err := tmp.create("blob-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	eo := o.encode
+	eo.Format = layers.FormatZstdChunkedContainerd
+	eo.Prioritized = nil
+	eo.Level = 0 // the format's default: the target's level is for its own compression
+	if o.progress != nil {
+		digest := idx.Digest.String()
+		var done int64
+		var mu sync.Mutex
+		eo.Progress = func(k int64) {
+			mu.Lock()
+			done += k
+			d := done
+			mu.Unlock()
+			o.progress(Progress{Phase: PhaseConvert, Platform: platform, Layer: li, Digest: digest, Done: d, Total: idx.UncompressedSize})
+		}
+	}
+	enc, err := layers.Encode(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), blob, eo)
+	if err == nil && enc.DiffID != idx.DiffID {
+		err = &streamChangedError{from: idx.DiffID, to: enc.DiffID}
+	}
+	if err == nil {
+		err = blob.Close()
+	}
+	if err != nil {
 		tmp.discard(blob)
 		return nil, nil, err
 	}

@@ -62,6 +62,19 @@ const (
 	// (the loader, its cache and the C library that /bin/sh loads, found
 	// from the base alone) goes first, behind a prefetch landmark.
 	BaseConvert
+	// BaseRecompress recompresses base layers into
+	// layers.FormatZstdChunkedContainerd and changes nothing else: each
+	// layer's tar stream stays byte for byte, and so its DiffID and the
+	// chain ID containerd names its snapshot by. A containerd node that
+	// holds the base (from the original image or any other on it) reuses
+	// its snapshot and fetches none of it; stargz-snapshotter mounts it
+	// lazily on a node without it, fetching the files a container reads on
+	// demand (no prefetch: the start-up files are wherever the base has
+	// them). For containerd only, with an eStargz target: podman pulls such
+	// a layer whole. A layer whose stream cannot be kept (say, it repeats
+	// a name, which a TOC cannot hold) is kept byte-identical instead, and
+	// the result says so.
+	BaseRecompress
 )
 
 func (p BasePolicy) String() string {
@@ -70,11 +83,13 @@ func (p BasePolicy) String() string {
 		return "keep"
 	case BaseConvert:
 		return "convert"
+	case BaseRecompress:
+		return "recompress"
 	}
 	return "auto"
 }
 
-// ParseBasePolicy parses "auto", "keep" or "convert".
+// ParseBasePolicy parses "auto", "keep", "convert" or "recompress".
 func ParseBasePolicy(s string) (BasePolicy, error) {
 	switch s {
 	case "auto", "":
@@ -83,8 +98,10 @@ func ParseBasePolicy(s string) (BasePolicy, error) {
 		return BaseKeep, nil
 	case "convert":
 		return BaseConvert, nil
+	case "recompress":
+		return BaseRecompress, nil
 	}
-	return 0, fmt.Errorf("unknown base policy %q: use keep, convert or auto", s)
+	return 0, fmt.Errorf("unknown base policy %q: use keep, convert, recompress or auto", s)
 }
 
 // DefaultConcurrency is how many layers are read or converted at once by
@@ -104,6 +121,9 @@ func makeOptions(opts []Option) (*options, error) {
 	}
 	if _, err := funcopt.Apply(o, opts); err != nil {
 		return nil, err
+	}
+	if o.basePolicy == BaseRecompress && o.encode.Format != layers.FormatEStargz && o.encode.Format != layers.FormatZstdChunkedContainerd {
+		return nil, fmt.Errorf("base policy recompress makes zstd:chunked layers that only containerd's stargz-snapshotter mounts lazily: it needs the estargz or zstd:chunked-containerd format, not %s", o.encode.Format)
 	}
 	o.indexOptions = append(o.indexOptions, layers.WithLogger(o.logger))
 	o.mem = &memory{c: o.cache, logger: o.logger}
@@ -235,7 +255,7 @@ func WithBaseImage(imgs ...v1.Image) Option {
 // WithBasePolicy sets what happens to base layers. The default is BaseAuto.
 func WithBasePolicy(p BasePolicy) Option {
 	return func(o *options) error {
-		if p < BaseAuto || p > BaseConvert {
+		if p < BaseAuto || p > BaseRecompress {
 			return fmt.Errorf("unknown base policy %d", p)
 		}
 		o.basePolicy = p

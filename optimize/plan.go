@@ -1,6 +1,7 @@
 package optimize
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ const (
 	// every image on the same base layer gets the same converted digest
 	// (base layers under BaseConvert).
 	RoleConvert
+	// RoleRecompress: the layer's tar stream stays byte for byte (and so its
+	// DiffID), recompressed into zstd:chunked for containerd (base layers
+	// under BaseRecompress). The plan treats it as kept.
+	RoleRecompress
 )
 
 // layerPlan is what happens to one layer.
@@ -74,7 +79,20 @@ type plan struct {
 // role, dedupe says whether to drop what no container sees and f is the
 // output format.
 func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool, f layers.Format) *plan {
-	p := makePlanEntries(ov, roles, reasons, dedupe)
+	// A recompressed layer's entries are the input's: for the plan, it is
+	// kept.
+	planRoles := slices.Clone(roles)
+	for i, r := range planRoles {
+		if r == RoleRecompress {
+			planRoles[i] = RoleKeep
+		}
+	}
+	p := makePlanEntries(ov, planRoles, reasons, dedupe)
+	defer func() {
+		for i, r := range roles {
+			p.layers[i].role = r
+		}
+	}()
 	p.findLinkSources()
 	if f.Lazy() {
 		p.findParentDirs()

@@ -47,7 +47,7 @@ func newOptimize(g *globals) *cobra.Command {
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstd:chunked, gzip or zstd")
+	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstd:chunked, gzip, zstd or zstd:chunked-containerd (zstd:chunked that stargz-snapshotter mounts lazily; podman pulls it whole)")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "0", "largest file chunk in the lazy formats, e.g. 4MiB (0: 4 MiB)")
 	fl.StringVar(&f.sparseLimit, "sparse-limit", "8MiB", "leave start-up shared objects and JDK class images larger than this out of the prefetch: read in part, their chunks are fetched on demand (0: prefetch every start-up file)")
@@ -55,7 +55,7 @@ func newOptimize(g *globals) *cobra.Command {
 	fl.StringVar(&f.profile, "prioritize", "static", "same as --profile FILE")
 	_ = fl.MarkHidden("prioritize")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable, or comma-separated)")
-	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, or auto (picks by the estimated start on --network, cold and warm nodes)")
+	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, recompress (zstd:chunked for containerd with the tar stream unchanged: nodes holding the base reuse it, others mount it lazily), or auto (picks by the estimated start on --network, cold and warm nodes)")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to weigh and estimate on: datacenter, cloud, edge or RATE,RTT (repeatable; default all three)")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable, or comma-separated)")
 	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")

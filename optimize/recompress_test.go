@@ -1,0 +1,101 @@
+package optimize_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
+	"github.com/coldstart-dev/coldstart/optimize"
+)
+
+// TestBaseRecompress: under BaseRecompress each base layer becomes
+// zstd:chunked for containerd with the DiffID it had (so containerd finds
+// its snapshot on a node that holds the base), the same blob under every
+// image on that base; the application layer is converted as ever, and the
+// independent applier finds the output's files equal to the input's. A base
+// layer whose stream the encoder would change (it repeats a name) is kept
+// byte-identical instead, with the reason.
+func TestBaseRecompress(t *testing.T) {
+	base := buildImage(t, []testimage.Layer{
+		{testimage.Dir("etc", 0o755), testimage.File("etc/os-release", "debian"), testimage.File("etc/junk", "junk"),
+			testimage.Dir("lib", 0o755), testimage.File("lib/libc.so.6", strings.Repeat("libc", 5000)), testimage.Hardlink("lib/libc.so", "lib/libc.so.6")},
+		{testimage.File("etc/motd", "hi"), testimage.File("etc/motd", "hi again")},
+	})
+	baseLayers, _ := base.Layers()
+	app := buildImage(t, []testimage.Layer{{testimage.Whiteout("etc/junk"), testimage.File("etc/motd", "hello"), testimage.File("bin/app", "#!/bin/sh\n")}})
+	appLayers, _ := app.Layers()
+	src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(append([]v1.Layer{}, baseLayers...), appLayers...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
+	mustVerify(t, src, out)
+	if p := res.Images[0].BasePolicy; p != "recompress" {
+		t.Errorf("base policy %q", p)
+	}
+	inCfg, _ := src.ConfigFile()
+	outCfg, _ := out.ConfigFile()
+	outLayers, _ := out.Layers()
+	mf, _ := out.Manifest()
+
+	// Layer 0: recompressed, same DiffID.
+	bd, _ := baseLayers[0].Digest()
+	if d := mf.Layers[0].Digest; d == bd || mf.Layers[0].MediaType != types.OCILayerZStd {
+		t.Errorf("base layer 0: %s %s, want a new zstd blob (%s)", mf.Layers[0].MediaType, d, res.Images[0].Layers[0].Reason)
+	}
+	if outCfg.RootFS.DiffIDs[0] != inCfg.RootFS.DiffIDs[0] {
+		t.Errorf("base layer 0: DiffID %s, was %s", outCfg.RootFS.DiffIDs[0], inCfg.RootFS.DiffIDs[0])
+	}
+	if mf.Layers[0].Annotations[estargz.TOCJSONDigestAnnotation] == "" {
+		t.Errorf("base layer 0 has no %s: stargz-snapshotter would not mount it", estargz.TOCJSONDigestAnnotation)
+	}
+	idx, err := layers.IndexLayer(t.Context(), outLayers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx.Lazy != layers.ZstdChunked {
+		t.Errorf("base layer 0 is %q, want zstd:chunked", idx.Lazy)
+	}
+
+	// Layer 1 repeats etc/motd: a TOC holds one entry per name, so the
+	// stream would change; it is kept.
+	bd1, _ := baseLayers[1].Digest()
+	if mf.Layers[1].Digest != bd1 || !strings.Contains(res.Images[0].Layers[1].Reason, "kept byte-identical") {
+		t.Errorf("base layer 1: %s (%s), want it kept", mf.Layers[1].Digest, res.Images[0].Layers[1].Reason)
+	}
+	// The application layer is converted.
+	if outCfg.RootFS.DiffIDs[2] == inCfg.RootFS.DiffIDs[2] {
+		t.Errorf("the application layer was not converted")
+	}
+
+	// The same base under another application: the same blob.
+	app2 := buildImage(t, []testimage.Layer{{testimage.File("srv/other", "x")}})
+	app2Layers, _ := app2.Layers()
+	src2, err := testimage.Image(v1.Config{Entrypoint: []string{"/srv/other"}}, append(append([]v1.Layer{}, baseLayers...), app2Layers...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2, _ := optimizeImage(t, src2, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
+	mf2, _ := out2.Manifest()
+	if mf2.Layers[0].Digest != mf.Layers[0].Digest {
+		t.Errorf("recompressed base: %s under one application, %s under another", mf.Layers[0].Digest, mf2.Layers[0].Digest)
+	}
+}
+
+// TestBaseRecompressNeedsContainerd: podman's zstd:chunked and the plain
+// formats are refused with the reason.
+func TestBaseRecompressNeedsContainerd(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("a", "a")}})
+	for _, f := range []layers.Format{layers.FormatZstdChunked, layers.FormatGzip} {
+		_, err := optimize.Image(t.Context(), src, optimize.WithBaseImage(src), optimize.WithBasePolicy(optimize.BaseRecompress),
+			optimize.WithFormat(f), optimize.WithTempDir(t.TempDir()))
+		if err == nil || !strings.Contains(err.Error(), "recompress") {
+			t.Errorf("%s: %v, want an error that names the policy", f, err)
+		}
+	}
+}
