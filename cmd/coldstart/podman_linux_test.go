@@ -434,3 +434,35 @@ func TestPodmanUpdate(t *testing.T) {
 		t.Errorf("container of v2: extra %q, missing %q", extra, missing)
 	}
 }
+
+// TestPodmanZstdChunkedContainerd: zstd:chunked for containerd is a zstd
+// stream podman reads as it is. It carries the stargz TOC digest, not
+// containers/storage's manifest checksum, so podman with partial pulls on
+// finds no zstd:chunked TOC to pull by and downloads each layer whole;
+// either way a container sees exactly the input's files (the TOC's
+// landmark is in no tar stream), and one that does not run as root reaches
+// them.
+func TestPodmanZstdChunkedContainerd(t *testing.T) {
+	busybox := podmanTools(t)
+	reg := registrytest.StartDistribution(t)
+	src, want := podmanImage(t, busybox, podmanApp())
+	optimizeTo(t, src, reg.Ref("app:containerd"), "zstd:chunked-containerd")
+	ref := reg.Host + "/app:containerd"
+	for _, partial := range []bool{true, false} {
+		t.Run(fmt.Sprintf("partial=%v", partial), func(t *testing.T) {
+			p := newPodmanStore(t, reg.Host, partial)
+			log := p.pull(t, ref)
+			if m := podman.PartialBlobs(log); len(m) > 0 {
+				t.Errorf("podman pulled %d layers partially", len(m))
+			}
+			extra, missing := containerDiff(want, p.files(t, ref))
+			if len(extra) > 0 {
+				t.Errorf("files in a container that are not in the input: %q", extra)
+			}
+			if len(missing) > 0 {
+				t.Errorf("files of the input missing from a container: %q", missing)
+			}
+			p.readAsNobody(t, ref)
+		})
+	}
+}
