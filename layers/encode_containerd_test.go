@@ -2,12 +2,14 @@ package layers_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/coldstart-dev/coldstart/layers"
 )
@@ -75,6 +77,33 @@ func TestEncodeZstdChunkedContainerd(t *testing.T) {
 			}
 			if !prefetch {
 				return
+			}
+			// Every file reads back as stargz-snapshotter reads it: with
+			// the entries that share its offset pre-read and verified.
+			for name, body := range encFileBodies(encSampleFiles()) {
+				fr, err := r.OpenFileWithPreReader(name, func(e *estargz.TOCEntry, cr io.Reader) error {
+					d, err := digest.Parse(e.ChunkDigest)
+					if err != nil {
+						return fmt.Errorf("%s at %d: chunk digest %q: %w", e.Name, e.Offset, e.ChunkDigest, err)
+					}
+					v := d.Verifier()
+					if _, err := io.Copy(v, cr); err != nil {
+						return err
+					}
+					if !v.Verified() {
+						return fmt.Errorf("%s at %d does not verify", e.Name, e.Offset)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, len(body))
+				if _, err := fr.ReadAt(got, 0); err != nil && err != io.EOF {
+					t.Errorf("reading %s: %v", name, err)
+				} else if !bytes.Equal(got, body) {
+					t.Errorf("%s: content differs", name)
+				}
 			}
 			want := map[string]bool{}
 			for _, n := range tc.prioritized {

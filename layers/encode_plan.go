@@ -416,8 +416,12 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 	var tocLandmark *lazy.TOCEntry
 	if layout.TOCLandmark {
 		h := p.entries[rest].hdr
+		// No data; at the prefetch landmark's offset the first file after
+		// the prioritized ones starts, and estargz's reader takes entries
+		// at one offset for files in one compressed segment, verifying
+		// each by its chunk digest: the landmark's is that of no bytes.
 		tocLandmark = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{
-			Name: h.Name, Type: "reg", ModTime3339: encTime(h.ModTime), Digest: encEmptyDigest,
+			Name: h.Name, Type: "reg", ModTime3339: encTime(h.ModTime), Digest: encEmptyDigest, ChunkDigest: encEmptyDigest,
 		}}
 	}
 	if !layout.Landmark {
