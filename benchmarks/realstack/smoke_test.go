@@ -34,12 +34,16 @@ func goCmd(t *testing.T, dir string, args ...string) {
 	}
 }
 
+// zstdContainerd names the smoke test's zstd:chunked-for-containerd variant.
+const zstdContainerd = "coldstart-zstd:chunked-containerd"
+
 // TestSmoke runs the whole stack once: it builds the stack and the
 // coldstart CLI, makes the demo image offline, converts it with coldstart
-// optimize (defaults), pushes both to the registry behind a 100 Mbit/s
-// link, and starts each on a cold node until the ready line. The
-// converted image must be mounted from remote snapshots only, with no
-// fallback to a download; the original is a full overlayfs pull.
+// optimize (defaults, and --to zstd:chunked-containerd), pushes them to the
+// registry behind a 100 Mbit/s link, and starts each on a cold node until
+// the ready line. The converted images must be mounted from remote
+// snapshots only, with no fallback to a download; the original is a full
+// overlayfs pull.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the real stack takes minutes: not in -short")
@@ -80,6 +84,13 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// zstd:chunked for containerd: the snapshotter verifies its TOC by the
+	// stargz TOC digest and prefetches up to the TOC's landmark.
+	zc := filepath.Join(tmp, "variants", zstdContainerd)
+	if out, err := exec.CommandContext(ctx, cli, "optimize", "-q", "--compare=false", "--no-cache", "--to", "zstd:chunked-containerd", "oci:"+demo, "oci:"+zc).CombinedOutput(); err != nil {
+		t.Fatalf("optimize --to zstd:chunked-containerd: %v\n%s", err, out)
+	}
+	vs = append(vs, Variant{Name: zstdContainerd, Layout: zc, Lazy: true})
 	res, err := Bench(ctx, Config{
 		Image: "demo", Variants: vs, Nodes: []string{Cold}, RateMbit: 100, Runs: 1,
 		Ready: Ready{Line: regexp.MustCompile(`^ready$`), Timeout: 60 * time.Second},
@@ -98,7 +109,7 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, s := range res.Summaries {
 		switch s.Variant {
-		case VariantColdstart:
+		case VariantColdstart, zstdContainerd:
 			if s.Mode != "remote" || s.RemoteLayers != s.Layers || s.Layers == 0 {
 				t.Errorf("coldstart output: %d of %d layers remote snapshots (%s), want all: the snapshotter fell back to downloading", s.RemoteLayers, s.Layers, s.Mode)
 			}
@@ -109,7 +120,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, r := range res.Runs {
-		if r.Variant == VariantColdstart && r.Error == "" && r.FUSEMounts == 0 {
+		if (r.Variant == VariantColdstart || r.Variant == zstdContainerd) && r.Error == "" && r.FUSEMounts == 0 {
 			t.Errorf("coldstart output: no stargz FUSE mount while the container ran")
 		}
 		if r.Error == "" && r.Traffic.Requests == 0 {
