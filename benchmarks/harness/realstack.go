@@ -79,8 +79,9 @@ type realStackResult struct {
 
 // realStack measures an image's variants on the real stack by running the
 // realstack command: the layouts this run made are passed as they are,
-// the other variants (reference-prioritized, coldstart-keep and -auto) the
-// command converts with the same coldstart and refconvert binaries.
+// the other variants (reference-prioritized, coldstart-keep, -auto and
+// -recompress) the command converts with the same coldstart and refconvert
+// binaries.
 func (r *runner) realStack(ctx context.Context, name string) error {
 	rs := r.cfg.RealStack
 	runs := rs.Runs
@@ -97,7 +98,7 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		"-nodes", strings.Join(rs.Nodes, ","), "-work", work, "-out", out, "-table=false",
 		"-base", base, "-original", r.layouts[name], "-coldstart", r.bin, "-refconvert", r.ref,
 		"-variant", "reference=" + r.layouts[name+"/reference"], "-variant", "coldstart=" + r.layouts[name+"/static"]}
-	converted := []string{"original", "reference-prioritized", "coldstart-keep", "coldstart-auto"}
+	converted := []string{"original", "reference-prioritized", "coldstart-keep", "coldstart-auto", "coldstart-recompress"}
 	pf := filepath.Join(r.cfg.Work, "profiles", name+".json")
 	prof, perr := readProfile(pf)
 	if perr == nil && prof.Source == profile.SourceRun {

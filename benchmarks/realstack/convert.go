@@ -31,11 +31,14 @@ const (
 	VariantColdstartKeep = "coldstart-keep"
 	// VariantColdstartAuto is coldstart optimize --base-policy auto --base BASE.
 	VariantColdstartAuto = "coldstart-auto"
+	// VariantColdstartRecompress is coldstart optimize --base-policy
+	// recompress --base BASE.
+	VariantColdstartRecompress = "coldstart-recompress"
 )
 
 // StandardVariants are all of them, in the order of the results.
 var StandardVariants = []string{VariantOriginal, VariantReference, VariantReferencePrioritized,
-	VariantColdstart, VariantColdstartRun, VariantColdstartKeep, VariantColdstartAuto}
+	VariantColdstart, VariantColdstartRun, VariantColdstartKeep, VariantColdstartAuto, VariantColdstartRecompress}
 
 // Converters are the programs and inputs Convert needs.
 type Converters struct {
@@ -74,7 +77,7 @@ func (c Converters) ConvertCommand(name, src, out string) (string, []string, err
 	case VariantColdstartRun:
 		return c.Coldstart, append(cs, "--profile", c.Profile, "oci:"+src, "oci:"+out),
 			errors.Join(need("the coldstart CLI", c.Coldstart), need("a run profile", c.Profile))
-	case VariantColdstartKeep, VariantColdstartAuto:
+	case VariantColdstartKeep, VariantColdstartAuto, VariantColdstartRecompress:
 		policy := strings.TrimPrefix(name, "coldstart-")
 		return c.Coldstart, append(cs, "--base-policy", policy, "--base", "oci:"+c.Base, "oci:"+src, "oci:"+out),
 			errors.Join(need("the coldstart CLI", c.Coldstart), need("the base image", c.Base))
