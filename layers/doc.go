@@ -40,17 +40,18 @@
 //
 // # Formats
 //
-// [Encode] writes a layer tar in one of four [Format]s. [FormatGzip] and
+// [Encode] writes a layer tar in one of five [Format]s. [FormatGzip] and
 // [FormatZstd] are plain compressed tars, compressed in parallel in blocks
-// whose boundaries depend only on the input. [FormatEStargz] (the default)
-// and [FormatZstdChunked] can be pulled lazily: the tar is cut into
+// whose boundaries depend only on the input. [FormatEStargz] (the default),
+// [FormatZstdChunked] and [FormatZstdChunkedContainerd] can be pulled
+// lazily: the tar is cut into
 // segments, each compressed on its own (every regular file, or every
 // [EncodeOptions.ChunkSize] piece of one, starts a segment), and a table of
 // contents (TOC) at the end says where each file lies, so that a puller
 // fetches the TOC and then only the files a container reads. The
 // [EncodeOptions.Prioritized] files lead the layer.
 //
-// What the two lazy formats share, this package does once: it orders the
+// What the lazy formats share, this package does once: it orders the
 // entries, plans the segments, compresses them on [EncodeOptions.Workers]
 // goroutines (the bytes never depend on how many) and hashes the
 // uncompressed stream as it goes. What differs is a lazy.Format from
@@ -65,7 +66,12 @@
 //     file in every container), and the TOC (with access and change times
 //     and end offsets), the tar-split and a footer in zstd skippable frames;
 //     the annotations hold the manifest checksum and position, and the
-//     prefetch size that stargz-snapshotter takes in place of a landmark.
+//     prefetch size that stargz-snapshotter takes in place of a landmark;
+//     its containerd flavour (Format.Containerd) is zstd:chunked as
+//     stargz-snapshotter mounts it: estargz's TOC with the landmark in the
+//     TOC only, the footer, no tar-split, and the stargz TOC digest
+//     annotation in place of the manifest checksum. With nothing to
+//     reorder it keeps the tar stream, and so the DiffID, byte for byte.
 //
 // [LazyAnnotations] derives the same annotations from a blob again, and
 // [Format.EncoderVersion] changes whenever a format's bytes do, so that

@@ -18,7 +18,9 @@ var ZstdChunkedAnnotationKeys = zstdchunkedfmt.PartialPullAnnotations
 // verifies the TOC against) and the uncompressed size, both from idx alone;
 // for zstd:chunked the manifest checksum and position (in the keys of
 // containers/storage before and after 1.48), the tar-split position and the
-// uncompressed size, read from blob's footer, TOC and tar-split frames. The
+// uncompressed size, read from blob's footer, TOC and tar-split frames (for
+// zstd:chunked for containerd, whose TOC alone has a landmark entry, the TOC
+// digest and the uncompressed size). The
 // annotations of a descriptor can be lost on the way (a docker-archive
 // round trip drops them); the blob cannot. The one annotation Encode writes
 // that the blob does not record is zstd:chunked's prefetch size for
