@@ -581,18 +581,7 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 	if lp.role == RoleRewrite || lp.role == RoleConvert {
 		eo.Prioritized = lp.prioritized
 	}
-	if o.progress != nil {
-		digest := idx.Digest.String()
-		var done int64
-		var mu sync.Mutex
-		eo.Progress = func(k int64) {
-			mu.Lock()
-			done += k
-			d := done
-			mu.Unlock()
-			o.progress(Progress{Phase: PhaseConvert, Platform: platform, Layer: li, Digest: digest, Done: d, Total: n})
-		}
-	}
+	eo.Progress = o.convertProgress(platform, li, idx, n)
 	enc, err := layers.Encode(ctx, io.NewSectionReader(tarFile, 0, n), blob, eo)
 	if err != nil {
 		tmp.discard(blob)
@@ -603,6 +592,25 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 		return nil, nil, err
 	}
 	return newFileLayer(blob.Name(), enc), enc, nil
+}
+
+// convertProgress is the encoder's progress callback for layer li, which
+// reports PhaseConvert events of total bytes; nil without a progress
+// function.
+func (o *pipeline) convertProgress(platform string, li int, idx *layers.Index, total int64) func(int64) {
+	if o.progress == nil {
+		return nil
+	}
+	digest := idx.Digest.String()
+	var done int64
+	var mu sync.Mutex
+	return func(k int64) {
+		mu.Lock()
+		done += k
+		d := done
+		mu.Unlock()
+		o.progress(Progress{Phase: PhaseConvert, Platform: platform, Layer: li, Digest: digest, Done: d, Total: total})
+	}
 }
 
 // streamChangedError says that the encoder had to change a layer's tar
@@ -631,18 +639,7 @@ func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li i
 	eo.Format = layers.FormatZstdChunkedContainerd
 	eo.Prioritized = nil
 	eo.Level = 0 // the format's default: the target's level is for its own compression
-	if o.progress != nil {
-		digest := idx.Digest.String()
-		var done int64
-		var mu sync.Mutex
-		eo.Progress = func(k int64) {
-			mu.Lock()
-			done += k
-			d := done
-			mu.Unlock()
-			o.progress(Progress{Phase: PhaseConvert, Platform: platform, Layer: li, Digest: digest, Done: d, Total: idx.UncompressedSize})
-		}
-	}
+	eo.Progress = o.convertProgress(platform, li, idx, idx.UncompressedSize)
 	enc, err := layers.Encode(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), blob, eo)
 	if err == nil && enc.DiffID != idx.DiffID {
 		err = &streamChangedError{from: idx.DiffID, to: enc.DiffID}
