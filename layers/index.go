@@ -545,7 +545,7 @@ func detectLazy(idx *Index, tail []byte) {
 			return
 		}
 		ra := &tailReaderAt{tail: tail, size: idx.Size}
-		if _, _, err := estargz.OpenFooter(io.NewSectionReader(ra, 0, idx.Size)); err == nil {
+		if _, _, err := OpenFooter(io.NewSectionReader(ra, 0, idx.Size)); err == nil {
 			idx.Lazy = EStargz
 		}
 	case Zstd:
@@ -553,7 +553,7 @@ func detectLazy(idx *Index, tail []byte) {
 			return
 		}
 		var d zstdchunked.Decompressor
-		if _, _, _, err := d.ParseFooter(tail[len(tail)-zstdchunked.FooterSize:]); err == nil {
+		if _, _, _, err := ParseFooter(&d, tail[len(tail)-zstdchunked.FooterSize:]); err == nil {
 			idx.Lazy = ZstdChunked
 		}
 	}

@@ -427,18 +427,30 @@ func (v *verifier) readLazyView(f *os.File, size int64, desc *v1.Descriptor, vl 
 	return nil
 }
 
+// safeFooter runs a footer parser of estargz's, turning its panics on
+// hostile footers (v0.19.1's gzip one slices past a short extra field) into
+// errors. verify keeps its own, as it shares no code with the optimizer.
+func safeFooter(parse func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("unreadable lazy-layer footer (%v)", r)
+		}
+	}()
+	return parse()
+}
+
 // lazyFormatOf reads a blob's footer the way the estargz reader does:
 // "eStargz", "zstd:chunked" or "".
 func lazyFormatOf(f io.ReaderAt, size int64) string {
 	sr := io.NewSectionReader(f, 0, size)
-	if _, _, err := estargz.OpenFooter(sr); err == nil {
+	if err := safeFooter(func() error { _, _, err := estargz.OpenFooter(sr); return err }); err == nil {
 		return "eStargz"
 	}
 	if size >= zstdchunked.FooterSize {
 		footer := make([]byte, zstdchunked.FooterSize)
 		if _, err := f.ReadAt(footer, size-zstdchunked.FooterSize); err == nil {
 			var d zstdchunked.Decompressor
-			if _, _, _, err := d.ParseFooter(footer); err == nil {
+			if err := safeFooter(func() error { _, _, _, err := d.ParseFooter(footer); return err }); err == nil {
 				return "zstd:chunked"
 			}
 		}
@@ -465,7 +477,8 @@ func checkZstdChunkedAnnotations(f io.ReaderAt, size int64, annots map[string]st
 		return []string{fmt.Sprintf("reading the zstd:chunked footer: %v", err)}
 	}
 	var d zstdchunked.Decompressor
-	_, tocOff, tocLen, err := d.ParseFooter(footer)
+	var tocOff, tocLen int64
+	err := safeFooter(func() (err error) { _, tocOff, tocLen, err = d.ParseFooter(footer); return err })
 	if err != nil || tocOff < 0 || tocLen <= 0 || tocOff+tocLen > size {
 		return []string{fmt.Sprintf("zstd:chunked footer does not point at a TOC (%v)", err)}
 	}

@@ -122,7 +122,7 @@ func OpenTOC(ra io.ReaderAt, size int64) (*TOC, error) {
 		if len(footer) < n {
 			continue
 		}
-		payload, tocOff, tocSize, err := d.ParseFooter(footer[len(footer)-n:])
+		payload, tocOff, tocSize, err := layers.ParseFooter(d, footer[len(footer)-n:])
 		if err != nil {
 			continue
 		}
