@@ -573,21 +573,29 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 	if err != nil {
 		return nil, nil, err
 	}
-	blob, err := tmp.create("blob-*")
-	if err != nil {
-		return nil, nil, err
-	}
 	eo := o.encode
 	if lp.role == RoleRewrite || lp.role == RoleConvert {
 		eo.Prioritized = lp.prioritized
 	}
 	eo.Progress = o.convertProgress(platform, li, idx, n)
-	enc, err := layers.Encode(ctx, io.NewSectionReader(tarFile, 0, n), blob, eo)
+	return encodeToBlob(ctx, io.NewSectionReader(tarFile, 0, n), eo, tmp, nil)
+}
+
+// encodeToBlob encodes src into a temporary blob and returns a layer backed
+// by it. check (nil: none) may refuse the result, and then the blob goes.
+func encodeToBlob(ctx context.Context, src *io.SectionReader, eo layers.EncodeOptions, tmp *tempDir, check func(*layers.Encoded) error) (v1.Layer, *layers.Encoded, error) {
+	blob, err := tmp.create("blob-*")
 	if err != nil {
-		tmp.discard(blob)
 		return nil, nil, err
 	}
-	if err := blob.Close(); err != nil {
+	enc, err := layers.Encode(ctx, src, blob, eo)
+	if err == nil && check != nil {
+		err = check(enc)
+	}
+	if err == nil {
+		err = blob.Close()
+	}
+	if err != nil {
 		tmp.discard(blob)
 		return nil, nil, err
 	}
@@ -631,27 +639,17 @@ func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li i
 	if err != nil {
 		return nil, nil, err
 	}
-	blob, err := tmp.create("blob-*")
-	if err != nil {
-		return nil, nil, err
-	}
 	eo := o.encode
 	eo.Format = layers.FormatZstdChunkedContainerd
 	eo.Prioritized = nil
 	eo.Level = 0 // the format's default: the target's level is for its own compression
 	eo.Progress = o.convertProgress(platform, li, idx, idx.UncompressedSize)
-	enc, err := layers.Encode(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), blob, eo)
-	if err == nil && enc.DiffID != idx.DiffID {
-		err = &streamChangedError{from: idx.DiffID, to: enc.DiffID}
-	}
-	if err == nil {
-		err = blob.Close()
-	}
-	if err != nil {
-		tmp.discard(blob)
-		return nil, nil, err
-	}
-	return newFileLayer(blob.Name(), enc), enc, nil
+	return encodeToBlob(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), eo, tmp, func(enc *layers.Encoded) error {
+		if enc.DiffID != idx.DiffID {
+			return &streamChangedError{from: idx.DiffID, to: enc.DiffID}
+		}
+		return nil
+	})
 }
 
 // Phase names the work a Progress event reports on.

@@ -88,17 +88,15 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool, f
 		}
 	}
 	p := makePlanEntries(ov, planRoles, reasons, dedupe)
-	defer func() {
-		for i, r := range roles {
-			p.layers[i].role = r
-		}
-	}()
 	p.findLinkSources()
 	if f.Lazy() {
 		p.findParentDirs()
 	}
 	if f == layers.FormatZstdChunked {
 		p.addRootDirs()
+	}
+	for i, r := range roles {
+		p.layers[i].role = r
 	}
 	return p
 }

@@ -397,19 +397,16 @@ func TestModelSameBlobTwice(t *testing.T) {
 // another snapshot.
 func TestModelSnapshotByChain(t *testing.T) {
 	base, lib, app := fixtureLayers(t)
-	tarOf := func(l testLayer) []byte {
-		rc, err := l.layer.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+	rc, _, err := layers.Decompress(bytes.NewReader(base.blob))
+	if err != nil {
+		t.Fatal(err)
 	}
-	recompressed := lazyLayer(t, tarOf(base), layers.EncodeOptions{Format: layers.FormatZstdChunkedContainerd})
+	baseTar, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recompressed := lazyLayer(t, baseTar, layers.EncodeOptions{Format: layers.FormatZstdChunkedContainerd})
 	bd, _ := base.layer.Digest()
 	rd, _ := recompressed.layer.Digest()
 	if bd == rd {

@@ -91,19 +91,9 @@ func (Format) Annotations(blob *io.SectionReader, _ v1.Hash, uncompressedSize in
 
 // unzstd decompresses a zstd stream of metadata.
 func unzstd(b []byte) ([]byte, error) {
-	zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-	if err != nil {
-		return nil, err
-	}
-	defer zr.Close()
-	out, err := io.ReadAll(io.LimitReader(zr, maxMetadata+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(out) > maxMetadata {
-		return nil, fmt.Errorf("more than %d bytes decompressed", maxMetadata)
-	}
-	return out, nil
+	var out bytes.Buffer
+	_, err := decodeMetadata(b, &out)
+	return out.Bytes(), err
 }
 
 // hasLandmark says whether a TOC has an entry for a prefetch landmark.
@@ -125,13 +115,17 @@ func hasLandmark(tocJSON []byte) bool {
 }
 
 // zstdLen returns the decompressed length of a zstd stream.
-func zstdLen(b []byte) (int64, error) {
+func zstdLen(b []byte) (int64, error) { return decodeMetadata(b, io.Discard) }
+
+// decodeMetadata decompresses a zstd stream of metadata into w, at most
+// maxMetadata bytes, and returns their number.
+func decodeMetadata(b []byte, w io.Writer) (int64, error) {
 	zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return 0, err
 	}
 	defer zr.Close()
-	n, err := io.Copy(io.Discard, io.LimitReader(zr, maxMetadata+1))
+	n, err := io.Copy(w, io.LimitReader(zr, maxMetadata+1))
 	if err != nil {
 		return 0, err
 	}
