@@ -93,6 +93,14 @@ var nothingLostCases = []struct {
 		link: "l2", want: "first copy",
 	},
 	{
+		name: "identical re-add of a hard-linked file",
+		layers: []testimage.Layer{
+			{testimage.File("f", "same"), testimage.Hardlink("link", "f")},
+			{testimage.File("f", "same")},
+		},
+		link: "link", want: "same",
+	},
+	{
 		name: "PAX global header",
 		layers: []testimage.Layer{
 			{testimage.Raw(tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header",

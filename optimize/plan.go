@@ -172,7 +172,9 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			}
 		}
 	}
-	// 2. Identical re-adds: drop the upper copy, keep the one beneath.
+	// 2. Identical re-adds: drop the upper copy, keep the one beneath,
+	// unless a hard link shares the one beneath: the re-add gives the path
+	// an inode of its own, which dropping it would undo.
 	for li, idx := range idxs {
 		if !rewrite(li) {
 			continue
@@ -186,7 +188,7 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			cur := v
 			for rewrite(cur.Layer) && !p.isLinkTarget(cur) {
 				lower, ok := ov.Beneath(cur)
-				if !ok || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
+				if !ok || p.isLinkTarget(lower) || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
 					break
 				}
 				p.layers[cur.Layer].keep[cur.Entry] = false

@@ -62,7 +62,10 @@ type ImageVerification struct {
 //     input did not have.
 //
 // It compares paths, types, modes, owners, mtimes, content, symlink targets,
-// device numbers and xattrs. Every layer's digest, size and DiffID must
+// device numbers, xattrs and which paths are hard links of one another: a
+// link made a copy is a difference, unless the link named a file of a
+// lower layer (lazy pullers, and containerd's overlayfs applier, cannot
+// link across layers, so the optimizer writes such a link as a copy). Every layer's digest, size and DiffID must
 // match the manifest and config; every lazy layer's TOC must verify against
 // the descriptor's TOC digest (eStargz, which stargz-snapshotter requires)
 // or its manifest checksum and position (zstd:chunked, which
@@ -205,6 +208,7 @@ func (v *verifier) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageV
 	if err != nil {
 		return nil, fmt.Errorf("source image %s: %w", sd, err)
 	}
+	crossLinked := crossLayerLinked(want)
 	broken := false
 	for _, l := range dLayers {
 		for _, p := range l.problems {
@@ -244,15 +248,53 @@ func (v *verifier) verifyImage(ctx context.Context, s, d PlatformImage) (*ImageV
 		c := oracle.Compare(want, got, oracle.MaxDifferences(maxDifferences))
 		iv.Paths = max(iv.Paths, c.Paths)
 		for _, diff := range c.Differences {
-			if diff.Field == "hardlinks" {
-				// Which paths share an inode across layers is not kept
-				// by a lazy puller, which resolves links in one layer.
+			if diff.Field == "hardlinks" && crossLinked(diff.Path) {
+				// A hard link to a file of a lower layer becomes a copy
+				// (a lazy puller, and containerd's overlayfs applier,
+				// resolve links inside one layer): those paths may stop
+				// sharing an inode. Links inside one layer must not.
 				continue
 			}
 			add("%s: %s", view.name, diff.Msg)
 		}
 	}
 	return iv, nil
+}
+
+// crossLayerLinked returns a test of whether a path of fs shares its inode
+// through a hard link that names a file of a lower layer
+// (oracle.NoteCrossLayerLink). When fs dropped notes, every path passes.
+func crossLayerLinked(fs *oracle.FS) func(p string) bool {
+	notes, dropped := fs.Notes()
+	if dropped > 0 {
+		return func(string) bool { return true }
+	}
+	var links []string
+	for _, n := range notes {
+		if n.Kind == oracle.NoteCrossLayerLink {
+			links = append(links, n.Path)
+		}
+	}
+	if len(links) == 0 {
+		return func(string) bool { return false }
+	}
+	var inodes map[string]int
+	linked := map[int]bool{}
+	return func(p string) bool {
+		if inodes == nil {
+			inodes = map[string]int{}
+			for _, n := range fs.Nodes() {
+				inodes[n.Path] = n.Inode
+			}
+			for _, l := range links {
+				if ino, ok := inodes[l]; ok {
+					linked[ino] = true
+				}
+			}
+		}
+		ino, ok := inodes[p]
+		return ok && linked[ino]
+	}
 }
 
 // verifyLayer is one layer as VerifyImages read it.

@@ -72,6 +72,13 @@ func TestVerifyCatches(t *testing.T) {
 		},
 		want: "/app/b: mode",
 	}, {
+		name: "a hard link inside one layer made a copy",
+		src:  []testimage.Layer{{testimage.File("a", "shared"), testimage.Hardlink("b", "a")}},
+		dst: func(t *testing.T, _ v1.Image) v1.Image {
+			return imageOf(t, gzipLayers(t, testimage.Layer{testimage.File("a", "shared"), testimage.File("b", "shared")})...)
+		},
+		want: "full pull: /a: hard links with /b in source, none (a separate inode) in target",
+	}, {
 		name: "a file added",
 		src:  plain,
 		dst: func(t *testing.T, _ v1.Image) v1.Image {
