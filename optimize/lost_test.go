@@ -101,6 +101,22 @@ var nothingLostCases = []struct {
 		link: "link", want: "same",
 	},
 	{
+		name: "a whiteout under a directory its layer whites out, the file linked",
+		layers: []testimage.Layer{
+			{testimage.Dir("d", 0o755), testimage.File("d/f", "linked"), testimage.Hardlink("g", "d/f")},
+			{testimage.Whiteout("d/f"), testimage.Whiteout("d")},
+		},
+		link: "g", want: "linked",
+	},
+	{
+		name: "a whiteout under a directory its layer makes opaque, the file linked",
+		layers: []testimage.Layer{
+			{testimage.Dir("d", 0o755), testimage.Dir("d/e", 0o755), testimage.File("d/e/f", "linked"), testimage.Hardlink("g", "d/e/f")},
+			{testimage.Dir("d", 0o755), testimage.Whiteout("d/e/f"), testimage.Opaque("d")},
+		},
+		link: "g", want: "linked",
+	},
+	{
 		name: "PAX global header",
 		layers: []testimage.Layer{
 			{testimage.Raw(tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header",

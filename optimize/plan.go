@@ -254,13 +254,27 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			}
 		}
 	}
-	// 4. Markers stay only while they hide something that stays below them.
+	// 4. Markers stay only while they hide something that stays below them,
+	// and no marker of the same layer hides it already: a marker under a
+	// whited-out or opaque directory would make the lazy formats write the
+	// directories on its way (as its parents), which the layer deletes.
 	for li, idx := range idxs {
 		if !rewrite(li) {
 			continue
 		}
+		whited := map[string]bool{}
 		for ei := range idx.Entries {
-			if !idx.Entries[ei].Type.IsMarker() {
+			if e := &idx.Entries[ei]; e.Type.IsMarker() {
+				whited[e.Path] = true
+			}
+		}
+		for ei := range idx.Entries {
+			e := &idx.Entries[ei]
+			if !e.Type.IsMarker() {
+				continue
+			}
+			if underWhiteout(whited, e.Path) {
+				p.layers[li].keep[ei] = false
 				continue
 			}
 			hides := false
@@ -286,6 +300,20 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		}
 	}
 	return p
+}
+
+// underWhiteout reports whether a strict ancestor of p is in whited (the
+// paths a layer whites out and its opaque directories).
+func underWhiteout(whited map[string]bool, p string) bool {
+	if len(whited) == 0 {
+		return false
+	}
+	for a := parentDir(p); a != "" && a != "."; a = parentDir(a) {
+		if whited[a] {
+			return true
+		}
+	}
+	return false
 }
 
 // findLinkSources fills the links of every rewritten or converted layer:
