@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/testimage"
+	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
 )
 
@@ -29,6 +30,71 @@ func FuzzPlan(f *testing.F) {
 		}
 		if !v.OK {
 			t.Fatalf("merged filesystem changed: %v", v.Images[0].Differences)
+		}
+	})
+}
+
+// FuzzPlanRoles is FuzzPlan with the rest of what optimize does to layers:
+// a base image (the first layers) under each base policy, layers cached on
+// nodes (kept byte-identical), and prioritized files that reorder the
+// rewritten and converted layers behind a prefetch landmark.
+func FuzzPlanRoles(f *testing.F) {
+	for i := range uint64(8) {
+		f.Add(i, i*5+3, uint8(2+i%4), uint8(i*37), uint8(i))
+	}
+	fmts := append(append([]layers.Format{}, formats...), layers.FormatZstdChunkedContainerd)
+	policies := []optimize.BasePolicy{optimize.BaseKeep, optimize.BaseConvert, optimize.BaseRecompress, optimize.BaseAuto}
+	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, nlayers, roles, pick uint8) {
+		r := rand.New(rand.NewPCG(seed1, seed2))
+		ls := testimage.Random(r, allKinds(testimage.RandomOptions{Layers: 1 + int(nlayers%6), Ops: 12, MaxFileSize: 256, Specials: roles&1 == 0}))
+		src := buildImage(t, ls)
+		format := fmts[int(pick)%len(fmts)]
+		opts := []optimize.Option{optimize.WithFormat(format), optimize.WithProfiler(nil)}
+
+		// Bits 1-3: cached layers 0-2.
+		srcLayers, err := src.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range min(3, len(srcLayers)) {
+			if roles&(2<<i) != 0 {
+				d, err := srcLayers[i].Digest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts = append(opts, optimize.WithCachedLayers(d))
+			}
+		}
+		// Bits 4-5: that many layers are the base; bits 6-7 its policy.
+		if k := int(roles>>4) & 3; k > 0 && k < len(ls) {
+			policy := policies[int(roles>>6)%len(policies)]
+			if policy == optimize.BaseRecompress && format != layers.FormatEStargz && format != layers.FormatZstdChunkedContainerd {
+				policy = optimize.BaseKeep
+			}
+			opts = append(opts, optimize.WithBaseImage(buildImage(t, ls[:k])), optimize.WithBasePolicy(policy))
+		}
+		// Prioritized files: a random part of the merged filesystem's paths
+		// (directories and symlinks too), in random order, and a missing one.
+		tree, err := testimage.ApplyImage(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prio []string
+		for _, n := range tree.Nodes() {
+			if r.IntN(2) == 0 {
+				prio = append(prio, "/"+n.Path)
+			}
+		}
+		r.Shuffle(len(prio), func(i, j int) { prio[i], prio[j] = prio[j], prio[i] })
+		opts = append(opts, optimize.WithPrioritizedFiles(append(prio, "/missing")))
+
+		out, _ := optimizeImage(t, src, opts...)
+		v, err := optimize.VerifyImage(context.Background(), src, out, optimize.WithTempDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.OK {
+			t.Fatalf("%s, options %08b: merged filesystem changed: %v", format, roles, v.Images[0].Differences)
 		}
 	})
 }

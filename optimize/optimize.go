@@ -357,10 +357,10 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		}
 		g.Go(func() error {
 			nl, enc, err := o.convertLayer(gctx, ls[i], tars, i, idxs, lp, tmp, ir.Platform)
-			var changed *streamChangedError
-			if errors.As(err, &changed) {
+			var refused *notRecompressibleError
+			if errors.As(err, &refused) {
 				keep()
-				lr.Reason = fmt.Sprintf("base image layer: kept byte-identical, as recompressing it would change its tar stream (%v)", changed)
+				lr.Reason = "base image layer: kept byte-identical, as " + refused.why
 				return nil
 			}
 			if err != nil {
@@ -621,20 +621,25 @@ func (o *pipeline) convertProgress(platform string, li int, idx *layers.Index, t
 	}
 }
 
-// streamChangedError says that the encoder had to change a layer's tar
-// stream, which a recompressed layer must keep.
-type streamChangedError struct{ from, to v1.Hash }
+// notRecompressibleError says why a base layer cannot be recompressed (and
+// so stays byte-identical): why completes "kept byte-identical, as".
+type notRecompressibleError struct{ why string }
 
-func (e *streamChangedError) Error() string {
-	return fmt.Sprintf("DiffID %s would become %s", e.from, e.to)
-}
+func (e *notRecompressibleError) Error() string { return e.why }
 
 // recompressLayer encodes layer li's tar stream as it is into zstd:chunked
-// for containerd, without prioritized files. When the encoder had to change
-// the stream (it keeps one entry per name, and drops PAX global headers),
-// the layer's DiffID would change: that is a *streamChangedError, and the
-// blob is discarded.
+// for containerd, without prioritized files. It returns a
+// *notRecompressibleError for a layer with a hard link to a file of a lower
+// layer (the stream must keep it, and a lazy puller resolves links inside
+// one layer only), and when the encoder had to change the stream (it keeps
+// one entry per name, and drops PAX global headers), which would change the
+// layer's DiffID: then the blob is discarded.
 func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
+	for i := range idx.Entries {
+		if e := &idx.Entries[i]; e.Type == layers.TypeHardlink && e.LinkIndex < 0 {
+			return nil, nil, &notRecompressibleError{why: fmt.Sprintf("its hard link /%s names /%s of a lower layer, which a lazy puller cannot resolve", e.Path, e.Linkname)}
+		}
+	}
 	src, err := tars.Tar(li)
 	if err != nil {
 		return nil, nil, err
@@ -646,7 +651,7 @@ func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li i
 	eo.Progress = o.convertProgress(platform, li, idx, idx.UncompressedSize)
 	return encodeToBlob(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), eo, tmp, func(enc *layers.Encoded) error {
 		if enc.DiffID != idx.DiffID {
-			return &streamChangedError{from: idx.DiffID, to: enc.DiffID}
+			return &notRecompressibleError{why: fmt.Sprintf("recompressing it would change its tar stream (DiffID %s would become %s)", idx.DiffID, enc.DiffID)}
 		}
 		return nil
 	})

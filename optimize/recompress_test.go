@@ -87,6 +87,35 @@ func TestBaseRecompress(t *testing.T) {
 	}
 }
 
+// TestBaseRecompressCrossLayerLink: a base layer with a hard link to a file
+// of the layer below keeps its bytes, since the stream must keep the link
+// and a lazy puller cannot resolve it (FuzzPlanRoles found such a layer
+// recompressed into a TOC that estargz's reader refuses).
+func TestBaseRecompressCrossLayerLink(t *testing.T) {
+	base := buildImage(t, []testimage.Layer{
+		{testimage.File("lib.so.1", strings.Repeat("lib", 1000))},
+		{testimage.Hardlink("lib.so", "lib.so.1"), testimage.File("etc/os-release", "debian")},
+	})
+	baseLayers, _ := base.Layers()
+	app := buildImage(t, []testimage.Layer{{testimage.File("bin/app", "#!/bin/sh\n")}})
+	appLayers, _ := app.Layers()
+	src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(append([]v1.Layer{}, baseLayers...), appLayers...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
+	mustVerify(t, src, out)
+	mf, _ := out.Manifest()
+	bd0, _ := baseLayers[0].Digest()
+	if mf.Layers[0].Digest == bd0 {
+		t.Errorf("base layer 0 was not recompressed: %s", res.Images[0].Layers[0].Reason)
+	}
+	bd1, _ := baseLayers[1].Digest()
+	if r := res.Images[0].Layers[1].Reason; mf.Layers[1].Digest != bd1 || !strings.Contains(r, "hard link /lib.so names /lib.so.1 of a lower layer") {
+		t.Errorf("base layer 1: %s (%s), want it kept byte-identical, with the reason", mf.Layers[1].Digest, r)
+	}
+}
+
 // TestBaseRecompressNeedsContainerd: podman's zstd:chunked and the plain
 // formats are refused with the reason.
 func TestBaseRecompressNeedsContainerd(t *testing.T) {
