@@ -393,3 +393,29 @@ func TestSparseFilesLeftToOnDemand(t *testing.T) {
 		}
 	}
 }
+
+// TestReAddOfKeptLinkTarget: a later layer re-adds, byte for byte, a file
+// that a kept layer's hard link shares. The re-add gives the name an inode of
+// its own, so it stays: dropping it would make the name a hard link of the
+// kept link again (FuzzPlanRoles found it).
+func TestReAddOfKeptLinkTarget(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{
+		{testimage.File("f", "same")},
+		{testimage.Hardlink("link", "f")},
+		{testimage.File("f", "same")},
+	})
+	ls, err := src.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := ls[1].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) {
+			out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(kept))
+			mustVerify(t, src, out)
+		})
+	}
+}

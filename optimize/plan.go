@@ -70,9 +70,6 @@ type plan struct {
 	// sparse lists the start-up files left out of the prefetch: large
 	// files programs read in part, through mmap (WithSparseLimit).
 	sparse []string
-	// linkTargets[l][e] says whether a hard link of layer l links to its
-	// entry e; computed when first needed.
-	linkTargets [][]bool
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
@@ -173,8 +170,9 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		}
 	}
 	// 2. Identical re-adds: drop the upper copy, keep the one beneath,
-	// unless a hard link shares the one beneath: the re-add gives the path
-	// an inode of its own, which dropping it would undo.
+	// unless a hard link of any layer shares either: the re-add gives the
+	// path an inode of its own, which dropping it would undo.
+	linked := p.linkedEntries()
 	for li, idx := range idxs {
 		if !rewrite(li) {
 			continue
@@ -186,9 +184,9 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 				continue
 			}
 			cur := v
-			for rewrite(cur.Layer) && !p.isLinkTarget(cur) {
+			for rewrite(cur.Layer) && !linked[cur] {
 				lower, ok := ov.Beneath(cur)
-				if !ok || p.isLinkTarget(lower) || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
+				if !ok || linked[lower] || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
 					break
 				}
 				p.layers[cur.Layer].keep[cur.Entry] = false
@@ -484,23 +482,28 @@ func (p *plan) fileBefore(layer int, target string, hops int) (chain []layers.Re
 	return nil, false
 }
 
-// isLinkTarget reports whether a hard link of r's layer links to r.
-func (p *plan) isLinkTarget(r layers.Ref) bool {
-	if p.linkTargets == nil {
-		p.linkTargets = make([][]bool, len(p.ov.Layers()))
-	}
-	t := p.linkTargets[r.Layer]
-	if t == nil {
-		idx := p.ov.Layers()[r.Layer]
-		t = make([]bool, len(idx.Entries))
+// linkedEntries returns the entries that a hard link of any layer shares
+// an inode with: its target in its own layer, or the file (and the links
+// on the way to it) that provided its target's name in the layers below.
+func (p *plan) linkedEntries() map[layers.Ref]bool {
+	out := map[layers.Ref]bool{}
+	for li, idx := range p.ov.Layers() {
 		for ei := range idx.Entries {
-			if e := &idx.Entries[ei]; e.Type == layers.TypeHardlink && e.LinkIndex >= 0 && e.LinkIndex < len(t) {
-				t[e.LinkIndex] = true
+			e := &idx.Entries[ei]
+			if e.Type != layers.TypeHardlink {
+				continue
+			}
+			if e.LinkIndex >= 0 {
+				out[layers.Ref{Layer: li, Entry: e.LinkIndex}] = true
+				continue
+			}
+			chain, _ := p.fileBefore(li, e.Linkname, 0)
+			for _, r := range chain {
+				out[r] = true
 			}
 		}
-		p.linkTargets[r.Layer] = t
 	}
-	return t[r.Entry]
+	return out
 }
 
 // maxLinkHops bounds hard-link chains, as layers.MaxSymlinks bounds
