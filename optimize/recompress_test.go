@@ -24,7 +24,7 @@ func TestBaseRecompress(t *testing.T) {
 	base := buildImage(t, []testimage.Layer{
 		{testimage.Dir("etc", 0o755), testimage.File("etc/os-release", "debian"), testimage.File("etc/junk", "junk"),
 			testimage.Dir("lib", 0o755), testimage.File("lib/libc.so.6", strings.Repeat("libc", 5000)), testimage.Hardlink("lib/libc.so", "lib/libc.so.6")},
-		{testimage.File("etc/motd", "hi"), testimage.File("etc/motd", "hi again")},
+		{testimage.Dir("etc", 0o755), testimage.File("etc/motd", "hi"), testimage.File("etc/motd", "hi again")},
 	})
 	baseLayers, _ := base.Layers()
 	app := buildImage(t, []testimage.Layer{{testimage.Whiteout("etc/junk"), testimage.File("etc/motd", "hello"), testimage.File("bin/app", "#!/bin/sh\n")}})
@@ -65,7 +65,7 @@ func TestBaseRecompress(t *testing.T) {
 	// Layer 1 repeats etc/motd: a TOC holds one entry per name, so the
 	// stream would change; it is kept.
 	bd1, _ := baseLayers[1].Digest()
-	if mf.Layers[1].Digest != bd1 || !strings.Contains(res.Images[0].Layers[1].Reason, "kept byte-identical") {
+	if mf.Layers[1].Digest != bd1 || !strings.Contains(res.Images[0].Layers[1].Reason, "would change its tar stream") {
 		t.Errorf("base layer 1: %s (%s), want it kept", mf.Layers[1].Digest, res.Images[0].Layers[1].Reason)
 	}
 	// The application layer is converted.
@@ -87,14 +87,17 @@ func TestBaseRecompress(t *testing.T) {
 	}
 }
 
-// TestBaseRecompressCrossLayerLink: a base layer with a hard link to a file
-// of the layer below keeps its bytes, since the stream must keep the link
-// and a lazy puller cannot resolve it (FuzzPlanRoles found such a layer
-// recompressed into a TOC that estargz's reader refuses).
-func TestBaseRecompressCrossLayerLink(t *testing.T) {
+// TestBaseRecompressRefusals: base layers that a lazy puller would show
+// otherwise than a full pull keep their bytes, since recompressing must keep
+// their streams: one with a hard link to a file of the layer below (estargz's
+// reader refuses the TOC), and one with a file in a directory it has no entry
+// for (a lazy puller makes the directory up, 0755, over the sticky one below).
+// FuzzPlanRoles found both.
+func TestBaseRecompressRefusals(t *testing.T) {
 	base := buildImage(t, []testimage.Layer{
-		{testimage.File("lib.so.1", strings.Repeat("lib", 1000))},
+		{testimage.File("lib.so.1", strings.Repeat("lib", 1000)), testimage.Dir("tmp", 0o1777)},
 		{testimage.Hardlink("lib.so", "lib.so.1"), testimage.File("etc/os-release", "debian")},
+		{testimage.File("tmp/x", "x")},
 	})
 	baseLayers, _ := base.Layers()
 	app := buildImage(t, []testimage.Layer{{testimage.File("bin/app", "#!/bin/sh\n")}})
@@ -113,6 +116,10 @@ func TestBaseRecompressCrossLayerLink(t *testing.T) {
 	bd1, _ := baseLayers[1].Digest()
 	if r := res.Images[0].Layers[1].Reason; mf.Layers[1].Digest != bd1 || !strings.Contains(r, "hard link /lib.so names /lib.so.1 of a lower layer") {
 		t.Errorf("base layer 1: %s (%s), want it kept byte-identical, with the reason", mf.Layers[1].Digest, r)
+	}
+	bd2, _ := baseLayers[2].Digest()
+	if r := res.Images[0].Layers[2].Reason; mf.Layers[2].Digest != bd2 || !strings.Contains(r, "no entry for /tmp comes before its entry for /tmp/x") {
+		t.Errorf("base layer 2: %s (%s), want it kept byte-identical, with the reason", mf.Layers[2].Digest, r)
 	}
 }
 
