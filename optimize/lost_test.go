@@ -419,3 +419,30 @@ func TestReAddOfKeptLinkTarget(t *testing.T) {
 		})
 	}
 }
+
+// TestKeptLayerParents: a kept layer's whiteout applies into a directory that
+// a later layer deletes. The directory stays below the kept layer, and so
+// does the later whiteout: without them the applier would make the
+// directory up for the kept whiteout, and nothing would delete it (FuzzPlanRoles
+// found it).
+func TestKeptLayerParents(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{
+		{testimage.Dir("d", 0o755), testimage.Dir("d/e", 0o775), testimage.Symlink("d/e/l", "x")},
+		{testimage.Whiteout("d/e/l")},
+		{testimage.Whiteout("d/e"), testimage.File("d/f", "f")},
+	})
+	ls, err := src.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := ls[1].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range formats {
+		t.Run(f.String(), func(t *testing.T) {
+			out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(kept))
+			mustVerify(t, src, out)
+		})
+	}
+}

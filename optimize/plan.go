@@ -213,6 +213,29 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			}
 		}
 	}
+	// 3b. An entry of a kept layer applies into the directories that the
+	// layers below provide: they stay (else the applier makes them up,
+	// 0755, and a later whiteout that hid them would go, as it would hide
+	// nothing that stays).
+	for li, idx := range idxs {
+		if rewrite(li) || p.layers[li].role == RoleConvert {
+			continue
+		}
+		seen := map[string]bool{}
+		for ei := range idx.Entries {
+			e := &idx.Entries[ei]
+			dir := parentDir(e.Path)
+			if e.Type == layers.TypeOpaque {
+				dir = e.Path
+			}
+			for a := dir; a != "" && a != "." && !seen[a]; a = parentDir(a) {
+				seen[a] = true
+				if r, ok := p.dirRefBefore(li, a); ok && rewrite(r.Layer) {
+					p.layers[r.Layer].keep[r.Entry] = true
+				}
+			}
+		}
+	}
 	// 3. Hard link targets of kept links stay, and so do the directories
 	// above every kept entry of a layer.
 	for li, idx := range idxs {
@@ -406,6 +429,15 @@ func (p *plan) findParentDirs() {
 // layers below layer; ok is false when none did (the directory was made
 // implicitly below too) or dir was not a directory then.
 func (p *plan) dirBefore(layer int, dir string) (*layers.Entry, bool) {
+	r, ok := p.dirRefBefore(layer, dir)
+	if !ok {
+		return nil, false
+	}
+	return p.ov.Entry(r), true
+}
+
+// dirRefBefore is dirBefore's entry as a Ref.
+func (p *plan) dirRefBefore(layer int, dir string) (layers.Ref, bool) {
 	vs := p.ov.Versions(dir)
 	for i := len(vs) - 1; i >= 0; i-- {
 		v := vs[i]
@@ -429,11 +461,11 @@ func (p *plan) dirBefore(layer int, dir string) (*layers.Entry, bool) {
 		}
 		st := p.ov.Status(v)
 		if e.Type != layers.TypeDir || st.Reason == layers.ReplacedInLayer || (st.By >= 0 && st.By < layer && st.Reason != layers.Overwritten) {
-			return nil, false
+			return layers.Ref{}, false
 		}
-		return e, true
+		return v, true
 	}
-	return nil, false
+	return layers.Ref{}, false
 }
 
 func cleanName(name string) string {
