@@ -115,7 +115,7 @@ func (o *options) fingerprint() string {
 // everything that shapes the output.
 func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Index) string {
 	dropped := []int{}
-	if lp.role == RoleRewrite {
+	if lp.role == RoleRewrite || lp.role == RoleConvert {
 		for i, k := range lp.keep {
 			if !k {
 				dropped = append(dropped, i)
@@ -132,7 +132,10 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 	}
 	if lp.role == RoleRecompress {
 		// Recompressed into its own format, whatever the target's.
+		// "checks": the layers it refuses (notRecompressibleError); 2
+		// refuses cross-layer hard links and directories without an entry.
 		k["recompress"] = layers.FormatZstdChunkedContainerd.EncoderVersion()
+		k["checks"] = 2
 	}
 	if len(lp.links) > 0 {
 		// What hard links to lower files become depends on those files.

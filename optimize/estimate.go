@@ -111,7 +111,7 @@ func plainOutputIndex(idxs []*layers.Index, li int, lp *layerPlan, desc v1.Descr
 	}
 	for ei, e := range in.Entries {
 		remap[ei] = -1
-		if lp.role == RoleRewrite && !lp.keep[ei] {
+		if !lp.keep[ei] {
 			continue
 		}
 		for _, d := range lp.dirs[ei] {

@@ -545,9 +545,6 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 	}
 	defer tmp.discard(tarFile)
 	rp := layers.RewritePlan{Keep: func(i int) bool { return lp.keep[i] }}
-	if lp.role == RoleConvert {
-		rp.Keep = nil
-	}
 	if len(lp.links) > 0 {
 		rp.Links = make(map[int]layers.LinkSource, len(lp.links))
 		for i, ls := range lp.links {

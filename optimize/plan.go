@@ -35,7 +35,9 @@ const (
 type layerPlan struct {
 	role   Role
 	reason string
-	// keep[i] says whether entry i of the layer stays (RoleRewrite only).
+	// keep[i] says whether entry i of the layer stays: RoleRewrite drops
+	// what no container sees, RoleConvert only markers another marker of
+	// its layer covers (dropCoveredMarkers).
 	keep         []bool
 	droppedFiles int
 	droppedBytes int64
@@ -114,7 +116,7 @@ func (p *plan) addRootDirs() {
 		}
 		first, hasRoot := -1, false
 		for ei := range idx.Entries {
-			if lp.role == RoleRewrite && !lp.keep[ei] {
+			if !lp.keep[ei] {
 				continue
 			}
 			if first < 0 {
@@ -154,6 +156,7 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		p.provider[path] = r
 	}
 	if !dedupe {
+		p.dropCoveredMarkers()
 		return p
 	}
 	rewrite := func(li int) bool { return p.layers[li].role == RoleRewrite }
@@ -275,27 +278,13 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			}
 		}
 	}
-	// 4. Markers stay only while they hide something that stays below them,
-	// and no marker of the same layer hides it already: a marker under a
-	// whited-out or opaque directory would make the lazy formats write the
-	// directories on its way (as its parents), which the layer deletes.
+	// 4. Markers stay only while they hide something that stays below them.
 	for li, idx := range idxs {
 		if !rewrite(li) {
 			continue
 		}
-		whited := map[string]bool{}
 		for ei := range idx.Entries {
-			if e := &idx.Entries[ei]; e.Type.IsMarker() {
-				whited[e.Path] = true
-			}
-		}
-		for ei := range idx.Entries {
-			e := &idx.Entries[ei]
-			if !e.Type.IsMarker() {
-				continue
-			}
-			if underWhiteout(whited, e.Path) {
-				p.layers[li].keep[ei] = false
+			if !idx.Entries[ei].Type.IsMarker() {
 				continue
 			}
 			hides := false
@@ -309,6 +298,7 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			p.layers[li].keep[ei] = hides
 		}
 	}
+	p.dropCoveredMarkers()
 	for li, idx := range idxs {
 		lp := p.layers[li]
 		for ei := range idx.Entries {
@@ -321,6 +311,32 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		}
 	}
 	return p
+}
+
+// dropCoveredMarkers drops, in every layer the plan writes (rewritten or
+// converted, deduped or not), the whiteout and opaque markers that another
+// marker of the same layer covers: one under a directory the layer whites
+// out or makes opaque. Dropping one changes nothing a full pull applies,
+// and keeping it would make the lazy formats write the directories on its
+// way (as its parents) in the layer that deletes them.
+func (p *plan) dropCoveredMarkers() {
+	for li, idx := range p.ov.Layers() {
+		lp := p.layers[li]
+		if lp.role != RoleRewrite && lp.role != RoleConvert {
+			continue
+		}
+		whited := map[string]bool{}
+		for ei := range idx.Entries {
+			if e := &idx.Entries[ei]; e.Type.IsMarker() {
+				whited[e.Path] = true
+			}
+		}
+		for ei := range idx.Entries {
+			if e := &idx.Entries[ei]; e.Type.IsMarker() && underWhiteout(whited, e.Path) {
+				lp.keep[ei] = false
+			}
+		}
+	}
 }
 
 // underWhiteout reports whether a strict ancestor of p is in whited (the
@@ -351,7 +367,7 @@ func (p *plan) findLinkSources() {
 		held := map[layers.Ref]string{} // file -> the entry that became it, while it still names it
 		for ei := range idx.Entries {
 			e := &idx.Entries[ei]
-			if lp.role == RoleRewrite && !lp.keep[ei] {
+			if !lp.keep[ei] {
 				continue
 			}
 			for f, name := range held {
