@@ -36,8 +36,9 @@ func FuzzPlan(f *testing.F) {
 
 // FuzzPlanRoles is FuzzPlan with the rest of what optimize does to layers:
 // a base image (the first layers) under each base policy, layers cached on
-// nodes (kept byte-identical), and prioritized files that reorder the
-// rewritten and converted layers behind a prefetch landmark.
+// nodes (kept byte-identical), prioritized files that reorder the rewritten
+// and converted layers behind a prefetch landmark, dedupe off, and chunks
+// smaller than the files.
 func FuzzPlanRoles(f *testing.F) {
 	for i := range uint64(8) {
 		f.Add(i, i*5+3, uint8(2+i%4), uint8(i*37), uint8(i))
@@ -87,6 +88,12 @@ func FuzzPlanRoles(f *testing.F) {
 		}
 		r.Shuffle(len(prio), func(i, j int) { prio[i], prio[j] = prio[j], prio[i] })
 		opts = append(opts, optimize.WithPrioritizedFiles(append(prio, "/missing")))
+		// Now and then no dedupe, and chunks smaller than the files.
+		dedupe, chunk := r.IntN(4) != 0, 0
+		if r.IntN(3) == 0 {
+			chunk = 1 + r.IntN(200)
+		}
+		opts = append(opts, optimize.WithDedupe(dedupe), optimize.WithChunkSize(chunk))
 
 		out, _ := optimizeImage(t, src, opts...)
 		v, err := optimize.VerifyImage(context.Background(), src, out, optimize.WithTempDir(t.TempDir()))
@@ -94,7 +101,7 @@ func FuzzPlanRoles(f *testing.F) {
 			t.Fatal(err)
 		}
 		if !v.OK {
-			t.Fatalf("%s, options %08b: merged filesystem changed: %v", format, roles, v.Images[0].Differences)
+			t.Fatalf("%s, options %08b, dedupe %v, chunk size %d: merged filesystem changed: %v", format, roles, dedupe, chunk, v.Images[0].Differences)
 		}
 	})
 }
