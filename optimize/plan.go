@@ -155,8 +155,8 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		r, _ := ov.Lookup(path)
 		p.provider[path] = r
 	}
+	p.dropCoveredMarkers()
 	if !dedupe {
-		p.dropCoveredMarkers()
 		return p
 	}
 	rewrite := func(li int) bool { return p.layers[li].role == RoleRewrite }
@@ -298,6 +298,7 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 			p.layers[li].keep[ei] = hides
 		}
 	}
+	// Step 4 weighed every marker again: the covered ones go for good.
 	p.dropCoveredMarkers()
 	for li, idx := range idxs {
 		lp := p.layers[li]
