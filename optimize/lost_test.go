@@ -93,6 +93,14 @@ var nothingLostCases = []struct {
 		link: "l2", want: "first copy",
 	},
 	{
+		name: "one name twice in a layer, a link to the first copy, the last an identical re-add",
+		layers: []testimage.Layer{
+			{testimage.File("f", "old")},
+			{testimage.File("f", "first copy"), testimage.Hardlink("link", "f"), testimage.File("f", "old")},
+		},
+		link: "link", want: "first copy",
+	},
+	{
 		name: "identical re-add of a hard-linked file",
 		layers: []testimage.Layer{
 			{testimage.File("f", "same"), testimage.Hardlink("link", "f")},

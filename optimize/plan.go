@@ -173,9 +173,29 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 		}
 	}
 	// 2. Identical re-adds: drop the upper copy, keep the one beneath,
-	// unless a hard link of any layer shares either: the re-add gives the
-	// path an inode of its own, which dropping it would undo.
+	// unless a hard link of any layer shares either (the re-add gives the
+	// path an inode of its own, which dropping it would undo), or the upper
+	// copy's layer has its name twice (a copy before it that stays, say
+	// for a link to it, would become the layer's last word).
 	linked := p.linkedEntries()
+	twice := map[layers.Ref]bool{}
+	for li, idx := range idxs {
+		if !rewrite(li) {
+			continue
+		}
+		last := map[string]int{}
+		for ei := range idx.Entries {
+			e := &idx.Entries[ei]
+			if e.Type.IsMarker() {
+				continue
+			}
+			if prev, ok := last[e.Path]; ok {
+				twice[layers.Ref{Layer: li, Entry: prev}] = true
+				twice[layers.Ref{Layer: li, Entry: ei}] = true
+			}
+			last[e.Path] = ei
+		}
+	}
 	for li, idx := range idxs {
 		if !rewrite(li) {
 			continue
@@ -187,7 +207,7 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 				continue
 			}
 			cur := v
-			for rewrite(cur.Layer) && !linked[cur] {
+			for rewrite(cur.Layer) && !linked[cur] && !twice[cur] {
 				lower, ok := ov.Beneath(cur)
 				if !ok || linked[lower] || !layers.SameMetadata(ov.Entry(cur), ov.Entry(lower)) {
 					break
