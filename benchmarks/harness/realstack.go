@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,14 +56,10 @@ type RealStart struct {
 // realStackResult is the part of the realstack command's JSON read here
 // (the command is its own module: its types are not imported).
 type realStackResult struct {
-	RateMbit float64           `json:"rateMbit"`
-	LinkMBps float64           `json:"linkMBps"`
-	Versions map[string]string `json:"versions"`
-	Variants []struct {
-		Name   string `json:"name"`
-		Layout string `json:"layout"`
-		Lazy   bool   `json:"lazy"`
-	} `json:"variants"`
+	RateMbit  float64           `json:"rateMbit"`
+	LinkMBps  float64           `json:"linkMBps"`
+	Versions  map[string]string `json:"versions"`
+	Variants  []realVariant     `json:"variants"`
 	Summaries []struct {
 		Variant string `json:"variant"`
 		Node    string `json:"node"`
@@ -75,6 +70,14 @@ type realStackResult struct {
 		OK      int    `json:"ok"`
 		Runs    int    `json:"runs"`
 	} `json:"summaries"`
+}
+
+// realVariant is one variant of a realstack result: its OCI layout and
+// whether the real stack mounts it lazily.
+type realVariant struct {
+	Name   string `json:"name"`
+	Layout string `json:"layout"`
+	Lazy   bool   `json:"lazy"`
 }
 
 // realStack measures an image's variants on the real stack by running the
@@ -125,12 +128,8 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
 	}
 	var res realStackResult
-	b, err := os.ReadFile(out)
-	if err != nil {
+	if err := readJSONFile(out, &res); err != nil {
 		return err
-	}
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", out, err)
 	}
 	network := fmt.Sprintf("%gMbit", res.RateMbit)
 	r.res.Notes = append(r.res.Notes, fmt.Sprintf("real stack, %s: link %g Mbit/s (tbf), measured %.1f MB/s, no added RTT; %s",
@@ -144,23 +143,14 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		prof, _ = readProfile(filepath.Join(work, "profile-"+name+".json"))
 	}
 	baseImg, _ := readImage(ctx, "oci:"+base)
-	layouts := map[string]string{}
-	lazy := map[string]bool{}
-	for _, v := range res.Variants {
-		layouts[v.Name], lazy[v.Name] = v.Layout, v.Lazy
-	}
+	variants := res.variants()
 	for _, s := range res.Summaries {
 		st := RealStart{Image: name, Network: network, Node: s.Node, Variant: s.Variant, Seconds: s.Seconds.Median,
 			Min: s.Seconds.Min, Max: s.Seconds.Max, Bytes: s.Bytes, Requests: s.Req, Mode: s.Mode, OK: s.OK, Runs: s.Runs}
 		if prof != nil && nw.BytesPerSecond > 0 {
-			var held []v1.Image
-			if s.Node == "warm" && baseImg != nil {
-				held = append(held, baseImg)
-			}
-			if p, lb, err := r.estimate(ctx, "oci:"+layouts[s.Variant], prof, nw, held); err == nil {
-				st.PredictedSeconds = p.FullPullSeconds
-				if lazy[s.Variant] {
-					st.PredictedSeconds = p.LazyStartSeconds
+			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg); err == nil {
+				st.PredictedSeconds = p
+				if variants[s.Variant].Lazy {
 					st.StartupFileBytes = lb
 				}
 			}
@@ -170,26 +160,37 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 	return nil
 }
 
-// estimate is the model's estimate of the image ref on nw, and the
-// compressed size of its start-up files (the lower bound's chunks).
-func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile, nw report.Network, held []v1.Image) (*report.NetworkEstimate, int64, error) {
-	img, err := readImage(ctx, ref)
+// variants indexes the result's variants by name.
+func (res *realStackResult) variants() map[string]realVariant {
+	m := map[string]realVariant{}
+	for _, v := range res.Variants {
+		m[v.Name] = v
+	}
+	return m
+}
+
+// predictRealStart is the model's time to ready for variant v on a node of
+// the real stack: on nw, with the profile, holding base on a warm node (nil:
+// none); a full pull, or a lazy start for a lazy variant. It also returns
+// the compressed size of the start-up files (the lower bound's chunks).
+func predictRealStart(ctx context.Context, v realVariant, node string, prof *profile.Profile, nw report.Network, base v1.Image) (float64, int64, error) {
+	img, err := readImage(ctx, "oci:"+v.Layout)
 	if err != nil {
-		return nil, 0, err
+		return 0, 0, err
 	}
 	opts := []report.Option{report.WithProfile(prof), report.WithNetworks(nw)}
-	if len(held) > 0 {
-		opts = append(opts, report.WithBaseImage(held...))
+	if node == "warm" && base != nil {
+		opts = append(opts, report.WithBaseImage(base))
 	}
 	// The model's default rates, as "coldstart report" uses them: its
 	// node-side costs are the real stack's (r.rates, if set, are the
 	// loopback emulation's, which has none).
 	rep, err := report.Estimate(ctx, img, opts...)
 	if err != nil {
-		return nil, 0, err
+		return 0, 0, err
 	}
 	if len(rep.Estimates) == 0 {
-		return nil, 0, fmt.Errorf("no estimate")
+		return 0, 0, fmt.Errorf("no estimate")
 	}
 	var files int64
 	for _, sc := range rep.Scenarios {
@@ -197,7 +198,11 @@ func (r *runner) estimate(ctx context.Context, ref string, prof *profile.Profile
 			files = sc.OnDemandBytes
 		}
 	}
-	return &rep.Estimates[0], files, nil
+	e := rep.Estimates[0]
+	if v.Lazy {
+		return e.LazyStartSeconds, files, nil
+	}
+	return e.FullPullSeconds, files, nil
 }
 
 func readProfile(path string) (*profile.Profile, error) {

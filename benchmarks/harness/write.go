@@ -74,13 +74,9 @@ func Write(dir string, res *Results, command string) error {
 // Render writes RESULTS.md and the charts again from the results.json in
 // dir, with the writer as it is now.
 func Render(dir, command string) error {
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
-	if err != nil {
-		return err
-	}
 	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, "results.json"), err)
+	if err := readJSONFile(filepath.Join(dir, "results.json"), &res); err != nil {
+		return err
 	}
 	return Write(dir, &res, command)
 }
