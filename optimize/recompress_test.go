@@ -27,12 +27,7 @@ func TestBaseRecompress(t *testing.T) {
 		{testimage.Dir("etc", 0o755), testimage.File("etc/motd", "hi"), testimage.File("etc/motd", "hi again")},
 	})
 	baseLayers, _ := base.Layers()
-	app := buildImage(t, []testimage.Layer{{testimage.Whiteout("etc/junk"), testimage.File("etc/motd", "hello"), testimage.File("bin/app", "#!/bin/sh\n")}})
-	appLayers, _ := app.Layers()
-	src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(append([]v1.Layer{}, baseLayers...), appLayers...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := onBase(t, base, "/bin/app", testimage.Layer{testimage.Whiteout("etc/junk"), testimage.File("etc/motd", "hello"), testimage.File("bin/app", "#!/bin/sh\n")})
 	out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
 	mustVerify(t, src, out)
 	if p := res.Images[0].BasePolicy; p != "recompress" {
@@ -74,12 +69,7 @@ func TestBaseRecompress(t *testing.T) {
 	}
 
 	// The same base under another application: the same blob.
-	app2 := buildImage(t, []testimage.Layer{{testimage.File("srv/other", "x")}})
-	app2Layers, _ := app2.Layers()
-	src2, err := testimage.Image(v1.Config{Entrypoint: []string{"/srv/other"}}, append(append([]v1.Layer{}, baseLayers...), app2Layers...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src2 := onBase(t, base, "/srv/other", testimage.Layer{testimage.File("srv/other", "x")})
 	out2, _ := optimizeImage(t, src2, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
 	mf2, _ := out2.Manifest()
 	if mf2.Layers[0].Digest != mf.Layers[0].Digest {
@@ -100,12 +90,7 @@ func TestBaseRecompressRefusals(t *testing.T) {
 		{testimage.File("tmp/x", "x")},
 	})
 	baseLayers, _ := base.Layers()
-	app := buildImage(t, []testimage.Layer{{testimage.File("bin/app", "#!/bin/sh\n")}})
-	appLayers, _ := app.Layers()
-	src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(append([]v1.Layer{}, baseLayers...), appLayers...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := onBase(t, base, "/bin/app", testimage.Layer{testimage.File("bin/app", "#!/bin/sh\n")})
 	out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
 	mustVerify(t, src, out)
 	mf, _ := out.Manifest()
@@ -134,4 +119,22 @@ func TestBaseRecompressNeedsContainerd(t *testing.T) {
 			t.Errorf("%s: %v, want an error that names the policy", f, err)
 		}
 	}
+}
+
+// onBase is an image of base's layers and one application layer on top.
+func onBase(t *testing.T, base v1.Image, entrypoint string, app testimage.Layer) v1.Image {
+	t.Helper()
+	bl, err := base.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := buildImage(t, []testimage.Layer{app}).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.Image(v1.Config{Entrypoint: []string{entrypoint}}, append(bl, al...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
