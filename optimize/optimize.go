@@ -626,30 +626,13 @@ func (e *notRecompressibleError) Error() string { return e.why }
 
 // recompressLayer encodes layer li's tar stream as it is into zstd:chunked
 // for containerd, without prioritized files. It returns a
-// *notRecompressibleError for a layer with a hard link to a file of a lower
-// layer (the stream must keep it, and a lazy puller resolves links inside
-// one layer only) or an entry whose directory has no entry before it (a lazy
-// puller makes one up, 0755, and it hides the directory's mode and owner
-// in the layers below), and when the encoder had to change the stream (it keeps
-// one entry per name, and drops PAX global headers), which would change the
-// layer's DiffID: then the blob is discarded.
+// *notRecompressibleError for a layer recompressRefusal refuses, and when
+// the encoder had to change the stream (it keeps one entry per name, and
+// drops PAX global headers), which would change the layer's DiffID: then
+// the blob is discarded.
 func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
-	dirs := map[string]bool{}
-	for i := range idx.Entries {
-		e := &idx.Entries[i]
-		if e.Type == layers.TypeHardlink && e.LinkIndex < 0 {
-			return nil, nil, &notRecompressibleError{why: fmt.Sprintf("its hard link /%s names /%s of a lower layer, which a lazy puller cannot resolve", e.Path, e.Linkname)}
-		}
-		dir := parentDir(e.Path)
-		if e.Type == layers.TypeOpaque {
-			dir = e.Path
-		}
-		if dir != "" && dir != "." && !dirs[dir] {
-			return nil, nil, &notRecompressibleError{why: fmt.Sprintf("no entry for /%s comes before its entry for /%s: a lazy puller would show /%s as a new 0755 directory over the one below", dir, e.Path, dir)}
-		}
-		if e.Type == layers.TypeDir {
-			dirs[e.Path] = true
-		}
+	if why := recompressRefusal(idx); why != "" {
+		return nil, nil, &notRecompressibleError{why: why}
 	}
 	src, err := tars.Tar(li)
 	if err != nil {

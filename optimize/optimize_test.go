@@ -347,10 +347,14 @@ func TestDiffIDMismatch(t *testing.T) {
 	}
 }
 
-// TestBaseAuto: without a policy, the base is converted when keeping it
-// would make cold nodes pull the whole image, and kept when the image is so
-// small that lazy mounting costs more round trips than it saves. Behind a
-// kept base containerd downloads the layers above whole too, so a tiny base
+// TestBaseAuto: without a policy, the base gets the policy whose estimated
+// start is never far from the best one's, on every network, on a node with
+// the base and on one without it. A big base is recompressed for
+// containerd when it can be (nodes holding it reuse it, the others fetch
+// its start-up file on demand), and converted when it cannot (no entries
+// for its directories) or for podman's zstd:chunked; a tiny base is kept,
+// since lazy mounting costs more round trips than it saves. Behind a kept
+// base containerd downloads the layers above whole too, so a tiny base
 // under a big application is converted.
 func TestBaseAuto(t *testing.T) {
 	big := make([]byte, 4<<20)
@@ -360,29 +364,45 @@ func TestBaseAuto(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name       string
+		dirs       bool // the base has entries for its directories
+		format     layers.Format
 		payload    string
 		appPayload string
 		want       string
 	}{
-		{"big base", string(big), "x", "convert"},
-		{"tiny base", "x", "x", "keep"},
-		{"tiny base, big application", "x", string(big), "convert"},
+		{"big base", false, layers.FormatEStargz, string(big), "x", "convert"},
+		{"big base with its directories", true, layers.FormatEStargz, string(big), "x", "recompress"},
+		{"big base with its directories, for containerd", true, layers.FormatZstdChunkedContainerd, string(big), "x", "recompress"},
+		{"big base with its directories, for podman", true, layers.FormatZstdChunked, string(big), "x", "convert"},
+		{"tiny base", false, layers.FormatEStargz, "x", "x", "keep"},
+		{"tiny base, big application", false, layers.FormatEStargz, "x", string(big), "convert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := buildImage(t, []testimage.Layer{{testimage.File("usr/lib/big.so", tc.payload), testimage.File("bin/app", "#!/bin/sh\n")}})
-			bl, _ := base.Layers()
+			var bl testimage.Layer
+			if tc.dirs {
+				bl = testimage.Layer{testimage.Dir("bin", 0o755), testimage.Dir("usr", 0o755), testimage.Dir("usr/lib", 0o755)}
+			}
+			bl = append(bl, testimage.File("usr/lib/big.so", tc.payload), testimage.File("bin/app", "#!/bin/sh\n"))
+			base := buildImage(t, []testimage.Layer{bl})
+			bls, _ := base.Layers()
 			app, err := testimage.Layer{testimage.File("app.cfg", tc.appPayload)}.Compressed(compression.GZip)
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(bl, app)...)
+			src, err := testimage.Image(v1.Config{Entrypoint: []string{"/bin/app"}}, append(bls, app)...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, res := optimizeImage(t, src, optimize.WithBaseImage(base))
+			_, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithFormat(tc.format))
 			ir := res.Images[0]
 			if ir.BasePolicy != tc.want || !strings.Contains(ir.BasePolicyReason, "edge") {
 				t.Errorf("policy %s (%s), want %s with the figures", ir.BasePolicy, ir.BasePolicyReason, tc.want)
+			}
+			if lr := ir.Layers[0]; tc.want == "recompress" && !strings.Contains(lr.Reason, "recompressed") {
+				t.Errorf("base layer: %s, want it recompressed", lr.Reason)
+			}
+			if want := tc.format == layers.FormatZstdChunked; strings.Contains(ir.BasePolicyReason, "recompress") == want {
+				t.Errorf("reason %q: recompress weighed for %s", ir.BasePolicyReason, tc.format)
 			}
 		})
 	}

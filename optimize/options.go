@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
-	"strings"
 
 	"github.com/coldstart-dev/coldstart/cache"
 	"github.com/coldstart-dev/coldstart/internal/funcopt"
@@ -48,8 +46,10 @@ type BasePolicy int
 
 // Base policies.
 const (
-	// BaseAuto picks BaseKeep or BaseConvert by their estimated cold-start
-	// cost, and says why in the result.
+	// BaseAuto picks BaseKeep, BaseConvert or (for containerd targets)
+	// BaseRecompress by their estimated start on the networks of
+	// WithNetworks, on nodes with the base and without it, and says why in
+	// the result.
 	BaseAuto BasePolicy = iota
 	// BaseKeep leaves base layers byte-identical, so nodes that hold the
 	// base keep using it. On a node without it, containerd pulls a non-lazy
@@ -319,7 +319,7 @@ func WithSparseLimit(n int64) Option {
 	}
 }
 
-// WithNetworks sets the networks BaseAuto weighs keep against convert on.
+// WithNetworks sets the networks BaseAuto weighs the base policies on.
 // The default is report.DefaultNetworks (datacenter, cloud, edge).
 func WithNetworks(nets ...report.Network) Option {
 	return func(o *options) error {
@@ -404,86 +404,3 @@ func (o *options) annotations() map[string]string {
 // AnnotationFormat is set on the manifest of every optimized image: the
 // layer format it was converted to.
 const AnnotationFormat = "dev.coldstart.format"
-
-// tocBytesPerEntry estimates the compressed TOC bytes of one entry of a
-// lazy layer (a TOC entry is about 300 bytes of JSON that gzip shrinks about
-// five-fold).
-const tocBytesPerEntry = 64
-
-// lazyRequestsPerLayer is what mounting a lazy layer costs in requests:
-// footer, TOC and prefetch range.
-const lazyRequestsPerLayer = 3
-
-// chooseBasePolicy picks keep or convert for the base layers by the cost of
-// a start on each network of WithNetworks, on a node without the base
-// (cold) and on a node that holds it (warm): a node pulls a non-lazy layer
-// whole before it starts the container, and containerd then downloads the
-// layers above it whole too (while stargz-snapshotter still mounts them
-// lazily), so keeping a gzip base costs cold nodes the whole image, while
-// converting it costs warm nodes the base's TOC and start-up files. The
-// policy with the smaller worst case wins.
-func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
-	if !o.encode.Format.Lazy() {
-		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
-	}
-	startup := make([]int64, len(idxs))
-	for _, f := range files {
-		if r, ok := ov.Lookup(strings.TrimPrefix(path.Clean("/"+f), "/")); ok {
-			startup[r.Layer] += ov.Entry(r).Size
-		}
-	}
-	lazy := func(i int) float64 {
-		idx := idxs[i]
-		ratio := 1.0
-		if idx.UncompressedSize > 0 {
-			ratio = float64(idx.Size) / float64(idx.UncompressedSize)
-		}
-		return float64(len(idx.Entries)*tocBytesPerEntry) + float64(startup[i])*ratio
-	}
-	var worstKeep, worstConvert float64
-	var detail []string
-	for _, n := range o.networks {
-		secs := func(bytes float64, reqs int) float64 {
-			t := float64(reqs) * n.RTT.Seconds()
-			if n.BytesPerSecond > 0 {
-				t += bytes / n.BytesPerSecond
-			}
-			return t
-		}
-		var coldKeepB, warmKeepB, convertB float64
-		var coldKeepR, warmKeepR, convertR int
-		whole := false // a kept base layer lies below
-		for i, idx := range idxs {
-			convertB += lazy(i)
-			convertR += lazyRequestsPerLayer
-			if o.baseLayers[idx.Digest] {
-				coldKeepB += float64(idx.Size)
-				coldKeepR++
-				whole = true
-			} else {
-				coldKeepB += lazy(i)
-				coldKeepR += lazyRequestsPerLayer
-				if whole {
-					// containerd, once a layer cannot be mounted lazily,
-					// downloads every layer above it whole as well, while
-					// the snapshotter mounts them lazily.
-					coldKeepB += float64(idx.Size)
-					coldKeepR++
-				}
-			}
-			if !o.baseLayers[idx.Digest] {
-				warmKeepB += lazy(i)
-				warmKeepR += lazyRequestsPerLayer
-			}
-		}
-		coldKeep, warmKeep, conv := secs(coldKeepB, coldKeepR), secs(warmKeepB, warmKeepR), secs(convertB, convertR)
-		worstKeep += max(coldKeep, warmKeep)
-		worstConvert += conv
-		detail = append(detail, fmt.Sprintf("%s: keep %.2f s cold / %.2f s warm, convert %.2f s", n.Name, coldKeep, warmKeep, conv))
-	}
-	why := "estimated start (" + strings.Join(detail, "; ") + ")"
-	if worstKeep < worstConvert {
-		return BaseKeep, "keeping the base is cheaper even on nodes without it: " + why
-	}
-	return BaseConvert, "a non-lazy base is pulled whole before the start on nodes without it: " + why
-}

@@ -29,7 +29,8 @@ const (
 	VariantColdstartRun = "coldstart-run"
 	// VariantColdstartKeep is coldstart optimize --base-policy keep --base BASE.
 	VariantColdstartKeep = "coldstart-keep"
-	// VariantColdstartAuto is coldstart optimize --base-policy auto --base BASE.
+	// VariantColdstartAuto is coldstart optimize --base-policy auto --base
+	// BASE --network LINK (Converters.Network).
 	VariantColdstartAuto = "coldstart-auto"
 	// VariantColdstartRecompress is coldstart optimize --base-policy
 	// recompress --base BASE.
@@ -53,6 +54,11 @@ type Converters struct {
 	// Base is the OCI layout of the base image; needed for the keep and
 	// auto variants.
 	Base string
+	// Network is the link the variants are measured on, as optimize's
+	// --network takes it (RATE,RTT): auto weighs its base policies on it,
+	// as a user names the network their nodes pull over. "": optimize's
+	// default networks.
+	Network string
 }
 
 // ConvertCommand returns the program and arguments that make variant name
@@ -79,6 +85,9 @@ func (c Converters) ConvertCommand(name, src, out string) (string, []string, err
 			errors.Join(need("the coldstart CLI", c.Coldstart), need("a run profile", c.Profile))
 	case VariantColdstartKeep, VariantColdstartAuto, VariantColdstartRecompress:
 		policy := strings.TrimPrefix(name, "coldstart-")
+		if name == VariantColdstartAuto && c.Network != "" {
+			cs = append(cs, "--network", c.Network)
+		}
 		return c.Coldstart, append(cs, "--base-policy", policy, "--base", "oci:"+c.Base, "oci:"+src, "oci:"+out),
 			errors.Join(need("the coldstart CLI", c.Coldstart), need("the base image", c.Base))
 	}

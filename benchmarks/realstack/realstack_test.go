@@ -88,14 +88,14 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestConvertCommand(t *testing.T) {
-	c := Converters{Coldstart: "/b/coldstart", Refconvert: "/b/refconvert", Profile: "/p.json", Base: "/base"}
+	c := Converters{Coldstart: "/b/coldstart", Refconvert: "/b/refconvert", Profile: "/p.json", Base: "/base", Network: "100Mbit,0ms"}
 	for name, want := range map[string][]string{
 		VariantReference:            {"/b/refconvert", "oci:/src", "oci:/out"},
 		VariantReferencePrioritized: {"/b/refconvert", "-prioritize", "/p.json", "oci:/src", "oci:/out"},
 		VariantColdstart:            {"/b/coldstart", "optimize", "-q", "--compare=false", "--no-cache", "oci:/src", "oci:/out"},
 		VariantColdstartRun:         {"/b/coldstart", "optimize", "-q", "--compare=false", "--no-cache", "--profile", "/p.json", "oci:/src", "oci:/out"},
 		VariantColdstartKeep:        {"/b/coldstart", "optimize", "-q", "--compare=false", "--no-cache", "--base-policy", "keep", "--base", "oci:/base", "oci:/src", "oci:/out"},
-		VariantColdstartAuto:        {"/b/coldstart", "optimize", "-q", "--compare=false", "--no-cache", "--base-policy", "auto", "--base", "oci:/base", "oci:/src", "oci:/out"},
+		VariantColdstartAuto:        {"/b/coldstart", "optimize", "-q", "--compare=false", "--no-cache", "--network", "100Mbit,0ms", "--base-policy", "auto", "--base", "oci:/base", "oci:/src", "oci:/out"},
 	} {
 		bin, args, err := c.ConvertCommand(name, "/src", "/out")
 		if err != nil {

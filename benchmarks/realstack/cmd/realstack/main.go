@@ -148,6 +148,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *original != "" {
 		want := strings.Split(*names, ",")
 		conv := realstack.Converters{Coldstart: *coldstart, Refconvert: *refconvert, Profile: *profile, Base: *base}
+		if *rate > 0 {
+			// The link, with no added round trip (the bench adds none).
+			conv.Network = fmt.Sprintf("%gMbit,0ms", *rate)
+		}
 		if conv.Profile == "" && (slices.Contains(want, realstack.VariantReferencePrioritized) || slices.Contains(want, realstack.VariantColdstartRun)) {
 			conv.Profile = filepath.Join(*work, "profile-"+*image+".json")
 			if _, err := os.Stat(conv.Profile); err != nil {
