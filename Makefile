@@ -16,7 +16,7 @@ FUZZMINIMIZETIME ?= 3s
 	realstack-deps realstack-install realstack-smoke realstack-bench
 
 # Fuzz targets, as package:Target; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./layers:FuzzIndex ./layers:FuzzMerge ./optimize:FuzzPlan ./optimize:FuzzPlanRoles \
+FUZZ_TARGETS := ./layers:FuzzIndex ./layers:FuzzMerge ./optimize:FuzzPlan ./optimize:FuzzPlanRoles ./optimize:FuzzPlanSymlinks \
 	./internal/lazypull:FuzzOpenTOC ./optimize/profile:FuzzImport \
 	./optimize/profile:FuzzStatic ./optimize/profile/internal/elfhdr:FuzzParseELF ./internal/testimage:FuzzApply \
 	./internal/oracle:FuzzApply ./internal/oracle:FuzzReadTOC

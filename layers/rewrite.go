@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -49,6 +50,10 @@ type RewritePlan struct {
 	// has no entry for as 0755, root-owned, from 1970, where a full pull
 	// keeps the lower directory's.
 	Dirs map[int][]*Entry
+	// Moved renames entries, by index, to where containerd's applier
+	// lands them through a symlinked directory (SymlinkParents): a
+	// moved hard link also gets its resolved target.
+	Moved map[int]Moved
 }
 
 // LinkSource is what a hard link entry becomes when the file it links to is
@@ -109,6 +114,9 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, plan RewritePlan, w i
 		k := plan.Keep == nil || plan.Keep(i)
 		ls, relinked := plan.Links[i]
 		dirs := plan.Dirs[i]
+		if m, ok := plan.Moved[i]; ok {
+			move(hdr, &idx.Entries[i], m)
+		}
 		i++
 		if !k {
 			continue
@@ -143,6 +151,32 @@ func Rewrite(ctx context.Context, r io.Reader, idx *Index, plan RewritePlan, w i
 		return cw.n, err
 	}
 	return cw.n, nil
+}
+
+// move renames hdr, the header of entry e, to where m says it lands.
+func move(hdr *tar.Header, e *Entry, m Moved) {
+	switch e.Type {
+	case TypeWhiteout:
+		hdr.Name = joinRel(parent(m.Path), whiteoutPrefix+path.Base(m.Path))
+	case TypeOpaque:
+		hdr.Name = joinRel(m.Path, whiteoutOpaqueDirName)
+	case TypeDir:
+		hdr.Name = m.Path + "/"
+	default:
+		hdr.Name = m.Path
+	}
+	if m.Linkname != "" && hdr.Typeflag == tar.TypeLink {
+		hdr.Linkname = m.Linkname
+	}
+	// The new names may not fit the header's format: the writer picks
+	// the first one they fit.
+	hdr.Format = tar.FormatUnknown
+	if hdr.PAXRecords != nil {
+		// The writer makes the records of long names anew.
+		hdr.PAXRecords = maps.Clone(hdr.PAXRecords)
+		delete(hdr.PAXRecords, "path")
+		delete(hdr.PAXRecords, "linkpath")
+	}
 }
 
 // writeLinkSource writes hard link hdr as ls says.

@@ -139,6 +139,8 @@ func Analyze(ctx context.Context, img v1.Image, opts ...Option) (*Analysis, erro
 	if err != nil {
 		return nil, err
 	}
+	// Paths as containerd lands them, as Image plans them.
+	idxs, _ = resolveSymlinkParents(idxs)
 	ov, err := layers.Merge(idxs...)
 	if err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ type startupShare struct {
 // estimate less the smallest of them is what it loses there, and the
 // policy whose largest loss is the smallest wins (ties: the smaller worst
 // case, summed over the networks). The reason gives the figures.
-func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string) (BasePolicy, string) {
+func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, files []string, moved []map[int]layers.Moved) (BasePolicy, string) {
 	if !o.encode.Format.Lazy() {
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
 	}
@@ -90,7 +90,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 	// the base pulls them whole.
 	refused := make([]bool, len(idxs))
 	for i, idx := range idxs {
-		refused[i] = o.baseLayers[idx.Digest] && recompressRefusal(idx) != ""
+		refused[i] = o.baseLayers[idx.Digest] && (recompressRefusal(idx) != "" || len(moved[i]) > 0)
 	}
 	regret := make([]float64, len(candidates)) // the largest loss to the best, seconds
 	worst := make([]float64, len(candidates))  // summed over the networks

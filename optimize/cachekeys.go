@@ -133,13 +133,18 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 	if lp.role == RoleRecompress {
 		// Recompressed into its own format, whatever the target's.
 		// "checks": the layers it refuses (notRecompressibleError); 2
-		// refuses cross-layer hard links and directories without an entry.
+		// refuses cross-layer hard links and directories without an entry,
+		// 3 entries written through a symlinked directory.
 		k["recompress"] = layers.FormatZstdChunkedContainerd.EncoderVersion()
-		k["checks"] = 2
+		k["checks"] = 3
 	}
 	if len(lp.links) > 0 {
 		// What hard links to lower files become depends on those files.
 		k["links"] = linksKey(lp, idxs)
+	}
+	if len(lp.moved) > 0 && (lp.role == RoleRewrite || lp.role == RoleConvert) {
+		// Entries written where containerd lands them.
+		k["moved"] = movedKey(lp.moved)
 	}
 	if len(lp.dirs) > 0 {
 		// So do the directories added from the layers below.
@@ -276,9 +281,18 @@ type imageRecord struct {
 // manifest digest names its config and every layer) and the fingerprint
 // of every option that shapes the output, the profiler included.
 func (o *options) recordKey(in v1.Hash) string {
-	// The record holds the estimate too: a new cost model makes new records.
-	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint(), "model " + report.ModelVersion})
+	// The record holds the estimate too: a new cost model makes new
+	// records. A record names its layers' keys: a planner that decides
+	// otherwise (planVersion) must not replay an old plan's layers.
+	return "image/v1/" + hashJSON([]string{in.String(), o.fingerprint(), "model " + report.ModelVersion, "plan " + planVersion})
 }
+
+// planVersion changes when the plan decides differently for some input,
+// so that no image record made before is replayed: 2 names entries where
+// containerd lands them through a symlinked directory, keeps the symlinks
+// a kept layer applies through, and has the fixes to hard links, markers
+// and kept layers' directories found by FuzzPlanRoles.
+const planVersion = "2"
 
 func (o *pipeline) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
 	if o.cache == nil {

@@ -3,11 +3,14 @@ package optimize_test
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/coldstart-dev/coldstart/internal/oracle"
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // FuzzPlan: whatever the layered filesystem, the dedupe plan never changes
@@ -43,11 +46,31 @@ func FuzzPlanRoles(f *testing.F) {
 	for i := range uint64(8) {
 		f.Add(i, i*5+3, uint8(2+i%4), uint8(i*37), uint8(i))
 	}
+	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, nlayers, roles, pick uint8) {
+		planRoles(t, seed1, seed2, nlayers, roles, pick, false)
+	})
+}
+
+// FuzzPlanSymlinks is FuzzPlanRoles with files, directories and whiteouts
+// written through symlinks to directories, which containerd follows and a
+// lazy puller does not.
+func FuzzPlanSymlinks(f *testing.F) {
+	for i := range uint64(8) {
+		f.Add(i, i*3+11, uint8(2+i%4), uint8(i*53), uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, nlayers, roles, pick uint8) {
+		planRoles(t, seed1, seed2, nlayers, roles, pick, true)
+	})
+}
+
+// planRoles is one input of FuzzPlanRoles (FuzzPlanSymlinks with
+// symlinks).
+func planRoles(t *testing.T, seed1, seed2 uint64, nlayers, roles, pick uint8, symlinks bool) {
 	fmts := append(append([]layers.Format{}, formats...), layers.FormatZstdChunkedContainerd)
 	policies := []optimize.BasePolicy{optimize.BaseKeep, optimize.BaseConvert, optimize.BaseRecompress, optimize.BaseAuto}
-	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, nlayers, roles, pick uint8) {
+	{
 		r := rand.New(rand.NewPCG(seed1, seed2))
-		ls := testimage.Random(r, allKinds(testimage.RandomOptions{Layers: 1 + int(nlayers%6), Ops: 12, MaxFileSize: 256, Specials: roles&1 == 0}))
+		ls := testimage.Random(r, allKinds(testimage.RandomOptions{Layers: 1 + int(nlayers%6), Ops: 12, MaxFileSize: 256, Specials: roles&1 == 0, SymlinkParents: symlinks}))
 		src := buildImage(t, ls)
 		format := fmts[int(pick)%len(fmts)]
 		opts := []optimize.Option{optimize.WithFormat(format), optimize.WithProfiler(nil)}
@@ -76,14 +99,14 @@ func FuzzPlanRoles(f *testing.F) {
 		}
 		// Prioritized files: a random part of the merged filesystem's paths
 		// (directories and symlinks too), in random order, and a missing one.
-		tree, err := testimage.ApplyImage(src)
+		paths, err := mergedPaths(src, symlinks)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var prio []string
-		for _, n := range tree.Nodes() {
+		for _, p := range paths {
 			if r.IntN(2) == 0 {
-				prio = append(prio, "/"+n.Path)
+				prio = append(prio, "/"+p)
 			}
 		}
 		r.Shuffle(len(prio), func(i, j int) { prio[i], prio[j] = prio[j], prio[i] })
@@ -103,5 +126,35 @@ func FuzzPlanRoles(f *testing.F) {
 		if !v.OK {
 			t.Fatalf("%s, options %08b, dedupe %v, chunk size %d: merged filesystem changed: %v", format, roles, dedupe, chunk, v.Images[0].Differences)
 		}
-	})
+	}
+}
+
+// mergedPaths lists the paths of img's merged filesystem, sorted: as
+// containerd applies it (the oracle) when layers write through symlinked
+// directories, which testimage.Apply does not follow.
+func mergedPaths(img v1.Image, symlinks bool) ([]string, error) {
+	var paths []string
+	if !symlinks {
+		tree, err := testimage.ApplyImage(img)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range tree.Nodes() {
+			paths = append(paths, n.Path)
+		}
+		return paths, nil
+	}
+	ls, err := oracle.ReadV1Image(context.Background(), img, 1)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := oracle.Apply(ls...)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range fs.Nodes() {
+		paths = append(paths, n.Path)
+	}
+	slices.Sort(paths)
+	return paths, nil
 }

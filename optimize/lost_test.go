@@ -220,19 +220,7 @@ func lazyContent(t *testing.T, img v1.Image, name string) string {
 		t.Fatal(err)
 	}
 	for i := len(ls) - 1; i >= 0; i-- {
-		rc, err := ls[i].Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		blob, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := layers.OpenLazy(io.NewSectionReader(bytesReaderAt(blob), 0, int64(len(blob))))
-		if err != nil {
-			t.Fatalf("layer %d: opening the TOC: %v", i, err)
-		}
+		r := openLazy(t, ls[i])
 		if _, ok := r.Lookup(name); !ok {
 			continue
 		}
@@ -249,6 +237,25 @@ func lazyContent(t *testing.T, img v1.Image, name string) string {
 	}
 	t.Fatalf("no layer's TOC has %s", name)
 	return ""
+}
+
+// openLazy opens a lazy layer's TOC with the estargz reader.
+func openLazy(t *testing.T, l v1.Layer) *estargz.Reader {
+	t.Helper()
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := layers.OpenLazy(io.NewSectionReader(bytesReaderAt(blob), 0, int64(len(blob))))
+	if err != nil {
+		t.Fatalf("opening the TOC: %v", err)
+	}
+	return r
 }
 
 type bytesReaderAt []byte
@@ -404,7 +411,7 @@ func TestSparseFilesLeftToOnDemand(t *testing.T) {
 
 // TestNothingLostCachedLayer: stacks whose middle layer nodes hold (kept
 // byte-identical, --cached) while the layers around it are rewritten.
-// FuzzPlanRoles found both.
+// FuzzPlanRoles found the first two, FuzzPlanSymlinks the third.
 func TestNothingLostCachedLayer(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -429,6 +436,17 @@ func TestNothingLostCachedLayer(t *testing.T) {
 			{testimage.Whiteout("d/e/l")},
 			{testimage.Whiteout("d/e"), testimage.File("d/f", "f")},
 		},
+	}, {
+		// The symlink stays below the kept layer, though a later layer
+		// deletes it: the kept layer's file applies through it. Without
+		// it, the applier would make /lib up as a directory, the file
+		// would land there, and the later whiteout would delete both.
+		name: "the kept layer writes through a symlink a later layer deletes",
+		layers: []testimage.Layer{
+			{testimage.Dir("usr", 0o755), testimage.Dir("usr/lib", 0o755), testimage.Symlink("lib", "usr/lib")},
+			{testimage.File("lib/libfoo.so", "foo")},
+			{testimage.Whiteout("lib")},
+		},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			src := buildImage(t, c.layers)
@@ -444,6 +462,70 @@ func TestNothingLostCachedLayer(t *testing.T) {
 				t.Run(f.String(), func(t *testing.T) {
 					out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(kept))
 					mustVerify(t, src, out)
+				})
+			}
+		})
+	}
+}
+
+// TestSymlinkedParents: entries written through a symlinked directory of a
+// lower layer ("lib/libfoo.so" over "lib -> usr/lib"), which containerd
+// follows, land in the same place in the output under every format, and a
+// lazy puller sees them there: the output names them where they land,
+// since stargz-snapshotter follows no symlink of a lower layer, and a "lib"
+// directory of the upper layer would hide the symlink and all of /usr/lib
+// behind it.
+func TestSymlinkedParents(t *testing.T) {
+	usrLib := testimage.Layer{testimage.Dir("usr", 0o755), testimage.Dir("usr/lib", 0o755),
+		testimage.File("usr/lib/libc.so", "libc"), testimage.File("usr/lib/libm.so", "libm"), testimage.Symlink("lib", "usr/lib")}
+	for _, c := range []struct {
+		name  string
+		upper testimage.Layer
+		// toc is what the upper layer's TOC must have: where the file
+		// lands with its content want, or a marker (want "").
+		toc, want string
+	}{
+		{"a file", testimage.Layer{testimage.File("lib/libfoo.so", "foo")}, "usr/lib/libfoo.so", "foo"},
+		{"an absolute symlink's directory", testimage.Layer{testimage.Symlink("lib64", "/usr/lib"), testimage.File("lib64/ld.so", "ld")}, "usr/lib/ld.so", "ld"},
+		{"a whiteout", testimage.Layer{testimage.Whiteout("lib/libm.so"), testimage.File("app", "app")}, "usr/lib/.wh.libm.so", ""},
+		{"an opaque marker", testimage.Layer{testimage.Opaque("lib"), testimage.File("lib/only.so", "only")}, "usr/lib/.wh..wh..opq", ""},
+		{"a hard link's target", testimage.Layer{testimage.Hardlink("libc-copy", "lib/libc.so")}, "libc-copy", "libc"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := buildImage(t, []testimage.Layer{usrLib, c.upper})
+			// The base stays as it is (cached on nodes), so that the
+			// markers must stay too.
+			ls, err := src.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, err := ls[0].Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range formats {
+				t.Run(f.String(), func(t *testing.T) {
+					out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(base))
+					mustVerify(t, src, out)
+					if !f.Lazy() {
+						return
+					}
+					ls, err := out.Layers()
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := openLazy(t, ls[1])
+					if e, ok := r.Lookup("lib"); ok && e.Type == "dir" {
+						t.Errorf("the upper layer has a directory /lib, which hides the symlink /lib -> usr/lib")
+					}
+					if _, ok := r.Lookup(c.toc); !ok {
+						t.Errorf("the upper layer has no /%s", c.toc)
+					}
+					if c.want != "" {
+						if got := lazyContent(t, out, c.toc); got != c.want {
+							t.Errorf("a lazy puller reads /%s as %q, want %q", c.toc, got, c.want)
+						}
+					}
 				})
 			}
 		})

@@ -271,6 +271,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
+	idxs, moved := resolveSymlinkParents(idxs)
 	ov, err := layers.Merge(idxs...)
 	if err != nil {
 		return nil, nil, wrap(err)
@@ -285,8 +286,8 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
-	roles, reasons := o.roles(idxs, ov, prio, ir)
-	p := makePlan(ov, roles, reasons, o.dedupe, o.encode.Format)
+	roles, reasons := o.roles(idxs, ov, prio, moved, ir)
+	p := makePlan(ov, roles, reasons, moved, o.dedupe, o.encode.Format)
 	p.prioritize(prio, o.sparseLimit)
 	if n := convertedPrefix(roles); n > 0 && (o.profiler != nil || o.prioritized != nil) {
 		// A base converted as it is gets the start-up files of the base
@@ -486,13 +487,13 @@ func (o *pipeline) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *lay
 }
 
 // roles decides, per layer, whether it is kept, converted or rewritten.
-func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, ir *ImageResult) ([]Role, []string) {
+func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, moved []map[int]layers.Moved, ir *ImageResult) ([]Role, []string) {
 	roles := make([]Role, len(idxs))
 	reasons := make([]string, len(idxs))
 	policy := o.basePolicy
 	if len(o.baseLayers) > 0 {
 		if policy == BaseAuto {
-			policy, ir.BasePolicyReason = o.chooseBasePolicy(idxs, ov, files)
+			policy, ir.BasePolicyReason = o.chooseBasePolicy(idxs, ov, files, moved)
 		} else {
 			ir.BasePolicyReason = "set by option"
 		}
@@ -525,6 +526,9 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	if lp.role == RoleRecompress {
+		if why := movedRefusal(idx, lp.moved); why != "" {
+			return nil, nil, &notRecompressibleError{why: why}
+		}
 		return o.recompressLayer(ctx, tars, li, idx, tmp, platform)
 	}
 	var rc io.Reader
@@ -544,7 +548,7 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 		return nil, nil, err
 	}
 	defer tmp.discard(tarFile)
-	rp := layers.RewritePlan{Keep: func(i int) bool { return lp.keep[i] }}
+	rp := layers.RewritePlan{Keep: func(i int) bool { return lp.keep[i] }, Moved: lp.moved}
 	if len(lp.links) > 0 {
 		rp.Links = make(map[int]layers.LinkSource, len(lp.links))
 		for i, ls := range lp.links {

@@ -73,10 +73,11 @@ const (
 	// them). For containerd only, with an eStargz target: podman pulls such
 	// a layer whole. A layer whose stream cannot be kept (say, it repeats
 	// a name, which a TOC cannot hold), that holds a hard link to a file
-	// of a lower layer (which a lazy puller cannot resolve), or that writes
+	// of a lower layer (which a lazy puller cannot resolve), that writes
 	// into a directory it has no entry for (a lazy puller would make one
-	// up, 0755, over the directory below), is kept byte-identical instead,
-	// and the result says so.
+	// up, 0755, over the directory below), or that writes through a
+	// symlinked directory (the stream must keep the name), is kept
+	// byte-identical instead, and the result says so.
 	BaseRecompress
 )
 

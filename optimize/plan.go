@@ -51,6 +51,10 @@ type layerPlan struct {
 	// entry: those above kept entries that the layer has no entry for,
 	// as the layers below have them (lazy formats only).
 	dirs map[int][]*layers.Entry
+	// moved lists, by entry index, the entries containerd writes through
+	// a symlinked directory, named where they land
+	// (resolveSymlinkParents); RoleRecompress refuses a layer with any.
+	moved map[int]layers.Moved
 }
 
 // linkSource is what a hard link to a file of a lower layer becomes.
@@ -75,9 +79,10 @@ type plan struct {
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
-// role, dedupe says whether to drop what no container sees and f is the
-// output format.
-func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool, f layers.Format) *plan {
+// role, moved[i] its entries that apply through a symlinked directory
+// (resolveSymlinkParents), dedupe says whether to drop what no container
+// sees and f is the output format.
+func makePlan(ov *layers.Overlay, roles []Role, reasons []string, moved []map[int]layers.Moved, dedupe bool, f layers.Format) *plan {
 	// A recompressed layer's entries are the input's: for the plan, it is
 	// kept.
 	planRoles := slices.Clone(roles)
@@ -86,7 +91,7 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool, f
 			planRoles[i] = RoleKeep
 		}
 	}
-	p := makePlanEntries(ov, planRoles, reasons, dedupe)
+	p := makePlanEntries(ov, planRoles, reasons, moved, dedupe)
 	p.findLinkSources()
 	if f.Lazy() {
 		p.findParentDirs()
@@ -141,11 +146,11 @@ func (p *plan) addRootDirs() {
 	}
 }
 
-func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe bool) *plan {
+func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, moved []map[int]layers.Moved, dedupe bool) *plan {
 	idxs := ov.Layers()
 	p := &plan{ov: ov, layers: make([]*layerPlan, len(idxs)), provider: map[string]layers.Ref{}}
 	for li, idx := range idxs {
-		lp := &layerPlan{role: roles[li], reason: reasons[li], keep: make([]bool, len(idx.Entries))}
+		lp := &layerPlan{role: roles[li], reason: reasons[li], keep: make([]bool, len(idx.Entries)), moved: moved[li]}
 		for i := range lp.keep {
 			lp.keep[i] = true
 		}
@@ -255,6 +260,26 @@ func makePlanEntries(ov *layers.Overlay, roles []Role, reasons []string, dedupe 
 				seen[a] = true
 				if r, ok := p.dirRefBefore(li, a); ok && rewrite(r.Layer) {
 					p.layers[r.Layer].keep[r.Entry] = true
+				}
+			}
+		}
+	}
+	// 3c. An entry of a kept layer that applies through a symlinked
+	// directory needs the symlinks where it applies: they stay.
+	for li := range idxs {
+		if lp := p.layers[li]; rewrite(li) || lp.role == RoleConvert {
+			continue
+		}
+		for _, m := range p.layers[li].moved {
+			for _, s := range m.Via {
+				vs := ov.Versions(s)
+				for i := len(vs) - 1; i >= 0; i-- {
+					if v := vs[i]; v.Layer < li {
+						if ov.Entry(v).Type == layers.TypeSymlink && rewrite(v.Layer) {
+							p.layers[v.Layer].keep[v.Entry] = true
+						}
+						break
+					}
 				}
 			}
 		}

@@ -31,6 +31,7 @@ func ProfileImage(ctx context.Context, img v1.Image, profiler profile.Profiler, 
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", d, err)
 	}
+	idxs, _ = resolveSymlinkParents(idxs)
 	ov, err := layers.Merge(idxs...)
 	if err != nil {
 		return nil, err

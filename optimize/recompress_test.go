@@ -82,12 +82,14 @@ func TestBaseRecompress(t *testing.T) {
 // their streams: one with a hard link to a file of the layer below (estargz's
 // reader refuses the TOC), and one with a file in a directory it has no entry
 // for (a lazy puller makes the directory up, 0755, over the sticky one below).
-// FuzzPlanRoles found both.
+// FuzzPlanRoles found both. And one that writes through a symlinked
+// directory: a lazy puller would show a directory there, over the symlink.
 func TestBaseRecompressRefusals(t *testing.T) {
 	base := buildImage(t, []testimage.Layer{
-		{testimage.File("lib.so.1", strings.Repeat("lib", 1000)), testimage.Dir("tmp", 0o1777)},
+		{testimage.File("lib.so.1", strings.Repeat("lib", 1000)), testimage.Dir("tmp", 0o1777), testimage.Dir("srv", 0o755), testimage.Symlink("opt", "srv")},
 		{testimage.Hardlink("lib.so", "lib.so.1"), testimage.File("etc/os-release", "debian")},
 		{testimage.File("tmp/x", "x")},
+		{testimage.File("opt/y", "y")},
 	})
 	baseLayers, _ := base.Layers()
 	src := onBase(t, base, "/bin/app", testimage.Layer{testimage.File("bin/app", "#!/bin/sh\n")})
@@ -105,6 +107,10 @@ func TestBaseRecompressRefusals(t *testing.T) {
 	bd2, _ := baseLayers[2].Digest()
 	if r := res.Images[0].Layers[2].Reason; mf.Layers[2].Digest != bd2 || !strings.Contains(r, "no entry for /tmp comes before its entry for /tmp/x") {
 		t.Errorf("base layer 2: %s (%s), want it kept byte-identical, with the reason", mf.Layers[2].Digest, r)
+	}
+	bd3, _ := baseLayers[3].Digest()
+	if r := res.Images[0].Layers[3].Reason; mf.Layers[3].Digest != bd3 || !strings.Contains(r, "its entry opt/y lands in /srv/y through a symlinked directory") {
+		t.Errorf("base layer 3: %s (%s), want it kept byte-identical, with the reason", mf.Layers[3].Digest, r)
 	}
 }
 

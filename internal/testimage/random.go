@@ -39,6 +39,12 @@ type RandomOptions struct {
 	// (user.* and security.capability; never trusted.*, and none on
 	// symlinks or devices, which containerd drops). Default false.
 	Xattrs bool
+	// SymlinkParents writes files, directories and whiteouts through a
+	// symlink to a directory ("lib/x" over "lib -> usr/lib"), which
+	// containerd's applier follows to where they land. [Apply] takes names
+	// literally, and so does not agree with containerd on such layers.
+	// Default false.
+	SymlinkParents bool
 }
 
 // Random generates a valid layered filesystem of the kind real image builds
@@ -90,9 +96,14 @@ type generator struct {
 	counter int
 	pool    []string
 	// linked holds the lower paths the current layer made hard links
-	// to: a whiteout of them (or above them) in the same layer would
-	// apply before the link in a copy-on-link applier.
+	// to, and the names it wrote through a symlink: a whiteout of them
+	// (or above them) in the same layer would apply before the link, or
+	// before the write, in a copy-on-link applier.
 	linked map[string]bool
+	// via holds the symlinks the current layer wrote through: changing
+	// one later in the layer would move what containerd resolves at the
+	// layer's end (the directories' mtimes).
+	via map[string]bool
 }
 
 func random(r *rand.Rand, o RandomOptions) ([]Layer, map[string]*gnode) {
@@ -118,6 +129,7 @@ func random(r *rand.Rand, o RandomOptions) ([]Layer, map[string]*gnode) {
 			n.pinned = false
 		}
 		g.linked = map[string]bool{}
+		g.via = map[string]bool{}
 		if o.GlobalHeaders && r.IntN(2) == 0 {
 			g.out = append(g.out, GlobalHeader(map[string]string{"comment": fmt.Sprintf("%040x", r.Uint64())}))
 		}
@@ -161,6 +173,9 @@ func (g *generator) step() {
 	}
 	if g.o.LongNames {
 		ops = append(ops, op{2, g.addLong})
+	}
+	if g.o.SymlinkParents {
+		ops = append(ops, op{3, g.throughSymlink})
 	}
 	total := 0
 	for _, o := range ops {
@@ -375,6 +390,57 @@ func (g *generator) addSymlink() {
 	g.emitSymlink(p, target)
 }
 
+// throughSymlink writes a file or a directory, or a whiteout of a lower
+// path, through a symlink whose target is a directory.
+func (g *generator) throughSymlink() {
+	type via struct{ link, dir string }
+	var vias []via
+	for _, s := range g.paths(func(_ string, n *gnode) bool { return n.typ == tar.TypeSymlink }) {
+		t := g.state[s].link
+		if !strings.HasPrefix(t, "/") {
+			t = path.Dir(s) + "/" + t
+		}
+		d := strings.TrimPrefix(path.Clean("/"+t), "/")
+		if d == "" {
+			d = "."
+		}
+		if n := g.state[d]; n != nil && n.typ == tar.TypeDir {
+			vias = append(vias, via{s, d})
+		}
+	}
+	if len(vias) == 0 {
+		return
+	}
+	v := vias[g.r.IntN(len(vias))]
+	g.via[v.link] = true
+	switch g.r.IntN(4) {
+	case 0:
+		if g.state[v.link].layer == g.cur {
+			// Whiteouts apply to the layers below, where the link is not.
+			return
+		}
+		kids := g.paths(func(q string, n *gnode) bool {
+			return path.Dir(q) == v.dir && n.layer < g.cur && !g.touchedUnder(q) && q != v.link && !strings.HasPrefix(v.link, q+"/")
+		})
+		if k, ok := g.pick(kids); ok {
+			g.out = append(g.out, Whiteout(join(v.link, path.Base(k))))
+			g.removeTree(k)
+		}
+	case 1:
+		name := g.fresh("sd")
+		g.out = append(g.out, Dir(join(v.link, name), 0o755))
+		g.state[join(v.dir, name)] = &gnode{typ: tar.TypeDir, mode: 0o755, layer: g.cur}
+		g.linked[join(v.link, name)] = true
+	default:
+		name := g.fresh("sf")
+		mode, uid, gid, x := g.meta()
+		content := g.content()
+		g.out = append(g.out, File(join(v.link, name), content, append(xattrOpts(x), Mode(mode), Owner(uid, gid))...))
+		g.state[join(v.dir, name)] = &gnode{typ: tar.TypeReg, mode: mode, uid: uid, gid: gid, content: content, xattrs: maps.Clone(x), layer: g.cur}
+		g.linked[join(v.link, name)] = true
+	}
+}
+
 func (g *generator) addHardlink() {
 	targets := g.paths(func(_ string, n *gnode) bool {
 		return n.layer == g.cur && n.typ == tar.TypeReg && n.hardTarget == ""
@@ -406,7 +472,7 @@ func (g *generator) emitLink(p, t string) {
 }
 
 func (g *generator) overwrite() {
-	p, ok := g.pick(g.paths(g.lower))
+	p, ok := g.pick(g.paths(func(q string, n *gnode) bool { return g.lower(q, n) && !g.via[q] }))
 	if !ok {
 		return
 	}
@@ -519,7 +585,7 @@ func (g *generator) dirToFile() {
 
 func (g *generator) fileToDir() {
 	p, ok := g.pick(g.paths(func(q string, n *gnode) bool {
-		return n.typ != tar.TypeDir && n.layer < g.cur && !g.linked[q]
+		return n.typ != tar.TypeDir && n.layer < g.cur && !g.linked[q] && !g.via[q]
 	}))
 	if !ok {
 		return
@@ -534,7 +600,7 @@ func (g *generator) fileToDir() {
 }
 
 func (g *generator) duplicate() {
-	p, ok := g.pick(g.paths(func(_ string, n *gnode) bool { return n.layer == g.cur && !n.pinned }))
+	p, ok := g.pick(g.paths(func(q string, n *gnode) bool { return n.layer == g.cur && !n.pinned && !g.via[q] }))
 	if !ok {
 		return
 	}

@@ -1,0 +1,84 @@
+package optimize
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/coldstart-dev/coldstart/layers"
+)
+
+// resolveSymlinkParents returns the layers' indexes with every entry that
+// containerd writes through a symlinked directory (layers.SymlinkParents)
+// named where it lands, and those entries per layer. The optimizer plans
+// and writes the entries under those names: a full pull lands them where
+// it did, and a lazy pull, which follows no symlink of a lower layer, now
+// shows them there too, instead of a directory that hides the symlink and
+// everything the container reached through it. Indexes with nothing to
+// move are returned as they are; the others are copies.
+func resolveSymlinkParents(idxs []*layers.Index) ([]*layers.Index, []map[int]layers.Moved) {
+	moved := layers.SymlinkParents(idxs)
+	out := slices.Clone(idxs)
+	for li, mv := range moved {
+		if len(mv) == 0 {
+			continue
+		}
+		c := *idxs[li]
+		c.Entries = slices.Clone(c.Entries)
+		for i, m := range mv {
+			e := &c.Entries[i]
+			e.Path = m.Path
+			if m.Linkname != "" {
+				e.Linkname = m.Linkname
+			}
+		}
+		relinkInLayer(&c)
+		out[li] = &c
+	}
+	return out, moved
+}
+
+// relinkInLayer finds again, after entries moved, which hard links of the
+// layer name a file of the layer itself, as Index does when it reads one.
+func relinkInLayer(idx *layers.Index) {
+	byPath := map[string]int{}
+	for i := range idx.Entries {
+		e := &idx.Entries[i]
+		switch e.Type {
+		case layers.TypeReg:
+			byPath[e.Path] = i
+		case layers.TypeHardlink:
+			if t, ok := byPath[e.Linkname]; ok {
+				e.LinkIndex, e.Size, e.Digest = t, idx.Entries[t].Size, idx.Entries[t].Digest
+			} else if e.LinkIndex >= 0 {
+				e.LinkIndex, e.Digest = -1, [32]byte{}
+			}
+			byPath[e.Path] = i
+		default:
+			delete(byPath, e.Path)
+		}
+	}
+}
+
+// movedKey describes a layer's moved entries for its cache key.
+func movedKey(mv map[int]layers.Moved) []any {
+	var out []any
+	for _, i := range slices.Sorted(maps.Keys(mv)) {
+		out = append(out, []any{i, mv[i].Path, mv[i].Linkname})
+	}
+	return out
+}
+
+// movedRefusal says why recompress must keep a layer with moved entries
+// byte-identical (its stream must name them as they are), "" without any.
+func movedRefusal(idx *layers.Index, mv map[int]layers.Moved) string {
+	if len(mv) == 0 {
+		return ""
+	}
+	i := slices.Min(slices.Collect(maps.Keys(mv)))
+	e, m := &idx.Entries[i], mv[i]
+	if m.Linkname != "" {
+		return fmt.Sprintf("its hard link /%s reaches /%s through a symlinked directory, which a lazy puller does not follow", e.Path, m.Linkname)
+	}
+	return fmt.Sprintf("its entry %s lands in /%s through a symlinked directory, which a lazy puller would show as a directory of its own, hiding the symlink", e.Name, m.Path)
+}
