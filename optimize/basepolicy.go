@@ -124,8 +124,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		detail = append(detail, n.Name+": "+strings.Join(parts, ", "))
 	}
 	b := 0
-	for k := range candidates[1:] {
-		k++
+	for k := 1; k < len(candidates); k++ {
 		if regret[k] < regret[b] || regret[k] == regret[b] && worst[k] < worst[b] {
 			b = k
 		}
@@ -135,10 +134,9 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 	return candidates[b], why
 }
 
-// basePulls is how a node gets each layer of the output of policy p (or of
-// the input, for p < 0), on a node that holds the base and the cached
-// layers (warm) or none of them. refused marks the base layers recompress
-// keeps byte-identical.
+// basePulls is how a node gets each layer of the output of policy p, on a
+// node that holds the base and the cached layers (warm) or none of them.
+// refused marks the base layers recompress keeps byte-identical.
 func (o *pipeline) basePulls(idxs []*layers.Index, p BasePolicy, warm bool, refused []bool) []layerPull {
 	pulls := make([]layerPull, len(idxs))
 	for i, idx := range idxs {
@@ -150,7 +148,7 @@ func (o *pipeline) basePulls(idxs []*layers.Index, p BasePolicy, warm bool, refu
 		switch {
 		case warm && (cached || base && p != BaseConvert):
 			pulls[i] = pullHeld
-		case p < 0 || cached || idx.Foreign || base && p == BaseKeep:
+		case cached || idx.Foreign || base && p == BaseKeep:
 			pulls[i] = asIs
 		case base && p == BaseRecompress && refused[i]:
 			pulls[i] = pullWhole
