@@ -179,14 +179,7 @@ func TestNothingLostKeptLayer(t *testing.T) {
 	for _, c := range nothingLostCases[:5] {
 		t.Run(c.name, func(t *testing.T) {
 			src := buildImage(t, c.layers)
-			ls, err := src.Layers()
-			if err != nil {
-				t.Fatal(err)
-			}
-			linkLayer, err := ls[1].Digest()
-			if err != nil {
-				t.Fatal(err)
-			}
+			linkLayer := layerDigest(t, src, 1)
 			want, err := testimage.ApplyImage(src)
 			if err != nil {
 				t.Fatal(err)
@@ -450,14 +443,7 @@ func TestNothingLostCachedLayer(t *testing.T) {
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			src := buildImage(t, c.layers)
-			ls, err := src.Layers()
-			if err != nil {
-				t.Fatal(err)
-			}
-			kept, err := ls[1].Digest()
-			if err != nil {
-				t.Fatal(err)
-			}
+			kept := layerDigest(t, src, 1)
 			for _, f := range formats {
 				t.Run(f.String(), func(t *testing.T) {
 					out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(kept))
@@ -495,14 +481,7 @@ func TestSymlinkedParents(t *testing.T) {
 			src := buildImage(t, []testimage.Layer{usrLib, c.upper})
 			// The base stays as it is (cached on nodes), so that the
 			// markers must stay too.
-			ls, err := src.Layers()
-			if err != nil {
-				t.Fatal(err)
-			}
-			base, err := ls[0].Digest()
-			if err != nil {
-				t.Fatal(err)
-			}
+			base := layerDigest(t, src, 0)
 			for _, f := range formats {
 				t.Run(f.String(), func(t *testing.T) {
 					out, _ := optimizeImage(t, src, optimize.WithFormat(f), optimize.WithProfiler(nil), optimize.WithCachedLayers(base))
@@ -530,4 +509,18 @@ func TestSymlinkedParents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// layerDigest is the digest of img's layer i.
+func layerDigest(t *testing.T, img v1.Image, i int) v1.Hash {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ls[i].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
