@@ -581,7 +581,6 @@ func (t *tailReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func scanTar(ctx context.Context, pos *offsetReader, idx *Index, o *options) error {
 	tr := tar.NewReader(pos)
 	fh := sha256.New()
-	byPath := map[string]int{} // path -> index of the last regular file or hard link entry
 	var buf []byte
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -593,6 +592,7 @@ func scanTar(ctx context.Context, pos *offsetReader, idx *Index, o *options) err
 			if n == 0 && pos.n == 0 {
 				return fmt.Errorf("%w: empty stream", ErrNotTar)
 			}
+			idx.findLinks()
 			return nil
 		}
 		if err != nil {
@@ -647,16 +647,6 @@ func scanTar(ctx context.Context, pos *offsetReader, idx *Index, o *options) err
 				return fmt.Errorf("%w: entry %q: header says %d bytes, read %d", ErrCorrupt, hdr.Name, hdr.Size, nr)
 			}
 			fh.Sum(e.Digest[:0])
-			byPath[e.Path] = len(idx.Entries)
-		case TypeHardlink:
-			if t, ok := byPath[e.Linkname]; ok {
-				e.LinkIndex = t
-				e.Size = idx.Entries[t].Size
-				e.Digest = idx.Entries[t].Digest
-			}
-			byPath[e.Path] = len(idx.Entries)
-		default:
-			delete(byPath, e.Path)
 		}
 		idx.Entries = append(idx.Entries, e)
 	}
@@ -794,4 +784,26 @@ func SortedPaths(entries []Entry) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// findLinks sets, for every hard link whose target is an earlier file (or
+// link) of the layer, LinkIndex, and the target's size and digest; the
+// others get LinkIndex -1 and no digest.
+func (idx *Index) findLinks() {
+	byPath := map[string]int{} // path -> index of the last regular file or hard link entry
+	for i := range idx.Entries {
+		e := &idx.Entries[i]
+		switch e.Type {
+		case TypeReg:
+			byPath[e.Path] = i
+		case TypeHardlink:
+			e.LinkIndex, e.Digest = -1, [sha256.Size]byte{}
+			if t, ok := byPath[e.Linkname]; ok {
+				e.LinkIndex, e.Size, e.Digest = t, idx.Entries[t].Size, idx.Entries[t].Digest
+			}
+			byPath[e.Path] = i
+		default:
+			delete(byPath, e.Path)
+		}
+	}
 }

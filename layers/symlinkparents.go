@@ -2,6 +2,7 @@ package layers
 
 import (
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -258,4 +259,20 @@ func joinRel(dir, name string) string {
 		return name
 	}
 	return dir + "/" + name
+}
+
+// WithMoved returns a copy of idx with the entries of mv named where they
+// land (SymlinkParents), and its hard links found again by those names.
+func (idx *Index) WithMoved(mv map[int]Moved) *Index {
+	c := *idx
+	c.Entries = slices.Clone(idx.Entries)
+	for i, m := range mv {
+		e := &c.Entries[i]
+		e.Path = m.Path
+		if m.Linkname != "" {
+			e.Linkname = m.Linkname
+		}
+	}
+	c.findLinks()
+	return &c
 }

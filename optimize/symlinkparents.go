@@ -20,44 +20,11 @@ func resolveSymlinkParents(idxs []*layers.Index) ([]*layers.Index, []map[int]lay
 	moved := layers.SymlinkParents(idxs)
 	out := slices.Clone(idxs)
 	for li, mv := range moved {
-		if len(mv) == 0 {
-			continue
+		if len(mv) > 0 {
+			out[li] = idxs[li].WithMoved(mv)
 		}
-		c := *idxs[li]
-		c.Entries = slices.Clone(c.Entries)
-		for i, m := range mv {
-			e := &c.Entries[i]
-			e.Path = m.Path
-			if m.Linkname != "" {
-				e.Linkname = m.Linkname
-			}
-		}
-		relinkInLayer(&c)
-		out[li] = &c
 	}
 	return out, moved
-}
-
-// relinkInLayer finds again, after entries moved, which hard links of the
-// layer name a file of the layer itself, as Index does when it reads one.
-func relinkInLayer(idx *layers.Index) {
-	byPath := map[string]int{}
-	for i := range idx.Entries {
-		e := &idx.Entries[i]
-		switch e.Type {
-		case layers.TypeReg:
-			byPath[e.Path] = i
-		case layers.TypeHardlink:
-			if t, ok := byPath[e.Linkname]; ok {
-				e.LinkIndex, e.Size, e.Digest = t, idx.Entries[t].Size, idx.Entries[t].Digest
-			} else if e.LinkIndex >= 0 {
-				e.LinkIndex, e.Digest = -1, [32]byte{}
-			}
-			byPath[e.Path] = i
-		default:
-			delete(byPath, e.Path)
-		}
-	}
 }
 
 // movedKey describes a layer's moved entries for its cache key.
