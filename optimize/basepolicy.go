@@ -90,7 +90,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 	// the base pulls them whole.
 	refused := make([]bool, len(idxs))
 	for i, idx := range idxs {
-		refused[i] = o.baseLayers[idx.Digest] && (recompressRefusal(idx) != "" || len(moved[i]) > 0)
+		refused[i] = o.baseLayers[idx.Digest] && recompressRefusal(idx, moved[i]) != ""
 	}
 	regret := make([]float64, len(candidates)) // the largest loss to the best, seconds
 	worst := make([]float64, len(candidates))  // summed over the networks
@@ -215,9 +215,13 @@ func startEstimate(n report.Network, idxs []*layers.Index, pulls []layerPull, su
 // of a lower layer (the stream must keep it, and a lazy puller resolves
 // links inside one layer only), or an entry whose directory has no entry
 // before it (a lazy puller makes one up, 0755, and it hides the
-// directory's mode and owner in the layers below). The why completes "kept
-// byte-identical, as".
-func recompressRefusal(idx *layers.Index) string {
+// directory's mode and owner in the layers below), or entries that apply
+// through a symlinked directory (moved: the stream must name them as they
+// are). The why completes "kept byte-identical, as".
+func recompressRefusal(idx *layers.Index, moved map[int]layers.Moved) string {
+	if why := movedRefusal(idx, moved); why != "" {
+		return why
+	}
 	dirs := map[string]bool{}
 	for i := range idx.Entries {
 		e := &idx.Entries[i]

@@ -526,10 +526,7 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	if lp.role == RoleRecompress {
-		if why := movedRefusal(idx, lp.moved); why != "" {
-			return nil, nil, &notRecompressibleError{why: why}
-		}
-		return o.recompressLayer(ctx, tars, li, idx, tmp, platform)
+		return o.recompressLayer(ctx, tars, li, idx, lp.moved, tmp, platform)
 	}
 	var rc io.Reader
 	if extracted := tars.Spooled(li); extracted != nil {
@@ -634,8 +631,8 @@ func (e *notRecompressibleError) Error() string { return e.why }
 // the encoder had to change the stream (it keeps one entry per name, and
 // drops PAX global headers), which would change the layer's DiffID: then
 // the blob is discarded.
-func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
-	if why := recompressRefusal(idx); why != "" {
+func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, moved map[int]layers.Moved, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
+	if why := recompressRefusal(idx, moved); why != "" {
 		return nil, nil, &notRecompressibleError{why: why}
 	}
 	src, err := tars.Tar(li)

@@ -36,8 +36,8 @@ func movedKey(mv map[int]layers.Moved) []any {
 	return out
 }
 
-// movedRefusal says why recompress must keep a layer with moved entries
-// byte-identical (its stream must name them as they are), "" without any.
+// movedRefusal is recompressRefusal's reason for a layer with moved
+// entries, "" without any.
 func movedRefusal(idx *layers.Index, mv map[int]layers.Moved) string {
 	if len(mv) == 0 {
 		return ""
