@@ -51,6 +51,20 @@ type RealStart struct {
 	// this variant's layers (the model's lower bound, less its metadata):
 	// the least a start must fetch of them. 0 when not known.
 	StartupFileBytes int64 `json:"startupFileBytes,omitempty"`
+	// Split is where the time went (medians of the runs), when the
+	// realstack command recorded it.
+	Split *RealSplit `json:"split,omitempty"`
+}
+
+// RealSplit splits a real-stack start, in seconds: the pull; the
+// container's creation (its snapshot prepared, which waits for every lazy
+// layer's prefetch); the runtime's part (the task created and started);
+// and the program's own start to ready.
+type RealSplit struct {
+	Pull     float64 `json:"pull"`
+	Snapshot float64 `json:"snapshot"`
+	Runtime  float64 `json:"runtime"`
+	Program  float64 `json:"program"`
 }
 
 // realStackResult is the part of the realstack command's JSON read here
@@ -69,6 +83,13 @@ type realStackResult struct {
 		Mode    string `json:"mode"`
 		OK      int    `json:"ok"`
 		Runs    int    `json:"runs"`
+		Split   *struct {
+			Pull     float64 `json:"pull"`
+			Snapshot float64 `json:"snapshot"`
+			Task     float64 `json:"task"`
+			Start    float64 `json:"start"`
+			Program  float64 `json:"program"`
+		} `json:"split"`
 	} `json:"summaries"`
 }
 
@@ -147,6 +168,9 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 	for _, s := range res.Summaries {
 		st := RealStart{Image: name, Network: network, Node: s.Node, Variant: s.Variant, Seconds: s.Seconds.Median,
 			Min: s.Seconds.Min, Max: s.Seconds.Max, Bytes: s.Bytes, Requests: s.Req, Mode: s.Mode, OK: s.OK, Runs: s.Runs}
+		if sp := s.Split; sp != nil {
+			st.Split = &RealSplit{Pull: sp.Pull, Snapshot: sp.Snapshot, Runtime: sp.Task + sp.Start, Program: sp.Program}
+		}
 		if prof != nil && nw.BytesPerSecond > 0 {
 			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg); err == nil {
 				st.PredictedSeconds = p

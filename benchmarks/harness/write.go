@@ -353,15 +353,20 @@ func writeRealStack(w io.Writer, res *Results) {
 		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the node holds the base image. Mode: remote = every layer "+
 		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model with its "+
 		"default rates (`coldstart report` without `--calibrate`) at the link's measured rate, with the run profile (its files and the "+
-		"program's measured start).\n\n")
-	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error |\n|---|---|---|---|--:|--:|--:|---|--:|--:|\n")
+		"program's measured start). Split: the medians of the pull, the container's creation (its snapshot prepared, which waits for "+
+		"every lazy layer's prefetch), the runtime's part (task created and started) and the program's start to ready.\n\n")
+	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error | split: pull / snapshot / runtime / program |\n|---|---|---|---|--:|--:|--:|---|--:|--:|---|\n")
 	for _, s := range res.RealStack {
 		ok := ""
 		if s.OK < s.Runs {
 			ok = fmt.Sprintf(" (%d of %d runs failed)", s.Runs-s.OK, s.Runs)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s | %+.0f%% |\n", s.Image, s.Network, s.Node, s.Variant,
-			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds, 100*relErr(s.PredictedSeconds, s.Seconds))
+		split := ""
+		if sp := s.Split; sp != nil {
+			split = fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", sp.Pull, sp.Snapshot, sp.Runtime, sp.Program)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f s (%.2f–%.2f)%s | %s | %d | %s | %.2f s | %+.0f%% | %s |\n", s.Image, s.Network, s.Node, s.Variant,
+			s.Seconds, s.Min, s.Max, ok, units.Bytes(s.Bytes), s.Requests, s.Mode, s.PredictedSeconds, 100*relErr(s.PredictedSeconds, s.Seconds), split)
 	}
 }
 

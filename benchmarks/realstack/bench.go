@@ -123,9 +123,22 @@ type Summary struct {
 	RemoteLayers int    `json:"remoteLayers"`
 	HeldLayers   int    `json:"heldLayers"`
 	Mode         string `json:"mode"`
+	// Split is the median of each part of the time to ready
+	// (RunResult's PullSeconds, SnapshotSeconds, TaskSeconds and
+	// StartSeconds, and the program's start to ready).
+	Split Split `json:"split"`
 	// OK runs of Runs; failed runs have an Error in their RunRecord.
 	OK   int `json:"ok"`
 	Runs int `json:"runs"`
+}
+
+// Split is where a start's time goes, in seconds: the medians of the runs.
+type Split struct {
+	Pull     float64 `json:"pull"`
+	Snapshot float64 `json:"snapshot"`
+	Task     float64 `json:"task"`
+	Start    float64 `json:"start"`
+	Program  float64 `json:"program"`
 }
 
 // Result is everything one Bench measured.
@@ -293,6 +306,7 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 		for _, v := range variants {
 			s := Summary{Image: image, Variant: v.Name, Node: nk, Mode: "full", RemoteLayers: -1}
 			var secs, bytes, reqs, blobs, ranges []float64
+			var pull, snap, task, start, prog []float64
 			for _, r := range runs {
 				if r.Variant != v.Name || r.Node != nk {
 					continue
@@ -307,6 +321,9 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 				reqs = append(reqs, float64(r.Traffic.Requests))
 				blobs = append(blobs, float64(r.Traffic.BlobGETs))
 				ranges = append(ranges, float64(r.Traffic.RangeGETs))
+				pull, snap = append(pull, r.PullSeconds), append(snap, r.SnapshotSeconds)
+				task, start = append(task, r.TaskSeconds), append(start, r.StartSeconds)
+				prog = append(prog, r.Seconds-r.PullSeconds-r.SnapshotSeconds-r.TaskSeconds-r.StartSeconds)
 				s.Layers = r.Layers
 				if s.RemoteLayers < 0 || r.RemoteLayers < s.RemoteLayers {
 					s.RemoteLayers, s.HeldLayers = r.RemoteLayers, r.HeldLayers
@@ -328,6 +345,8 @@ func Summarize(image string, variants []Variant, nodes []string, runs []RunRecor
 			s.Requests = int(NewStat(reqs).Median)
 			s.BlobGETs = int(NewStat(blobs).Median)
 			s.RangeGETs = int(NewStat(ranges).Median)
+			s.Split = Split{Pull: NewStat(pull).Median, Snapshot: NewStat(snap).Median, Task: NewStat(task).Median,
+				Start: NewStat(start).Median, Program: NewStat(prog).Median}
 			out = append(out, s)
 		}
 	}

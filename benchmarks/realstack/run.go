@@ -69,6 +69,15 @@ type RunResult struct {
 	// or remote mount); the rest is create, start and the program's own
 	// start-up.
 	PullSeconds float64 `json:"pullSeconds"`
+	// The rest, split where the client waits: SnapshotSeconds creates
+	// the container (its snapshot prepared, which for a lazy image waits
+	// for every layer's prefetch, and its spec, which reads /etc/passwd
+	// and /etc/group from the snapshot); TaskSeconds creates its task
+	// (the shim and runc create); StartSeconds starts it; the program's
+	// own start, to the ready condition, is what remains.
+	SnapshotSeconds float64 `json:"snapshotSeconds"`
+	TaskSeconds     float64 `json:"taskSeconds"`
+	StartSeconds    float64 `json:"startSeconds"`
 	// Layers in the image; RemoteLayers of them were remote snapshots
 	// (mounted lazily, not downloaded); FUSEMounts is the number of
 	// stargz FUSE mounts below the node's directory while the container
@@ -185,6 +194,7 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 		return nil, fmt.Errorf("creating container: %w", err)
 	}
 	defer deleteContainer(context.WithoutCancel(ctx), ct)
+	created := time.Now()
 	task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, stdout, stderr), cio.WithFIFODir(filepath.Join(n.cfg.Dir, "fifo"))))
 	if err != nil {
 		return nil, fmt.Errorf("creating task: %w", err)
@@ -193,9 +203,11 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 	if err != nil {
 		return nil, err
 	}
+	tasked := time.Now()
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting task: %w", err)
 	}
+	started := time.Now()
 	if o.Ready.Port != 0 {
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -214,7 +226,8 @@ func (n *Node) Run(ctx context.Context, ref, id string, o RunOptions) (_ *RunRes
 	if o.AtReady != nil {
 		o.AtReady()
 	}
-	res := &RunResult{Seconds: readyAt.Sub(start).Seconds(), PullSeconds: pulled.Sub(start).Seconds()}
+	res := &RunResult{Seconds: readyAt.Sub(start).Seconds(), PullSeconds: pulled.Sub(start).Seconds(),
+		SnapshotSeconds: created.Sub(pulled).Seconds(), TaskSeconds: tasked.Sub(created).Seconds(), StartSeconds: started.Sub(tasked).Seconds()}
 	if err := n.checkRemote(ctx, c, img, o.Snapshotter, held, res); err != nil {
 		return nil, err
 	}
