@@ -198,8 +198,13 @@ func startEstimate(n report.Network, idxs []*layers.Index, pulls []layerPull, su
 		if pulls[i] == pullOnDemand {
 			reqs = lazyRequestsPerLayer - 1 + su[i].files
 		}
-		t += transfer(entries*tocBytesPerEntry+su[i].fetch*ratio) + float64(reqs)*req +
+		t += transfer(entries*tocBytesPerEntry+su[i].fetch*ratio) + float64(reqs+r.CheckRequests)*req +
 			r.LazyMount + entries*r.TOCEntry + float64(su[i].files)*r.LazyOpen
+		if pulls[i] != pullOnDemand && su[i].fetch > 0 {
+			// The snapshotter caches the prefetched range before the
+			// container starts.
+			t += r.PrefetchLayer
+		}
 		if r.LazyRead > 0 {
 			t += su[i].read / r.LazyRead
 		}

@@ -357,7 +357,7 @@ func TestDiffIDMismatch(t *testing.T) {
 // base containerd downloads the layers above whole too, so a tiny base
 // under a big application is converted.
 func TestBaseAuto(t *testing.T) {
-	big := make([]byte, 4<<20)
+	big := make([]byte, 12<<20)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range big {
 		big[i] = byte(rnd.UintN(256))

@@ -46,13 +46,25 @@
 // (lazypull.Roles: what containerd 2.4 with stargz-snapshotter 0.19 does,
 // measured in benchmarks/realstack; containerd 2.2 downloaded every layer
 // above a non-lazy one), while the snapshotter fetches them in the
-// background on the same link. Each layer mounted lazily (each blob once)
-// costs, one after the other, its mount ([Rates].LazyMount), the footer read
-// (the last [FooterBytes], 51, bytes) and the TOC read, plus the TOC's
-// parsing (entries × [Rates].TOCEntry); its prefetch range (from the start
-// of the blob to the .prefetch.landmark entry; none without one) is then
-// fetched in one background request, and its chunks decompressed and
-// checked. When every layer is mounted the container starts: the
+// background on the same link. The snapshotter first checks each lazy
+// layer's blob ([Rates].CheckRequests: a one-byte range GET and a HEAD),
+// then reads its footer (the last [FooterBytes], 51, bytes) and its TOC
+// (with [Rates].FetchBlock, in aligned blocks: the blob's last block, then
+// the blocks from the one the TOC starts in) and parses it (entries ×
+// [Rates].TOCEntry), after the manifest, the config and the puller's own
+// setup ([Rates].PullSetup); it does this for every lazy
+// layer at once when the first is mounted ([Rates].ResolveAtOnce), and
+// mounts the layers in order, each after its own TOC ([Rates].LazyMount;
+// each blob once). A layer's prefetch range (from the start of the blob to
+// the .prefetch.landmark entry; none without one) is fetched in one
+// request as soon as its TOC is in; once all of it has arrived, its chunks
+// are decompressed, checked and cached ([Rates].PrefetchLayer more). The
+// container's snapshot is prepared when every layer is mounted and every
+// prefetch is cached ([Rates].PrefetchWait at most: stargz-snapshotter
+// checks each remote layer first, and the check waits for its prefetch).
+// Then containerd reads [RuntimeFiles] (/etc/passwd and /etc/group) to
+// create the container, fetching them on demand like start-up files, and
+// the container starts: the
 // runtime's part ([Rates].RuntimeStart) and the program's own start as the
 // run profile measured it ([profile.Profile].ReadySeconds), or
 // [Rates].ContainerStart when the profile did not measure it. It reads the
@@ -62,7 +74,8 @@
 // read in part, the first [Rates].PartRead of them) are fetched, rounded
 // out to the snapshotter's aligned blocks ([Rates].FetchBlock, 50,000
 // bytes), adjacent blocks in one request, one request after the other,
-// skipping the blocks fetched before; then the file is opened and read
+// skipping the blocks fetched before, each decompressed once it is in;
+// then the file is opened and read
 // through FUSE ([Rates].LazyOpen, [Rates].LazyRead; of a file read in part,
 // [Rates].PartTouch of it). Files of held or unpacked layers cost nothing
 // more. The node-side rates are fitted to the real stack

@@ -1,7 +1,9 @@
 package report
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/coldstart-dev/coldstart/internal/lazypull"
@@ -86,12 +88,17 @@ type startFile struct {
 
 // model is everything the scenarios are computed from.
 type model struct {
-	manifests   []int64 // manifest request sizes: the index first, if any
-	config      int64
-	layers      []*layerInfo
-	files       []startFile
-	rates       Rates
-	concurrency int
+	manifests []int64 // manifest request sizes: the index first, if any
+	config    int64
+	layers    []*layerInfo
+	files     []startFile
+	// runtimeFiles are what the container runtime reads from the image
+	// when it creates the container, before the program starts: /etc/passwd
+	// and /etc/group (containerd builds the process's user and groups from
+	// them). Empty when the model starts no container.
+	runtimeFiles []startFile
+	rates        Rates
+	concurrency  int
 	// start is the container's start once every layer is in place
 	// (Rates.containerStart).
 	start float64
@@ -182,7 +189,11 @@ func (m *model) metadata(b *build) (lastManifest, config int) {
 			prev = b.req(n, 0, phaseDownload, catMetadata, prev)
 		}
 	}
-	return prev, b.req(m.config, 0, phaseDownload, catMetadata, prev)
+	config = b.req(m.config, 0, phaseDownload, catMetadata, prev)
+	if m.rates.PullSetup > 0 {
+		config = b.p.work(m.rates.PullSetup, phaseDownload, config)
+	}
+	return prev, config
 }
 
 // wholeLayers adds the downloads of the layers idx (a pool of
@@ -318,6 +329,28 @@ func (m *model) lazyStart(whatIf bool) *build {
 	mount := cfg
 	prefetch := map[int]int{}
 	mounted := map[v1.Hash]int{}
+	// resolve returns the task after which layer i's footer is read: with
+	// ResolveAtOnce, right after the config and its checks, in parallel
+	// with every other layer; else after the layer below is mounted, and
+	// the mount of this one.
+	resolve := func() int {
+		from := cfg
+		if !m.rates.ResolveAtOnce {
+			from = b.p.work(m.rates.LazyMount, phaseDownload, mount)
+		}
+		for range m.rates.CheckRequests {
+			from = b.req(0, 0, phaseDownload, catMetadata, from)
+		}
+		return from
+	}
+	// mounted layer i once its TOC is read (toc): with ResolveAtOnce the
+	// layers are mounted in order, each after its own TOC.
+	mountAfter := func(toc int) int {
+		if !m.rates.ResolveAtOnce {
+			return toc
+		}
+		return b.p.work(m.rates.LazyMount, phaseDownload, mount, toc)
+	}
 	for i, r := range b.roles {
 		if r != lazypull.RoleLazy {
 			continue
@@ -332,31 +365,34 @@ func (m *model) lazyStart(whatIf bool) *build {
 		}
 		mounted[l.desc.Digest] = i
 		st := &b.layerStats[i]
-		mount = b.p.work(m.rates.LazyMount, phaseDownload, mount)
+		toc := resolve()
 		if l.mountable {
-			for k, rd := range l.toc.Reads {
+			reads := m.tocReads(l)
+			for k, rd := range reads {
 				cpu := 0.0
-				if k == len(l.toc.Reads)-1 {
+				if k == len(reads)-1 {
 					cpu = float64(len(l.toc.Index().Entries)) * m.rates.TOCEntry
 				}
-				mount = b.req(rd.Length, cpu, phaseDownload, catMetadata, mount)
+				toc = b.req(rd.Length, cpu, phaseDownload, catMetadata, toc)
 				st.toc += rd.Length
 			}
 			if pf := l.toc.Prefetch; pf.Length > 0 {
-				prefetch[i] = b.req(pf.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(pf)), phaseDownload, catPrefetch, mount)
+				prefetch[i] = m.prefetch(b, pf.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(pf)), toc)
 				st.prefetch = pf.Length
 			}
+			mount = mountAfter(toc)
 			continue
 		}
 		b.estimated = true
 		e := m.estimateLayer(i)
-		mount = b.req(FooterBytes, 0, phaseDownload, catMetadata, mount)
-		mount = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, mount)
+		toc = b.req(FooterBytes, 0, phaseDownload, catMetadata, toc)
+		toc = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, toc)
 		st.toc = FooterBytes + e.tocBytes
 		if e.prefetchBytes > 0 {
-			prefetch[i] = b.req(e.prefetchBytes, e.prefetchCPU, phaseDownload, catPrefetch, mount)
+			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU, toc)
 			st.prefetch = e.prefetchBytes
 		}
+		mount = mountAfter(toc)
 	}
 	var whole []int
 	for i, r := range b.roles {
@@ -370,6 +406,17 @@ func (m *model) lazyStart(whatIf bool) *build {
 		deps = append(deps, last)
 	}
 	b.ready = b.p.work(0, phaseDownload, deps...)
+	if m.rates.PrefetchWait > 0 && len(prefetch) > 0 {
+		// The container's snapshot is prepared once every prefetch is
+		// cached, or the wait timed out.
+		all := make([]int, 0, len(prefetch))
+		for _, i := range slices.Sorted(maps.Keys(prefetch)) {
+			all = append(all, prefetch[i])
+		}
+		done := b.p.work(0, phaseDownload, all...)
+		timeout := b.p.timer(m.rates.PrefetchWait, phaseDownload, b.ready)
+		b.ready = b.p.waitAny(phaseDownload, []int{b.ready}, []int{done, timeout})
+	}
 	if last >= 0 {
 		// While the layers that are not lazy download, the snapshotter
 		// fetches the lazy ones in the background on the same link.
@@ -383,43 +430,47 @@ func (m *model) lazyStart(whatIf bool) *build {
 			}
 		}
 	}
-	b.start = b.p.work(m.start, phaseOnDemand, b.ready)
-
-	prev := b.start
 	// A blob listed twice is mounted once: what was fetched and waited for
 	// goes by digest.
 	fetched := map[v1.Hash]lazypull.Fetched{}
 	waited := map[v1.Hash]bool{}
 	blocks := map[v1.Hash]map[int64]bool{}
-	for fi, f := range m.files {
+	// read adds the reading of f through the snapshotter after prev and
+	// returns its last task; fi is f's index in m.files, -1 for a file the
+	// runtime reads.
+	read := func(fi int, f startFile, prev int) int {
 		li := f.ref.Layer
 		l := m.layers[li]
 		dg := l.desc.Digest
+		where := func(w string) {
+			if fi >= 0 {
+				b.fileWhere[fi] = w
+			}
+		}
 		switch b.roles[li] {
 		case lazypull.RoleHeld:
-			b.fileWhere[fi] = WhereHeld
-			continue
+			where(WhereHeld)
+			return prev
 		case lazypull.RoleFull:
-			b.fileWhere[fi] = WhereLayer
-			continue
+			where(WhereLayer)
+			return prev
 		}
 		if !l.mountable {
-			b.fileWhere[fi] = WherePrefetch
+			where(WherePrefetch)
 			if pf, ok := prefetch[li]; ok && !waited[dg] {
 				waited[dg] = true
 				prev = b.p.work(0, phaseOnDemand, prev, pf)
 			}
-			prev = b.p.work(m.rates.LazyOpen+div(float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
-			continue
+			return b.p.work(m.rates.LazyOpen+div(float64(f.entry.Size), m.rates.LazyRead), phaseOnDemand, prev)
 		}
 		if fetched[dg] == nil {
 			fetched[dg] = lazypull.Fetched{}
 		}
 		frac := m.readFraction(f)
 		wait, reqs := l.toc.PlanFilePart(f.entry.Path, fetched[dg], frac)
-		b.fileWhere[fi] = WherePrefetch
+		where(WherePrefetch)
 		if len(reqs) > 0 || !wait {
-			b.fileWhere[fi] = WhereOnDemand
+			where(WhereOnDemand)
 		}
 		if wait && !waited[dg] {
 			waited[dg] = true
@@ -435,26 +486,87 @@ func (m *model) lazyStart(whatIf bool) *build {
 			}
 			for k, f := range fetch {
 				c := 0.0
-				if k == len(fetch)-1 {
+				if k == len(fetch)-1 && !m.decompressAfterFetch() {
 					c = cpu
 				}
 				prev = b.req(f.Length, c, phaseOnDemand, catOnDemand, prev)
-				b.fileReqs[fi] = append(b.fileReqs[fi], prev)
+				if fi >= 0 {
+					b.fileReqs[fi] = append(b.fileReqs[fi], prev)
+				}
 				b.layerStats[li].onDemand += f.Length
 				b.layerStats[li].onDemandRequests++
 			}
+			if m.decompressAfterFetch() {
+				prev = b.p.work(cpu, phaseOnDemand, prev)
+			}
 		}
-		// The program opens and reads the file through the snapshotter:
-		// of a file read in part, the pages it touches.
-		read := float64(f.entry.Size)
+		// The file is opened and read through the snapshotter: of a file
+		// read in part, the pages the program touches.
+		n := float64(f.entry.Size)
 		if frac < 1 && m.rates.PartTouch > 0 {
-			read *= m.rates.PartTouch
+			n *= m.rates.PartTouch
 		}
-		prev = b.p.work(m.rates.LazyOpen+div(read, m.rates.LazyRead), phaseOnDemand, prev)
+		return b.p.work(m.rates.LazyOpen+div(n, m.rates.LazyRead), phaseOnDemand, prev)
+	}
+	// Creating the container, the runtime reads the files of
+	// model.runtimeFiles; then the program starts and reads its own.
+	prev := b.ready
+	for _, f := range m.runtimeFiles {
+		prev = read(-1, f, prev)
+	}
+	b.start = b.p.work(m.start, phaseOnDemand, prev)
+	prev = b.start
+	for fi, f := range m.files {
+		prev = read(fi, f, prev)
 	}
 	b.cost.Estimated = b.estimated
 	return b
 }
+
+// tocReads are the requests that open lazy layer l's TOC. With
+// Rates.FetchBlock the snapshotter reads the blob in aligned blocks: first
+// the last one (the part of a block the blob ends in; all of a blob no
+// larger than a block), then, if the TOC starts before it, the blocks from
+// the one the TOC starts in. Else they are the reads the TOC was opened
+// with: the footer, then the TOC.
+func (m *model) tocReads(l *layerInfo) []lazypull.Range {
+	bs, size := m.rates.FetchBlock, l.desc.Size
+	if bs <= 0 || len(l.toc.Reads) == 0 {
+		return l.toc.Reads
+	}
+	tail := size % bs
+	if tail == 0 {
+		tail = min(bs, size)
+	}
+	last := lazypull.Range{Offset: size - tail, Length: tail}
+	start := size
+	for _, rd := range l.toc.Reads {
+		start = min(start, rd.Offset)
+	}
+	if start >= last.Offset {
+		return []lazypull.Range{last}
+	}
+	from := start / bs * bs
+	return []lazypull.Range{last, {Offset: from, Length: last.Offset - from}}
+}
+
+// prefetch adds the fetch of a layer's prefetch range of n bytes, whose
+// chunks take cpu to decompress and verify, after task after; it returns
+// the task after which the range is cached, at Rates.PrefetchLayer more:
+// once all of it has arrived with stargz-snapshotter (it fetches the range,
+// then decompresses it into its cache), else as the bytes arrive.
+func (m *model) prefetch(b *build, n int64, cpu float64, after int) int {
+	if !m.decompressAfterFetch() {
+		return b.req(n, cpu+m.rates.PrefetchLayer, phaseDownload, catPrefetch, after)
+	}
+	fetched := b.req(n, 0, phaseDownload, catPrefetch, after)
+	return b.p.work(cpu+m.rates.PrefetchLayer, phaseDownload, fetched)
+}
+
+// decompressAfterFetch: the lazy puller decompresses what it fetched once
+// all of it is in (stargz-snapshotter, which fetches in blocks:
+// Rates.FetchBlock), not as the bytes arrive (the built-in client).
+func (m *model) decompressAfterFetch() bool { return m.rates.FetchBlock > 0 }
 
 // lowerBound is the least any lazy client could fetch: per layer the node
 // does not hold, its footer and TOC in one request, and the members that

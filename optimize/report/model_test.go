@@ -452,3 +452,50 @@ func TestModelSnapshotByChain(t *testing.T) {
 		})
 	}
 }
+
+// TestModelSnapshotterWaitsForPrefetch pins what stargz-snapshotter does
+// differently from the built-in client, on the fixture of
+// TestModelNodeHoldsBase with every request one 10 ms round trip and a
+// container start of 1 s: it checks each blob with two requests and
+// resolves both lazy layers at once (manifest and config, then per layer
+// two checks, the footer and the TOC: 60 ms); the prefetch, fetched
+// once its TOC is in, is cached after it arrives (at 70 ms, then 0.5 s of
+// PrefetchLayer); and the container starts only once it is cached (0.57
+// s), then fetches big.dat and app/main on demand: 1.59 s. The built-in
+// client (given the same container start) reads the TOCs one layer after
+// another (60 ms) and starts the container at once: app.so's prefetch is
+// in by the time it is read, and the two on-demand files end the start at
+// 1.08 s.
+func TestModelSnapshotterWaitsForPrefetch(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	img := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, base, lib, app)
+	bd, _ := base.layer.Digest()
+	snap := zeroCPU
+	snap.ContainerStart = 1
+	snap.CheckRequests, snap.ResolveAtOnce, snap.PrefetchLayer, snap.PrefetchWait = 2, true, 0.5, 10
+	builtIn := snap.BuiltInClient()
+	builtIn.ContainerStart = 1
+	for _, tc := range []struct {
+		name     string
+		rates    Rates
+		requests int
+		want     float64
+	}{
+		{"stargz-snapshotter", snap, 2 + 2*2 + 3 + 2 + 1 + 1, 1.59},
+		{"built-in client", builtIn, 2 + 3 + 2 + 1 + 1, 1.08},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithCachedLayers(bd),
+				WithRates(tc.rates), WithNetworks(latencyOnly))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := scenario(t, r, LazyStart).Requests; got != tc.requests {
+				t.Errorf("%d requests, want %d", got, tc.requests)
+			}
+			if got := r.Estimates[0].LazyStartSeconds; !near(got, tc.want) {
+				t.Errorf("lazy start %.4f s, want %.2f", got, tc.want)
+			}
+		})
+	}
+}

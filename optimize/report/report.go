@@ -22,10 +22,16 @@ import (
 // Version is the version of the report's JSON document.
 const Version = 1
 
+// RuntimeFiles are the files containerd reads from an image's filesystem
+// to create a container, before its program starts: the process's user and
+// groups come from them (with no user in the image config, root's
+// additional groups). A run profile does not see these reads.
+var RuntimeFiles = []string{"/etc/passwd", "/etc/group"}
+
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "6"
+const ModelVersion = "7"
 
 // Scenario names one way of starting the image.
 type Scenario string
@@ -426,6 +432,15 @@ func (o *options) estimateInputs(ctx context.Context, in *inputs, given *profile
 		m.files = append(m.files, startFile{profiled: p, resolved: "/" + e.Path, ref: ref, entry: e})
 		r.Profile.Files++
 		r.Profile.Bytes += e.Size
+	}
+	if m.start > 0 {
+		for _, p := range RuntimeFiles {
+			if ref, ok := lazypull.Resolve(ov, p); ok {
+				if e := ov.Entry(ref); e.Type == layers.TypeReg || e.Type == layers.TypeHardlink {
+					m.runtimeFiles = append(m.runtimeFiles, startFile{profiled: p, resolved: "/" + e.Path, ref: ref, entry: e})
+				}
+			}
+		}
 	}
 
 	full, lazy, lower := m.fullPull(), m.lazyStart(false), m.lowerBound()

@@ -26,6 +26,9 @@ const (
 // task is one request or piece of CPU work.
 type task struct {
 	deps []int
+	// anyOf, when set, also holds the task until one of these is done
+	// (a wait with a timeout).
+	anyOf []int
 	// pool is the index of the pool the task takes a slot of, -1 for none.
 	pool int
 	// request is set for network requests (they pay an RTT).
@@ -63,6 +66,17 @@ func (p *plan) backgroundRequest(bytes float64, ph phase, deps ...int) int {
 
 func (p *plan) work(cpu float64, ph phase, deps ...int) int {
 	return p.add(task{deps: deps, pool: -1, cpu: cpu, phase: ph})
+}
+
+// waitAny adds a task that ends when deps are done and one of anyOf is.
+func (p *plan) waitAny(ph phase, deps, anyOf []int) int {
+	return p.add(task{deps: deps, anyOf: anyOf, pool: -1, phase: ph})
+}
+
+// timer adds a task that lasts d seconds after deps and, unlike work,
+// does not count in the total: a timeout that a waitAny may end on.
+func (p *plan) timer(d float64, ph phase, deps ...int) int {
+	return p.add(task{deps: deps, pool: -1, cpu: d, phase: ph, background: true})
 }
 
 // pool adds a pool of n slots and returns its index.
@@ -158,6 +172,15 @@ func simulate(p *plan, n Network) timing {
 					if state[d] != stDone {
 						ready = false
 						break
+					}
+				}
+				if ready && len(t.anyOf) > 0 {
+					ready = false
+					for _, d := range t.anyOf {
+						if state[d] == stDone {
+							ready = true
+							break
+						}
 					}
 				}
 				if !ready || t.pool >= 0 && inUse[t.pool] >= p.pools[t.pool] {

@@ -52,6 +52,18 @@ func TestSimulate(t *testing.T) {
 			b := p.request(2000, 0, phaseDownload)
 			p.work(1.5, phaseUnpack, a, b)
 		}, []float64{2.01, 3.01, 4.51}},
+		{"a wait ends on the first of its alternatives", func(p *plan) {
+			a := p.request(1000, 0, phaseDownload)
+			slow := p.request(5000, 0, phaseDownload, a)
+			timeout := p.timer(2, phaseDownload, a)
+			p.waitAny(phaseDownload, []int{a}, []int{slow, timeout})
+			// a ends at 1.01; the timeout at 3.01, before slow (6.02).
+		}, []float64{1.01, 6.02, 3.01, 3.01}},
+		{"a wait needs its dependencies too", func(p *plan) {
+			a := p.request(1000, 0, phaseDownload)
+			fast := p.work(0.5, phaseDownload)
+			p.waitAny(phaseDownload, []int{a}, []int{fast})
+		}, []float64{1.01, 0.5, 1.01}},
 		{"a join of nothing costs nothing", func(p *plan) {
 			a := p.request(0, 0, phaseDownload)
 			p.work(0, phaseDownload, a)
@@ -67,6 +79,17 @@ func TestSimulate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSimulateTimerNotCounted: a timeout nothing waits for past its end
+// does not make the start longer.
+func TestSimulateTimerNotCounted(t *testing.T) {
+	var p plan
+	a := p.request(1000, 0, phaseDownload)
+	p.timer(10, phaseDownload, a)
+	if tm := simulate(&p, Network{BytesPerSecond: 1000}); !near(tm.total(), 1) {
+		t.Fatalf("total %v, want 1 (the request alone)", tm.total())
 	}
 }
 
