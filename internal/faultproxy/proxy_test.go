@@ -227,9 +227,21 @@ func TestResetDownload(t *testing.T) {
 	if err != nil || n != size {
 		t.Errorf("second read: %d bytes, %v", n, err)
 	}
-	reqs := p.Requests()
-	if r := reqs[len(reqs)-2]; r.Status != 0 || r.Fault != "reset after 1000 bytes" || r.Target != d.String() {
-		t.Errorf("recorded %+v", r)
+	// The cut download is recorded once its handler returns, which may be
+	// after the second download is: look for it, not at a position.
+	var cut []Request
+	for deadline := time.Now().Add(5 * time.Second); len(cut) == 0 && time.Now().Before(deadline); {
+		for _, r := range p.Requests() {
+			if r.Fault != "" {
+				cut = append(cut, r)
+			}
+		}
+		if len(cut) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if len(cut) != 1 || cut[0].Status != 0 || cut[0].Fault != "reset after 1000 bytes" || cut[0].Target != d.String() {
+		t.Errorf("recorded faults %+v, want the one reset of %s", cut, d)
 	}
 }
 
