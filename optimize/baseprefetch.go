@@ -8,25 +8,27 @@ import (
 
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 )
 
 // baseShell is the program whose start names the base's start-up files:
 // every image has its loader and C library, and nearly every base has it.
 const baseShell = "/bin/sh"
 
-// baseStartupFiles returns what every dynamically linked program on the
-// base reads first, in the order the loader reads it: the files the static
-// profile of baseShell names (the dynamic loader, its cache, the C
-// library), less baseShell itself and the links to it. base is the merged
+// baseStartupFiles returns what every container on the base reads first:
+// the files containerd reads to create it (withRuntimeFiles) and, in the
+// order the loader reads them, the files the static profile of
+// baseShell names (the dynamic loader, its cache, the C library), less
+// baseShell itself and the links to it. base is the merged
 // base layers alone (the first layers of the image, so tars serves them),
 // which makes the answer, and the converted base, the same for every image
-// on that base. It returns nil when the base has no baseShell or its start
-// cannot be followed: the base is then converted without a prefetch
-// section.
+// on that base. When the base has no baseShell, or its start cannot be
+// followed, only the runtime files are named; a base with none of these
+// is converted without a prefetch section.
 func baseStartupFiles(ctx context.Context, base *layers.Overlay, tars *layers.Spool, log *slog.Logger) []string {
 	final, links, ok := base.Resolve(baseShell)
 	if !ok {
-		return nil
+		return withRuntimeFiles(nil)
 	}
 	self := map[string]bool{"/" + base.Entry(final).Path: true}
 	for _, r := range links {
@@ -36,7 +38,7 @@ func baseStartupFiles(ctx context.Context, base *layers.Overlay, tars *layers.Sp
 	p, err := profile.Static(ctx, fsys, profile.Config{Entrypoint: []string{baseShell}})
 	if err != nil {
 		log.Debug("base start-up files: profiling the base's shell failed", "err", err)
-		return nil
+		return withRuntimeFiles(nil)
 	}
 	var files []string
 	for _, f := range p.Files {
@@ -45,7 +47,34 @@ func baseStartupFiles(ctx context.Context, base *layers.Overlay, tars *layers.Sp
 		}
 		files = append(files, f)
 	}
+	return withRuntimeFiles(files)
+}
+
+// withRuntimeFiles returns the start-up files files with the runtime files
+// they do not name (unnamedRuntimeFiles) put first.
+func withRuntimeFiles(files []string) []string {
+	if rt := unnamedRuntimeFiles(files); rt != nil {
+		return append(rt, files...)
+	}
 	return files
+}
+
+// unnamedRuntimeFiles returns the files of report.RuntimeFiles that files
+// do not name. containerd reads them to create the container, before its
+// program starts, and a run profile does not see it; a static profile
+// names them.
+func unnamedRuntimeFiles(files []string) []string {
+	named := map[string]bool{}
+	for _, f := range files {
+		named[path.Clean(f)] = true
+	}
+	var out []string
+	for _, f := range report.RuntimeFiles {
+		if !named[f] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // prioritizeBase puts paths (absolute, resolved through the symlinks of

@@ -122,3 +122,66 @@ func TestConvertedBasePrefetch(t *testing.T) {
 		t.Error("without profiling the converted base has a prefetch section")
 	}
 }
+
+// TestRuntimeFilesFirst: containerd reads /etc/passwd and /etc/group to
+// create a container, before its program starts, so a profile that does
+// not name them (a run profile never sees it) gets them first; one that
+// names them keeps its order, and an image without them misses nothing.
+func TestRuntimeFilesFirst(t *testing.T) {
+	D := func(n string) testimage.Entry { return testimage.Dir(n, 0o755) }
+	img := buildImage(t, []testimage.Layer{{
+		D("etc"), D("app"),
+		testimage.File("app/a", "a"), testimage.File("app/other", "o"),
+		testimage.File("etc/group", "root:x:0:\n"), testimage.File("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+	}})
+	order := func(out v1.Image) map[string]int64 {
+		t.Helper()
+		ls, err := out.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := ls[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		blob, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+		if err != nil {
+			t.Fatalf("estargz: %v", err)
+		}
+		at := map[string]int64{}
+		for _, n := range []string{"etc/passwd", "etc/group", "app/a", "app/other", estargz.PrefetchLandmark} {
+			e, ok := r.Lookup(n)
+			if !ok {
+				t.Fatalf("%s is not in the output", n)
+			}
+			at[n] = e.Offset
+		}
+		return at
+	}
+
+	out, res := optimizeImage(t, img, optimize.WithPrioritizedFiles([]string{"/app/a"}))
+	mustVerify(t, img, out)
+	at := order(out)
+	if !(at["etc/passwd"] < at["etc/group"] && at["etc/group"] < at["app/a"] && at["app/a"] < at[estargz.PrefetchLandmark] && at[estargz.PrefetchLandmark] < at["app/other"]) {
+		t.Errorf("offsets %v: want /etc/passwd, /etc/group, then the profile's /app/a before the landmark, /app/other after it", at)
+	}
+	if len(res.Images[0].MissingPrioritized) != 0 {
+		t.Errorf("missing %v", res.Images[0].MissingPrioritized)
+	}
+
+	out, _ = optimizeImage(t, img, optimize.WithPrioritizedFiles([]string{"/app/a", "/etc/passwd"}))
+	at = order(out)
+	if !(at["etc/group"] < at["app/a"] && at["app/a"] < at["etc/passwd"] && at["etc/passwd"] < at[estargz.PrefetchLandmark]) {
+		t.Errorf("offsets %v: want /etc/group (not named) first, then the profile's order, /app/a and /etc/passwd", at)
+	}
+
+	bare := buildImage(t, []testimage.Layer{{D("app"), testimage.File("app/a", "a")}})
+	if _, res := optimizeImage(t, bare, optimize.WithPrioritizedFiles([]string{"/app/a"})); len(res.Images[0].MissingPrioritized) != 0 {
+		t.Errorf("an image without /etc/passwd and /etc/group: missing %v", res.Images[0].MissingPrioritized)
+	}
+}

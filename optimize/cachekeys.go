@@ -291,8 +291,9 @@ func (o *options) recordKey(in v1.Hash) string {
 // so that no image record made before is replayed: 2 names entries where
 // containerd lands them through a symlinked directory, keeps the symlinks
 // a kept layer applies through, and has the fixes to hard links, markers
-// and kept layers' directories found by FuzzPlanRoles.
-const planVersion = "2"
+// and kept layers' directories found by FuzzPlanRoles; 3 puts the files
+// containerd reads to create a container (report.RuntimeFiles) first.
+const planVersion = "3"
 
 func (o *pipeline) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
 	if o.cache == nil {

@@ -288,6 +288,9 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	}
 	roles, reasons := o.roles(idxs, ov, prio, moved, ir)
 	p := makePlan(ov, roles, reasons, moved, o.dedupe, o.encode.Format)
+	if o.profiler != nil || o.prioritized != nil {
+		p.prioritizeQuietly(unnamedRuntimeFiles(prio), o.sparseLimit)
+	}
 	p.prioritize(prio, o.sparseLimit)
 	if n := convertedPrefix(roles); n > 0 && (o.profiler != nil || o.prioritized != nil) {
 		// A base converted as it is gets the start-up files of the base

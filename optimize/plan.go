@@ -76,6 +76,8 @@ type plan struct {
 	// sparse lists the start-up files left out of the prefetch: large
 	// files programs read in part, through mmap (WithSparseLimit).
 	sparse []string
+	// first holds the entries prioritize has put first.
+	first map[layers.Ref]bool
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
@@ -610,6 +612,16 @@ const maxLinkHops = layers.MaxSymlinks
 // the given order. Paths in layers that are not rewritten stay where they
 // are.
 func (p *plan) prioritize(paths []string, sparseLimit int64) {
+	p.prioritizeAll(paths, sparseLimit, func(want string) { p.missing = append(p.missing, want) })
+}
+
+// prioritizeQuietly is prioritize for paths an image need not have (the
+// runtime files, unnamedRuntimeFiles): those it lacks are not missing.
+func (p *plan) prioritizeQuietly(paths []string, sparseLimit int64) {
+	p.prioritizeAll(paths, sparseLimit, func(string) {})
+}
+
+func (p *plan) prioritizeAll(paths []string, sparseLimit int64, missing func(string)) {
 	// The entry that provides a path in the output (an identical re-add
 	// gives way to the copy beneath it).
 	provider := func(r layers.Ref) layers.Ref {
@@ -618,7 +630,6 @@ func (p *plan) prioritize(paths []string, sparseLimit int64) {
 		}
 		return r
 	}
-	missing := func(want string) { p.missing = append(p.missing, want) }
 	eachResolved(p.ov, paths, provider, missing, func(r layers.Ref) {
 		lp := p.layers[r.Layer]
 		e := p.ov.Entry(r)
@@ -626,7 +637,11 @@ func (p *plan) prioritize(paths []string, sparseLimit int64) {
 			p.sparse = append(p.sparse, "/"+e.Path)
 			return
 		}
-		if lp.role == RoleRewrite && lp.keep[r.Entry] {
+		if lp.role == RoleRewrite && lp.keep[r.Entry] && !p.first[r] {
+			if p.first == nil {
+				p.first = map[layers.Ref]bool{}
+			}
+			p.first[r] = true
 			lp.prioritized = append(lp.prioritized, e.Path)
 		}
 	})
