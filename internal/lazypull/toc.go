@@ -337,6 +337,17 @@ func (t *TOC) PlanFile(p string, fetched Fetched) (waitPrefetch bool, requests [
 // PlanFilePart is PlanFile for a program that reads only part of the file
 // (through mmap, the pages it touches): the first fraction of its chunks.
 func (t *TOC) PlanFilePart(p string, fetched Fetched, fraction float64) (waitPrefetch bool, requests []Range) {
+	return t.planFile(p, fetched, fraction, true)
+}
+
+// PlanFileChunks is PlanFilePart for a reader that fetches each chunk as
+// the program first touches it (a FUSE read, a page fault): one request a
+// member, none merged.
+func (t *TOC) PlanFileChunks(p string, fetched Fetched, fraction float64) (waitPrefetch bool, requests []Range) {
+	return t.planFile(p, fetched, fraction, false)
+}
+
+func (t *TOC) planFile(p string, fetched Fetched, fraction float64, merge bool) (waitPrefetch bool, requests []Range) {
 	ranges := t.FileRanges(p)
 	if fraction < 1 {
 		ranges = ranges[:int(math.Ceil(fraction*float64(len(ranges))))]
@@ -350,7 +361,7 @@ func (t *TOC) PlanFilePart(p string, fetched Fetched, fraction float64) (waitPre
 			continue
 		}
 		fetched[r.Offset] = true
-		if n := len(requests); n > 0 && requests[n-1].End() == r.Offset {
+		if n := len(requests); merge && n > 0 && requests[n-1].End() == r.Offset {
 			requests[n-1].Length += r.Length
 			continue
 		}
@@ -362,6 +373,16 @@ func (t *TOC) PlanFilePart(p string, fetched Fetched, fraction float64) (waitPre
 // InPrefetch reports whether r lies inside the prefetch range.
 func (t *TOC) InPrefetch(r Range) bool {
 	return t.Prefetch.Length > 0 && r.End() <= t.Prefetch.End()
+}
+
+// Chunks returns the number of chunks whose data starts inside r.
+func (t *TOC) Chunks(r Range) int {
+	n := 0
+	i := sort.Search(len(t.members), func(i int) bool { return t.members[i].off >= r.Offset })
+	for ; i < len(t.members) && t.members[i].off < r.End(); i++ {
+		n += len(t.members[i].chunks)
+	}
+	return n
 }
 
 // ChunkBytes returns the uncompressed size of the chunks whose data starts

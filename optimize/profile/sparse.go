@@ -13,6 +13,11 @@ import (
 // more than it saves (the optimizer and the cost model both use this).
 func ReadInPart(p string) bool {
 	base := path.Base(p)
-	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.") ||
-		base == "modules" && path.Base(path.Dir(p)) == "lib"
+	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.") || ClassImage(p)
+}
+
+// ClassImage reports whether the file at p is the JDK's class image
+// (".../lib/modules"), which the JVM maps and reads in part.
+func ClassImage(p string) bool {
+	return path.Base(p) == "modules" && path.Base(path.Dir(p)) == "lib"
 }

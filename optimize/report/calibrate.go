@@ -43,10 +43,9 @@ var (
 // to split the unpack cost into a per-byte and a per-entry part, and
 // opening the TOC of an eStargz layer of many files. The registry's time
 // per request is not a property of the machine, and the node-side costs
-// (ContainerStart, RuntimeStart, LazyMount, LazyRead, LazyOpen, PartRead,
-// PartTouch, FetchBlock, PullOverhead, UnpackLayer, CheckRequests, ResolveAtOnce,
-// PrefetchLayer, PrefetchWait, PullSetup) need a container runtime and a lazy
-// snapshotter: they stay as WithRates (or DefaultRates) set them. Each
+// (every rate but the decompression, sha256, unpack and TOC rates it
+// measures) need a container runtime and a lazy snapshotter: they stay as
+// WithRates (or DefaultRates) set them. Each
 // figure is the median of three runs. It takes a few seconds and writes only below the
 // temporary directory (WithTempDir), which it cleans up.
 func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
@@ -56,11 +55,8 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	}
 	// The node-side costs need a container runtime and a lazy snapshotter:
 	// they stay as set (benchmarks/realstack measures them).
-	r := Rates{Calibrated: true, Request: o.rates.Request, ContainerStart: o.rates.ContainerStart, RuntimeStart: o.rates.RuntimeStart,
-		LazyMount: o.rates.LazyMount, LazyRead: o.rates.LazyRead, LazyOpen: o.rates.LazyOpen, PartRead: o.rates.PartRead,
-		PullOverhead: o.rates.PullOverhead, FetchBlock: o.rates.FetchBlock, PartTouch: o.rates.PartTouch,
-		UnpackLayer: o.rates.UnpackLayer, CheckRequests: o.rates.CheckRequests, ResolveAtOnce: o.rates.ResolveAtOnce,
-		PrefetchLayer: o.rates.PrefetchLayer, PrefetchWait: o.rates.PrefetchWait, PullSetup: o.rates.PullSetup}
+	r := o.rates
+	r.Calibrated = true
 	var tarBuf bytes.Buffer
 	if err := corpus.Write(&tarBuf, 1, calibrationCorpusBytes); err != nil {
 		return r, fmt.Errorf("calibrating: generating the corpus: %w", err)

@@ -58,7 +58,9 @@
 // each blob once). A layer's prefetch range (from the start of the blob to
 // the .prefetch.landmark entry; none without one) is fetched in one
 // request as soon as its TOC is in; once all of it has arrived, its chunks
-// are decompressed, checked and cached ([Rates].PrefetchLayer more). The
+// are decompressed, checked and cached ([Rates].PrefetchLayer more, and
+// [Rates].CacheChunk a chunk and [Rates].PrefetchEntry an entry of the
+// layer's TOC). The
 // container's snapshot is prepared when every layer is mounted and every
 // prefetch is cached ([Rates].PrefetchWait at most: stargz-snapshotter
 // checks each remote layer first, and the check waits for its prefetch).
@@ -71,10 +73,12 @@
 // start-up files in order: a file of a lazy layer inside the prefetch
 // range waits for that prefetch; otherwise the members that hold its
 // chunks (from a chunk's offset to the next chunk's; of a file programs
-// read in part, the first [Rates].PartRead of them) are fetched, rounded
-// out to the snapshotter's aligned blocks ([Rates].FetchBlock, 50,000
-// bytes), adjacent blocks in one request, one request after the other,
-// skipping the blocks fetched before, each decompressed once it is in;
+// read in part, the first [Rates].PartRead of them, [Rates].PartReadImage
+// of the JDK's class image) are fetched, each chunk as the program first
+// touches it, rounded out to the snapshotter's aligned blocks
+// ([Rates].FetchBlock, 50,000 bytes), one request after the other,
+// skipping the blocks fetched before, each decompressed and cached once
+// it is in;
 // then the file is opened and read
 // through FUSE ([Rates].LazyOpen, [Rates].LazyRead; of a file read in part,
 // [Rates].PartTouch of it). Files of held or unpacked layers cost nothing

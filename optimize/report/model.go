@@ -280,7 +280,7 @@ func (m *model) estimateLayer(i int) estimate {
 	}
 	e.tocEntries = len(l.idx.Entries) + 1
 	e.tocBytes += EstimatedTOCEntryBytes // the landmark
-	var raw int64
+	var raw, chunks int64
 	seen := map[layers.Ref]bool{}
 	for _, f := range m.files {
 		// The files of this blob, wherever the image lists it.
@@ -289,18 +289,23 @@ func (m *model) estimateLayer(i int) estimate {
 		}
 		seen[f.ref] = true
 		raw += TarHeaderBytes + f.entry.Size + (TarHeaderBytes-f.entry.Size%TarHeaderBytes)%TarHeaderBytes
+		chunks += (f.entry.Size + layers.DefaultChunkSize - 1) / layers.DefaultChunkSize
 	}
 	if raw > 0 {
 		e.prefetchBytes = int64(math.Ceil(float64(raw) * l.ratio()))
-		e.prefetchCPU = m.rates.chunkCPU(layers.Gzip, raw)
+		e.prefetchCPU = m.rates.chunkCPU(layers.Gzip, raw) + float64(chunks)*m.rates.CacheChunk
 	}
 	return e
 }
 
-// readFraction is the part of start-up file f a start reads: PartRead for
-// a file programs read in part (profile.ReadInPart), all of any other.
+// readFraction is the part of start-up file f a start reads: PartReadImage
+// for the JDK's class image, PartRead for another file programs read in
+// part (profile.ReadInPart), all of any other.
 // Zero (rates without it) reads whole.
 func (m *model) readFraction(f startFile) float64 {
+	if profile.ClassImage(f.entry.Path) && m.rates.PartReadImage > 0 {
+		return m.rates.PartReadImage
+	}
 	if profile.ReadInPart(f.entry.Path) && m.rates.PartRead > 0 {
 		return m.rates.PartRead
 	}
@@ -377,7 +382,8 @@ func (m *model) lazyStart(whatIf bool) *build {
 				st.toc += rd.Length
 			}
 			if pf := l.toc.Prefetch; pf.Length > 0 {
-				prefetch[i] = m.prefetch(b, pf.Length, m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(pf)), toc)
+				cpu := m.chunksCPU(l, pf) + float64(len(l.toc.Index().Entries))*m.rates.PrefetchEntry
+				prefetch[i] = m.prefetch(b, pf.Length, cpu, toc)
 				st.prefetch = pf.Length
 			}
 			mount = mountAfter(toc)
@@ -389,7 +395,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 		toc = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, toc)
 		st.toc = FooterBytes + e.tocBytes
 		if e.prefetchBytes > 0 {
-			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU, toc)
+			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU+float64(e.tocEntries)*m.rates.PrefetchEntry, toc)
 			st.prefetch = e.prefetchBytes
 		}
 		mount = mountAfter(toc)
@@ -467,7 +473,13 @@ func (m *model) lazyStart(whatIf bool) *build {
 			fetched[dg] = lazypull.Fetched{}
 		}
 		frac := m.readFraction(f)
-		wait, reqs := l.toc.PlanFilePart(f.entry.Path, fetched[dg], frac)
+		plan := l.toc.PlanFilePart
+		if m.rates.FetchBlock > 0 {
+			// The snapshotter fetches a chunk when the program first
+			// touches it.
+			plan = l.toc.PlanFileChunks
+		}
+		wait, reqs := plan(f.entry.Path, fetched[dg], frac)
 		where(WherePrefetch)
 		if len(reqs) > 0 || !wait {
 			where(WhereOnDemand)
@@ -477,7 +489,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 			prev = b.p.work(0, phaseOnDemand, prev, prefetch[li])
 		}
 		for _, r := range reqs {
-			cpu := m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r))
+			cpu := m.chunksCPU(l, r)
 			fetch := m.blockRanges(blocks, dg, l, r)
 			if len(fetch) == 0 {
 				// In blocks fetched for a neighbour: decompressed only.
@@ -548,6 +560,12 @@ func (m *model) tocReads(l *layerInfo) []lazypull.Range {
 	}
 	from := start / bs * bs
 	return []lazypull.Range{last, {Offset: from, Length: last.Offset - from}}
+}
+
+// chunksCPU is the time to decompress, verify and cache the chunks of lazy
+// layer l whose data starts in r.
+func (m *model) chunksCPU(l *layerInfo, r lazypull.Range) float64 {
+	return m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r)) + float64(l.toc.Chunks(r))*m.rates.CacheChunk
 }
 
 // prefetch adds the fetch of a layer's prefetch range of n bytes, whose

@@ -141,3 +141,60 @@ func TestModelUnpackLayer(t *testing.T) {
 		t.Errorf("the lazy start of the image converted changed with the per-layer apply cost: %.3f s, was %.3f", *with.IfOptimizedSeconds, *without.IfOptimizedSeconds)
 	}
 }
+
+// TestModelChunkFetches: stargz-snapshotter fetches a chunk of a file when
+// the program first touches it, so a file of five chunks read on demand
+// costs five requests; the built-in client fetches its members in one.
+func TestModelChunkFetches(t *testing.T) {
+	img := testImage(t, fixtureImageConfig, lazyLayer(t, testimage.Layer{
+		testimage.Dir("app", 0o755), testimage.File("app/big", noise(7, 5*chunk)),
+	}.Tar(), layers.EncodeOptions{ChunkSize: chunk}))
+	prof := &profile.Profile{Source: profile.SourceFile, Files: []string{"/app/big"}}
+	onDemand := func(block int64) int {
+		rates := zeroCPU
+		rates.FetchBlock = block
+		r, err := Estimate(context.Background(), img, WithProfile(prof), WithRates(rates), WithNetworks(latencyOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Layers[0].OnDemandRequests
+	}
+	if got := onDemand(0); got != 1 {
+		t.Errorf("built-in client: %d on-demand requests, want 1", got)
+	}
+	if got := onDemand(50_000); got != 5 {
+		t.Errorf("snapshotter: %d on-demand requests, want 5 (one a chunk)", got)
+	}
+}
+
+// TestModelPrefetchCaching: the snapshotter pays Rates.CacheChunk for each
+// chunk it caches, prefetched or fetched on demand, and Rates.PrefetchEntry
+// for each entry of a prefetched layer's TOC, all on the start's path
+// here. The fixture's lib layer prefetches app.so (100,000 bytes: two
+// 64 KiB chunks) and has six entries (three directories, three files); the
+// start then fetches big.dat (200,000 bytes: four chunks) and app/main
+// (one) on demand.
+func TestModelPrefetchCaching(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	img := testImage(t, fixtureImageConfig, base, lib, app)
+	bd, _ := base.layer.Digest()
+	start := func(perChunk, perEntry float64) float64 {
+		rates := zeroCPU
+		rates.ContainerStart = 1
+		rates.CheckRequests, rates.ResolveAtOnce, rates.PrefetchLayer, rates.PrefetchWait = 2, true, 0.5, 10
+		rates.CacheChunk, rates.PrefetchEntry = perChunk, perEntry
+		r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithCachedLayers(bd),
+			WithRates(rates), WithNetworks(latencyOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Estimates[0].LazyStartSeconds
+	}
+	without := start(0, 0)
+	if got, want := start(0.1, 0)-without, (2+4+1)*0.1; math.Abs(got-want) > 1e-6 {
+		t.Errorf("CacheChunk 0.1 s added %.4f s, want %.4f (seven chunks)", got, want)
+	}
+	if got, want := start(0, 0.01)-without, 6*0.01; math.Abs(got-want) > 1e-6 {
+		t.Errorf("PrefetchEntry 0.01 s added %.4f s, want %.4f (six entries)", got, want)
+	}
+}

@@ -74,6 +74,15 @@ type Rates struct {
 	// layer's prefetched range, beyond decompressing and verifying its
 	// chunks.
 	PrefetchLayer float64 `json:"prefetchLayerSeconds"`
+	// CacheChunk is the snapshotter's cost of caching one chunk it has
+	// fetched, prefetched or on demand, beyond decompressing and verifying
+	// it (stargz-snapshotter writes each chunk to a file of its cache).
+	CacheChunk float64 `json:"cacheChunkSeconds"`
+	// PrefetchEntry is the snapshotter's cost per entry of a layer's TOC
+	// to cache its prefetch: stargz-snapshotter walks every entry of the
+	// layer and keeps those whose data is in the prefetched range
+	// (fs/reader's VerifiableReader.Cache).
+	PrefetchEntry float64 `json:"prefetchEntrySeconds"`
 	// PrefetchWait is how long, at most, the container's start waits for
 	// the lazy layers' prefetch: stargz-snapshotter checks every remote
 	// layer before it prepares the container's snapshot, and the check
@@ -92,6 +101,9 @@ type Rates struct {
 	// (profile.ReadInPart: shared objects, the JDK's class image) that a
 	// start touches, in chunks fetched and bytes read; 1 reads them whole.
 	PartRead float64 `json:"partReadFraction"`
+	// PartReadImage is PartRead for the JDK's class image
+	// (profile.ClassImage); 0 takes PartRead.
+	PartReadImage float64 `json:"partReadImageFraction,omitempty"`
 	// PartTouch is the fraction of a file read in part that the program
 	// reads through the snapshotter (the pages it touches; PartRead is the
 	// fraction of its chunks that this brings in); 0 reads what PartRead
@@ -137,10 +149,13 @@ var DefaultRates = Rates{
 	PullSetup:      DefaultPullSetup.Seconds(),
 	ResolveAtOnce:  true,
 	PrefetchLayer:  DefaultPrefetchLayer.Seconds(),
+	CacheChunk:     DefaultCacheChunk.Seconds(),
+	PrefetchEntry:  DefaultPrefetchEntry.Seconds(),
 	PrefetchWait:   DefaultPrefetchWait.Seconds(),
 	LazyRead:       DefaultLazyReadRate,
 	LazyOpen:       DefaultLazyOpen.Seconds(),
 	PartRead:       DefaultPartRead,
+	PartReadImage:  DefaultPartReadImage,
 	FetchBlock:     DefaultFetchBlock,
 	PartTouch:      DefaultPartTouch,
 	PullOverhead:   DefaultPullOverhead.Seconds(),
@@ -200,11 +215,13 @@ const (
 	// files.
 	DefaultLazyReadRate = 1e9
 	DefaultLazyOpen     = time.Millisecond
-	// DefaultPartRead is fitted to what the real stack fetched on demand
-	// for the shared objects and the class image of the node and jvm bench
-	// images: node's starts fetched as much as 0.6 of them predicts, jvm's
-	// as much as 0.5.
-	DefaultPartRead = 0.55
+	// DefaultPartRead and DefaultPartReadImage are fitted (model version
+	// 8) to what the real stack fetched on demand for the shared objects
+	// of the node bench image (libnode, libicudata: 0.6) and for the jvm
+	// bench image's class image (0.45), each chunk fetched on its own
+	// request as the program touches it.
+	DefaultPartRead      = 0.6
+	DefaultPartReadImage = 0.45
 	// DefaultPartTouch is the part of such a file the program reads
 	// through FUSE (with DefaultLazyReadRate, it costs little either way).
 	DefaultPartTouch = 0.35
@@ -226,6 +243,19 @@ const (
 	// uncompressed (what Rates.chunkCPU charges: 5.4 ms) and 0.26 ms per
 	// chunk.
 	DefaultPrefetchLayer = 70 * time.Millisecond
+	// DefaultCacheChunk is the per-chunk part of that fit.
+	DefaultCacheChunk = 260 * time.Microsecond
+	// DefaultPrefetchEntry is fitted (model version 8) to the time the
+	// real stack's lazy starts spend before their container is created
+	// (benchmarks/realstack's split, runs/2026-12-07): node's coldstart
+	// and reference-prioritized variants, whose prefetched layer has
+	// 31,640 entries, took 0.35 to 0.4 s more there than their bytes,
+	// their TOC's parsing and the prefetch's caching explain, while the
+	// layers without a prefetch showed no such cost. The snapshotter's own
+	// prefetch_decompress metric did not show it, so where the walk's
+	// cost falls between the TOC's arrival and the prefetch's end is not
+	// pinned down.
+	DefaultPrefetchEntry = 12 * time.Microsecond
 	// DefaultPrefetchWait is stargz-snapshotter's default prefetch_timeout.
 	DefaultPrefetchWait = 10 * time.Second
 	// DefaultFetchBlock is stargz-snapshotter's default fetch unit (its
@@ -282,10 +312,10 @@ func (r Rates) valid() bool {
 			return false
 		}
 	}
-	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) || !(r.PartRead >= 0 && r.PartRead <= 1) {
+	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) || !(r.PartRead >= 0 && r.PartRead <= 1) || !(r.PartReadImage >= 0 && r.PartReadImage <= 1) {
 		return false
 	}
-	for _, v := range []float64{r.UnpackEntry, r.UnpackLayer, r.TOCEntry, r.Request, r.ContainerStart, r.LazyMount, r.LazyOpen, r.PullOverhead} {
+	for _, v := range []float64{r.UnpackEntry, r.UnpackLayer, r.TOCEntry, r.Request, r.ContainerStart, r.LazyMount, r.LazyOpen, r.PullOverhead, r.CacheChunk, r.PrefetchEntry} {
 		if !(v >= 0) || math.IsInf(v, 0) {
 			return false
 		}
@@ -316,7 +346,7 @@ func (r Rates) containerStart(p *profile.Profile) float64 {
 // rates and the registry's time per request stay.
 func (r Rates) BuiltInClient() Rates {
 	r.ContainerStart, r.RuntimeStart, r.LazyMount, r.LazyRead, r.LazyOpen = 0, 0, 0, 0, 0
-	r.FetchBlock, r.PartRead, r.PartTouch, r.UnpackLayer = 0, 1, 0, 0
-	r.CheckRequests, r.ResolveAtOnce, r.PrefetchLayer, r.PrefetchWait, r.PullSetup = 0, false, 0, 0, 0
+	r.FetchBlock, r.PartRead, r.PartReadImage, r.PartTouch, r.UnpackLayer = 0, 1, 0, 0, 0
+	r.CheckRequests, r.ResolveAtOnce, r.PrefetchLayer, r.PrefetchWait, r.PullSetup, r.CacheChunk, r.PrefetchEntry = 0, false, 0, 0, 0, 0, 0
 	return r
 }
