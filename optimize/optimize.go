@@ -288,11 +288,13 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	}
 	roles, reasons := o.roles(idxs, ov, prio, moved, ir)
 	p := makePlan(ov, roles, reasons, moved, o.dedupe, o.encode.Format)
-	if o.profiler != nil || o.prioritized != nil {
-		p.prioritizeQuietly(unnamedRuntimeFiles(prio), o.sparseLimit)
+	profiling := o.profiler != nil || o.prioritized != nil
+	var runtimeFiles []string
+	if profiling {
+		runtimeFiles = unnamedRuntimeFiles(prio)
 	}
-	p.prioritize(prio, o.sparseLimit)
-	if n := convertedPrefix(roles); n > 0 && (o.profiler != nil || o.prioritized != nil) {
+	p.prioritize(runtimeFiles, prio, o.sparseLimit)
+	if n := convertedPrefix(roles); n > 0 && profiling {
 		// A base converted as it is gets the start-up files of the base
 		// alone first, so it stays the same for every image on it.
 		if base, err := layers.Merge(idxs[:n]...); err == nil {

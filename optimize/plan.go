@@ -76,8 +76,6 @@ type plan struct {
 	// sparse lists the start-up files left out of the prefetch: large
 	// files programs read in part, through mmap (WithSparseLimit).
 	sparse []string
-	// first holds the entries prioritize has put first.
-	first map[layers.Ref]bool
 }
 
 // makePlan computes the plan for the overlay ov, where roles[i] is layer i's
@@ -611,17 +609,19 @@ const maxLinkHops = layers.MaxSymlinks
 // and the file reached to the layer that provides them in the output, in
 // the given order. Paths in layers that are not rewritten stay where they
 // are.
-func (p *plan) prioritize(paths []string, sparseLimit int64) {
-	p.prioritizeAll(paths, sparseLimit, func(want string) { p.missing = append(p.missing, want) })
-}
-
-// prioritizeQuietly is prioritize for paths an image need not have (the
-// runtime files, unnamedRuntimeFiles): those it lacks are not missing.
-func (p *plan) prioritizeQuietly(paths []string, sparseLimit int64) {
-	p.prioritizeAll(paths, sparseLimit, func(string) {})
-}
-
-func (p *plan) prioritizeAll(paths []string, sparseLimit int64, missing func(string)) {
+//
+// The optional paths go first; an image without them is not missing
+// anything (the runtime files a profile does not name, unnamedRuntimeFiles).
+func (p *plan) prioritize(optional, paths []string, sparseLimit int64) {
+	quiet := map[string]bool{}
+	for _, o := range optional {
+		quiet[o] = true
+	}
+	missing := func(want string) {
+		if !quiet[want] {
+			p.missing = append(p.missing, want)
+		}
+	}
 	// The entry that provides a path in the output (an identical re-add
 	// gives way to the copy beneath it).
 	provider := func(r layers.Ref) layers.Ref {
@@ -630,18 +630,14 @@ func (p *plan) prioritizeAll(paths []string, sparseLimit int64, missing func(str
 		}
 		return r
 	}
-	eachResolved(p.ov, paths, provider, missing, func(r layers.Ref) {
+	eachResolved(p.ov, append(slices.Clone(optional), paths...), provider, missing, func(r layers.Ref) {
 		lp := p.layers[r.Layer]
 		e := p.ov.Entry(r)
 		if readInPartOver(e, sparseLimit) {
 			p.sparse = append(p.sparse, "/"+e.Path)
 			return
 		}
-		if lp.role == RoleRewrite && lp.keep[r.Entry] && !p.first[r] {
-			if p.first == nil {
-				p.first = map[layers.Ref]bool{}
-			}
-			p.first[r] = true
+		if lp.role == RoleRewrite && lp.keep[r.Entry] {
 			lp.prioritized = append(lp.prioritized, e.Path)
 		}
 	})
