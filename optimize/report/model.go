@@ -382,8 +382,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 				st.toc += rd.Length
 			}
 			if pf := l.toc.Prefetch; pf.Length > 0 {
-				cpu := m.chunksCPU(l, pf) + float64(len(l.toc.Index().Entries))*m.rates.PrefetchEntry
-				prefetch[i] = m.prefetch(b, pf.Length, cpu, toc)
+				prefetch[i] = m.prefetch(b, pf.Length, m.chunksCPU(l, pf), len(l.toc.Index().Entries), toc)
 				st.prefetch = pf.Length
 			}
 			mount = mountAfter(toc)
@@ -395,7 +394,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 		toc = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, toc)
 		st.toc = FooterBytes + e.tocBytes
 		if e.prefetchBytes > 0 {
-			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU+float64(e.tocEntries)*m.rates.PrefetchEntry, toc)
+			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU, e.tocEntries, toc)
 			st.prefetch = e.prefetchBytes
 		}
 		mount = mountAfter(toc)
@@ -474,9 +473,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 		}
 		frac := m.readFraction(f)
 		plan := l.toc.PlanFilePart
-		if m.rates.FetchBlock > 0 {
-			// The snapshotter fetches a chunk when the program first
-			// touches it.
+		if m.snapshotterFetch() {
 			plan = l.toc.PlanFileChunks
 		}
 		wait, reqs := plan(f.entry.Path, fetched[dg], frac)
@@ -498,7 +495,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 			}
 			for k, f := range fetch {
 				c := 0.0
-				if k == len(fetch)-1 && !m.decompressAfterFetch() {
+				if k == len(fetch)-1 && !m.snapshotterFetch() {
 					c = cpu
 				}
 				prev = b.req(f.Length, c, phaseOnDemand, catOnDemand, prev)
@@ -508,7 +505,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 				b.layerStats[li].onDemand += f.Length
 				b.layerStats[li].onDemandRequests++
 			}
-			if m.decompressAfterFetch() {
+			if m.snapshotterFetch() {
 				prev = b.p.work(cpu, phaseOnDemand, prev)
 			}
 		}
@@ -568,23 +565,27 @@ func (m *model) chunksCPU(l *layerInfo, r lazypull.Range) float64 {
 	return m.rates.chunkCPU(l.chunkCompression(), l.toc.ChunkBytes(r)) + float64(l.toc.Chunks(r))*m.rates.CacheChunk
 }
 
-// prefetch adds the fetch of a layer's prefetch range of n bytes, whose
-// chunks take cpu to decompress and verify, after task after; it returns
-// the task after which the range is cached, at Rates.PrefetchLayer more:
+// prefetch adds the fetch of the prefetch range of n bytes of a layer of
+// entries TOC entries, whose chunks take cpu to decompress, verify and
+// cache, after task after; it returns the task after which the range is
+// cached, at Rates.PrefetchLayer and Rates.PrefetchEntry an entry more:
 // once all of it has arrived with stargz-snapshotter (it fetches the range,
 // then decompresses it into its cache), else as the bytes arrive.
-func (m *model) prefetch(b *build, n int64, cpu float64, after int) int {
-	if !m.decompressAfterFetch() {
+func (m *model) prefetch(b *build, n int64, cpu float64, entries, after int) int {
+	cpu += float64(entries) * m.rates.PrefetchEntry
+	if !m.snapshotterFetch() {
 		return b.req(n, cpu+m.rates.PrefetchLayer, phaseDownload, catPrefetch, after)
 	}
 	fetched := b.req(n, 0, phaseDownload, catPrefetch, after)
 	return b.p.work(cpu+m.rates.PrefetchLayer, phaseDownload, fetched)
 }
 
-// decompressAfterFetch: the lazy puller decompresses what it fetched once
-// all of it is in (stargz-snapshotter, which fetches in blocks:
-// Rates.FetchBlock), not as the bytes arrive (the built-in client).
-func (m *model) decompressAfterFetch() bool { return m.rates.FetchBlock > 0 }
+// snapshotterFetch: the lazy puller fetches as stargz-snapshotter does (in
+// blocks, Rates.FetchBlock): a chunk on its own request when the program
+// first touches it, decompressed once all of it is in; not the members a
+// file needs, merged, decompressed as the bytes arrive (the built-in
+// client).
+func (m *model) snapshotterFetch() bool { return m.rates.FetchBlock > 0 }
 
 // lowerBound is the least any lazy client could fetch: per layer the node
 // does not hold, its footer and TOC in one request, and the members that

@@ -78,10 +78,10 @@ type Rates struct {
 	// fetched, prefetched or on demand, beyond decompressing and verifying
 	// it (stargz-snapshotter writes each chunk to a file of its cache).
 	CacheChunk float64 `json:"cacheChunkSeconds"`
-	// PrefetchEntry is the snapshotter's cost per entry of a layer's TOC
-	// to cache its prefetch: stargz-snapshotter walks every entry of the
-	// layer and keeps those whose data is in the prefetched range
-	// (fs/reader's VerifiableReader.Cache).
+	// PrefetchEntry is a cost per entry of a layer's TOC that the
+	// snapshotter pays before the layer's prefetch is cached, fitted to
+	// the real stack (see DefaultPrefetchEntry: where it falls is not
+	// pinned down).
 	PrefetchEntry float64 `json:"prefetchEntrySeconds"`
 	// PrefetchWait is how long, at most, the container's start waits for
 	// the lazy layers' prefetch: stargz-snapshotter checks every remote
@@ -113,9 +113,10 @@ type Rates struct {
 	// layer's data on demand: a read takes the aligned blocks of the blob
 	// it touches, which stay cached, so the next files in those blocks
 	// need no request (stargz-snapshotter's 50,000-byte chunks); it
-	// decompresses what it fetched once all of it is in. 0 fetches
-	// exactly the compressed members a read needs, decompressing them as
-	// they arrive (the built-in client).
+	// fetches a chunk on its own request when the program first touches
+	// it, and decompresses what it fetched once all of it is in. 0 fetches
+	// exactly the compressed members a read needs, adjacent ones merged,
+	// decompressing them as they arrive (the built-in client).
 	FetchBlock int64 `json:"fetchBlockBytes"`
 	// PullOverhead is the puller's own fixed cost of one pull in the
 	// partial-pull scenario: podman starting, opening and locking its
@@ -252,7 +253,7 @@ const (
 	// 31,640 entries, took 0.35 to 0.4 s more there than their bytes,
 	// their TOC's parsing and the prefetch's caching explain, while the
 	// layers without a prefetch showed no such cost. The snapshotter's own
-	// prefetch_decompress metric did not show it, so where the walk's
+	// prefetch_decompress metric did not show it, so where this
 	// cost falls between the TOC's arrival and the prefetch's end is not
 	// pinned down.
 	DefaultPrefetchEntry = 12 * time.Microsecond
