@@ -77,23 +77,7 @@ func TestConvertedBasePrefetch(t *testing.T) {
 
 	// What stargz-snapshotter prefetches: the blob up to the landmark, as
 	// estargz's own reader finds them.
-	open := func(img v1.Image) *estargz.Reader {
-		t.Helper()
-		rc, err := baseOut(img).Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		blob, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
-		if err != nil {
-			t.Fatalf("estargz: %v", err)
-		}
-		return r
-	}
+	open := func(img v1.Image) *estargz.Reader { return openLayer(t, img, 0) }
 	r := open(outA)
 	landmark, ok := r.Lookup(estargz.PrefetchLandmark)
 	if !ok {
@@ -136,23 +120,7 @@ func TestRuntimeFilesFirst(t *testing.T) {
 	}})
 	order := func(out v1.Image) map[string]int64 {
 		t.Helper()
-		ls, err := out.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, err := ls[0].Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		blob, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
-		if err != nil {
-			t.Fatalf("estargz: %v", err)
-		}
+		r := openLayer(t, out, 0)
 		at := map[string]int64{}
 		for _, n := range []string{"etc/passwd", "etc/group", "app/a", "app/other", estargz.PrefetchLandmark} {
 			e, ok := r.Lookup(n)
@@ -184,4 +152,28 @@ func TestRuntimeFilesFirst(t *testing.T) {
 	if _, res := optimizeImage(t, bare, optimize.WithPrioritizedFiles([]string{"/app/a"})); len(res.Images[0].MissingPrioritized) != 0 {
 		t.Errorf("an image without /etc/passwd and /etc/group: missing %v", res.Images[0].MissingPrioritized)
 	}
+}
+
+// openLayer opens layer i of img with estargz's own reader: what
+// stargz-snapshotter sees of it.
+func openLayer(t *testing.T, img v1.Image, i int) *estargz.Reader {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ls[i].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+	if err != nil {
+		t.Fatalf("estargz: layer %d: %v", i, err)
+	}
+	return r
 }
