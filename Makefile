@@ -81,7 +81,7 @@ demo: build
 # Linux and root; installs what is missing (Debian packages).
 # Writes benchmarks/RESULTS.md, results.json and the charts.
 bench: bench-deps
-	$(GO) run ./benchmarks/cmd/bench -runs 3 -out benchmarks
+	$(GO) run ./benchmarks/cmd/bench -runs 3 -realstack-runs shell=7 -out benchmarks
 
 # A small subset (the shell image, one run, the edge network), under 5
 # minutes once the Debian base is cached; CI runs it. Writes into

@@ -24,7 +24,11 @@ const (
 	Cold = "cold"
 	// Warm: a node that holds the base image: after the same wipe and
 	// restart, the base image is pulled and unpacked (with the snapshotter
-	// the variant uses), then the variant is measured; no cache drop.
+	// the variant uses) and written back, the page cache is dropped, then
+	// the variant is measured. The two nodes differ only in the base they
+	// hold on disk: a base just pulled is not in the page cache of a node
+	// that pulled it long before, and the runtime's own binaries are read
+	// from disk on both.
 	Warm = "warm"
 )
 
@@ -276,7 +280,8 @@ func measureOne(ctx context.Context, cfg *Config, node *Node, reg *Registry, v V
 		}
 		// The unpacked base is written back now, not during the run.
 		syscall.Sync()
-	} else if err := DropCaches(); err != nil {
+	}
+	if err := DropCaches(); err != nil {
 		return fmt.Errorf("dropping the page cache: %w", err)
 	}
 	from, err := reg.LogOffset()

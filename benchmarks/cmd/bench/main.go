@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -38,6 +39,7 @@ func main() {
 	networks := flag.String("networks", "cloud,edge", "networks for time to ready: names or RATE,RTT, separated by ';'")
 	realRate := flag.Float64("realstack-rate", 100, "also measure on the real stack (benchmarks/realstack) at this link rate in Mbit/s; 0: off (-quick: off)")
 	realNodes := flag.String("realstack-nodes", "cold,warm", "node kinds for the real stack")
+	realRuns := flag.String("realstack-runs", "", "runs on the real stack per image, as IMAGE=N separated by ','; other images: -runs")
 	podmanImages := flag.String("podman", "python", "images whose new version (one layer changed) podman pulls partially after the old one, comma-separated; \"\": off (-quick: off)")
 	podmanNet := flag.String("podman-network", harness.DefaultPodmanNetwork.Name, "the podman benchmark's shaped link, RATE,RTT")
 	render := flag.Bool("render", false, "write RESULTS.md and the charts in -out again from its results.json (after a change to the writer), measuring nothing")
@@ -95,7 +97,12 @@ func main() {
 		}
 	}
 	if *realRate > 0 && !*quick {
-		cfg.RealStack = &harness.RealStackConfig{RateMbit: *realRate, Nodes: strings.Split(*realNodes, ",")}
+		imageRuns, err := parseImageRuns(*realRuns)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -realstack-runs:", err)
+			os.Exit(2)
+		}
+		cfg.RealStack = &harness.RealStackConfig{RateMbit: *realRate, Nodes: strings.Split(*realNodes, ","), ImageRuns: imageRuns}
 	}
 	repo, err := os.Getwd()
 	if err != nil {
@@ -135,4 +142,21 @@ func splitNetworks(s string) []string {
 		out = append(out, p)
 	}
 	return out
+}
+
+// parseImageRuns parses IMAGE=N pairs separated by commas.
+func parseImageRuns(spec string) (map[string]int, error) {
+	m := map[string]int{}
+	if spec == "" {
+		return m, nil
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		name, n, ok := strings.Cut(kv, "=")
+		runs, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || runs < 1 {
+			return nil, fmt.Errorf("%q: want IMAGE=N, N at least 1", kv)
+		}
+		m[name] = runs
+	}
+	return m, nil
 }
