@@ -350,11 +350,11 @@ func writeRealStack(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "\n## Time to ready on the real stack\n\ncontainerd v2 + stargz-snapshotter + runc (`benchmarks/realstack`, its README "+
 		"gives the method): Debian's docker-registry in a network namespace behind a veth pair shaped by tc tbf, no added RTT. Seconds from the "+
 		"start of the pull to the container's ready line (or port); bytes and requests from the registry's access log until ready. "+
-		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the node holds the base image. Mode: remote = every layer "+
+		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the same, and the node holds the base image. Mode: remote = every layer "+
 		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model with its "+
 		"default rates (`coldstart report` without `--calibrate`) at the link's measured rate, with the run profile (its files and the "+
 		"program's measured start). Split: the medians of the pull, the container's creation (its snapshot prepared, which waits for "+
-		"every lazy layer's prefetch), the runtime's part (task created and started) and the program's start to ready.\n\n")
+		"every lazy layer's prefetch), the runtime's part (task created and started) and the program's start to ready.%s\n\n", realStackRuns(res))
 	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error | split: pull / snapshot / runtime / program |\n|---|---|---|---|--:|--:|--:|---|--:|--:|---|\n")
 	for _, s := range res.RealStack {
 		ok := ""
@@ -492,4 +492,21 @@ func writePodman(w io.Writer, res *Results) {
 				100*relErr(pp.PredictedPullSeconds, pp.PullSeconds.Median), ready, pp.PredictedReadySeconds, readyErr)
 		}
 	}
+}
+
+// realStackRuns says which images the real stack measured with another
+// number of runs than res.Runs ("" if none).
+func realStackRuns(res *Results) string {
+	var other []string
+	seen := map[string]bool{}
+	for _, s := range res.RealStack {
+		if s.Runs != res.Runs && s.Runs > 0 && !seen[s.Image] {
+			seen[s.Image] = true
+			other = append(other, fmt.Sprintf("%s %d", s.Image, s.Runs))
+		}
+	}
+	if len(other) == 0 {
+		return ""
+	}
+	return " Runs per variant and node, where not " + fmt.Sprint(res.Runs) + ": " + strings.Join(other, ", ") + "."
 }
