@@ -97,7 +97,7 @@ func main() {
 		}
 	}
 	if *realRate > 0 && !*quick {
-		imageRuns, err := parseImageRuns(*realRuns)
+		imageRuns, err := parseImageRuns(*realRuns, build.Names())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: -realstack-runs:", err)
 			os.Exit(2)
@@ -144,8 +144,9 @@ func splitNetworks(s string) []string {
 	return out
 }
 
-// parseImageRuns parses IMAGE=N pairs separated by commas.
-func parseImageRuns(spec string) (map[string]int, error) {
+// parseImageRuns parses IMAGE=N pairs separated by commas, IMAGE one of
+// images.
+func parseImageRuns(spec string, images []string) (map[string]int, error) {
 	m := map[string]int{}
 	if spec == "" {
 		return m, nil
@@ -155,6 +156,9 @@ func parseImageRuns(spec string) (map[string]int, error) {
 		runs, err := strconv.Atoi(n)
 		if !ok || name == "" || err != nil || runs < 1 {
 			return nil, fmt.Errorf("%q: want IMAGE=N, N at least 1", kv)
+		}
+		if !slices.Contains(images, name) {
+			return nil, fmt.Errorf("%q: no bench image %s (images: %s)", kv, name, strings.Join(images, ", "))
 		}
 		m[name] = runs
 	}
