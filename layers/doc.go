@@ -71,7 +71,10 @@
 //     stargz-snapshotter mounts it: estargz's TOC with the landmark in the
 //     TOC only, the footer, no tar-split, and the stargz TOC digest
 //     annotation in place of the manifest checksum. With nothing to
-//     reorder it keeps the tar stream, and so the DiffID, byte for byte.
+//     reorder it keeps the tar stream, and so the DiffID, byte for byte;
+//     under [EncodeOptions.KeepOrder] it keeps it with prioritized files
+//     too, their data copied into a zstd skippable frame that opens the
+//     blob, which the TOC points at and decompressors skip.
 //
 // [LazyAnnotations] derives the same annotations from a blob again, and
 // [Format.EncoderVersion] changes whenever a format's bytes do, so that

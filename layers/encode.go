@@ -222,6 +222,18 @@ type EncodeOptions struct {
 	// Default none.
 	Prioritized []string
 
+	// KeepOrder keeps the input's tar stream byte for byte, and so its
+	// DiffID: the chain ID containerd names a layer's snapshot by, which a
+	// node that holds the layer from another image reuses
+	// (FormatZstdChunkedContainerd only). Prioritized files are then not
+	// moved: their data is copied, in the order given (a hard link's
+	// target for a link), into a zstd skippable frame that opens the blob.
+	// Decompressors skip that frame; the TOC points at the copies, and its
+	// prefetch landmark at the frame's end, so stargz-snapshotter
+	// prefetches exactly them. The blob grows by their compressed size.
+	// When none is found, the layer gets the no-prefetch landmark.
+	KeepOrder bool
+
 	// Workers is the number of goroutines that compress. 0 selects
 	// DefaultEncodeWorkers. The output bytes do not depend on it.
 	Workers int
@@ -242,7 +254,7 @@ type Encoded struct {
 	// DiffID is the digest of the uncompressed blob (the config's diff_id)
 	// and UncompressedSize its length. For the lazy formats this tar differs
 	// from the input: entries are reordered and, for eStargz, a landmark
-	// added and the TOC appended.
+	// added and the TOC appended; under KeepOrder it is the input.
 	DiffID           v1.Hash
 	UncompressedSize int64
 	// TOCDigest is the digest of the TOC JSON, zero for the plain formats.
@@ -333,6 +345,9 @@ func (opt EncodeOptions) resolve() (EncodeOptions, error) {
 		return o, fmt.Errorf("encode options: zstd level %d out of range 1-22", o.Level)
 	case !o.Format.zstd() && (o.Level < 1 || o.Level > 9):
 		return o, fmt.Errorf("encode options: gzip level %d out of range 1-9", o.Level)
+	}
+	if o.KeepOrder && o.Format != FormatZstdChunkedContainerd {
+		return o, fmt.Errorf("encode options: keeping the tar stream's order with prioritized files needs the zstd:chunked-containerd format, not %s", o.Format)
 	}
 	if o.ChunkSize < 0 || o.ChunkSize > MaxChunkSize {
 		return o, fmt.Errorf("encode options: chunk size %d out of range 0-%d", o.ChunkSize, MaxChunkSize)

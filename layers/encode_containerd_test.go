@@ -20,21 +20,32 @@ import (
 // DiffID is the input's) and its TOC says not to prefetch; with prioritized
 // files, the TOC's prefetch landmark ends the range that holds exactly them.
 // The tar stream never has a landmark, and the descriptor carries the
-// stargz TOC digest but not containers/storage's manifest checksum.
+// stargz TOC digest but not containers/storage's manifest checksum. With
+// KeepOrder the stream is the input's whatever is prioritized, and the
+// prefetch range holds copies of exactly the prioritized files.
 func TestEncodeZstdChunkedContainerd(t *testing.T) {
 	in := encBuildTar(t, encSampleFiles())
+	asItIs, _ := encode(t, in, encOpts(layers.FormatZstdChunkedContainerd))
 	for _, tc := range []struct {
 		name        string
 		prioritized []string
+		keepOrder   bool
 	}{
-		{"as it is", nil},
-		{"prioritized", []string{"/b/y.txt", "c/attr", "b/big.bin"}},
-		{"all missing", []string{"not/there"}},
+		{"as it is", nil, false},
+		{"prioritized", []string{"/b/y.txt", "c/attr", "b/big.bin"}, false},
+		{"all missing", []string{"not/there"}, false},
+		{"keep order", []string{"/b/y.txt", "c/attr", "b/big.bin"}, true},
+		{"keep order, all missing", []string{"not/there"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opt := encOpts(layers.FormatZstdChunkedContainerd)
 			opt.Prioritized = tc.prioritized
+			opt.KeepOrder = tc.keepOrder
 			blob, res := encode(t, in, opt)
+			found := len(tc.prioritized) > 0 && tc.prioritized[0] != "not/there"
+			if tc.keepOrder && !found && !bytes.Equal(blob, asItIs) {
+				t.Errorf("with nothing to prefetch, KeepOrder wrote other bytes than the layer as it is")
+			}
 			if res.Annotations[estargz.TOCJSONDigestAnnotation] != res.TOCDigest.String() {
 				t.Errorf("annotation %s = %q, want the TOC digest %s", estargz.TOCJSONDigestAnnotation, res.Annotations[estargz.TOCJSONDigestAnnotation], res.TOCDigest)
 			}
@@ -52,7 +63,7 @@ func TestEncodeZstdChunkedContainerd(t *testing.T) {
 			if got := encSha(stream); got != res.DiffID {
 				t.Errorf("DiffID %s, the stream hashes to %s", res.DiffID, got)
 			}
-			if tc.prioritized == nil && res.DiffID != encSha(in) {
+			if (tc.prioritized == nil || tc.keepOrder) && !bytes.Equal(stream, in) {
 				t.Errorf("DiffID %s, the input's is %s: the stream changed", res.DiffID, encSha(in))
 			}
 
@@ -71,7 +82,6 @@ func TestEncodeZstdChunkedContainerd(t *testing.T) {
 			if _, none := r.Lookup(estargz.NoPrefetchLandmark); none == prefetch {
 				t.Fatalf("the TOC has a prefetch landmark: %v, a no-prefetch landmark: %v; want exactly one", prefetch, none)
 			}
-			found := len(tc.prioritized) > 0 && tc.prioritized[0] != "not/there"
 			if prefetch != found {
 				t.Fatalf("prefetch landmark: %v, want %v", prefetch, found)
 			}
@@ -140,7 +150,10 @@ func TestEncodeZstdChunkedContainerd(t *testing.T) {
 					first = e.Offset
 				}
 			}
-			if first != end {
+			switch {
+			case tc.keepOrder && first <= end:
+				t.Errorf("the prefetch range of copies ends at %d, a file of the stream starts at %d", end, first)
+			case !tc.keepOrder && first != end:
 				t.Errorf("the prefetch range ends at %d, the first other file starts at %d", end, first)
 			}
 		})

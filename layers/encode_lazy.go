@@ -3,10 +3,12 @@ package layers
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/coldstart-dev/coldstart/layers/lazy"
@@ -27,21 +29,48 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 	segOff := make([]int64, len(p.segs)+1)
 	var written int64
 	ordered := encSizeWriter{w: out}
-	produce := func(ctx context.Context, send func(*encJob) error) error {
-		for first := 0; first < len(p.segs); {
-			j := &encJob{run: p.compress, first: first}
-			var size int64
-			for first < len(p.segs) && (size < encJobTarget || j.count == 0) {
-				size += p.segs[first].size
-				j.input += p.segs[first].input
-				first++
-				j.count++
+	produceSegs := func(from, to int) func(ctx context.Context, send func(*encJob) error) error {
+		return func(ctx context.Context, send func(*encJob) error) error {
+			for first := from; first < to; {
+				j := &encJob{run: p.compress, first: first}
+				var size int64
+				for first < to && (size < encJobTarget || j.count == 0) {
+					size += p.segs[first].size
+					j.input += p.segs[first].input
+					first++
+					j.count++
+				}
+				if err := send(j); err != nil {
+					return err
+				}
 			}
-			if err := send(j); err != nil {
-				return err
-			}
+			return nil
 		}
-		return nil
+	}
+	produce := produceSegs(0, len(p.segs))
+	var copyFrame int64 // the copies' skippable frame, header included
+	if p.copySegs > 0 {
+		// The frame's header holds its length: compress the copies once to
+		// learn it (the same bytes as below: segments compress alone).
+		var n int64
+		sizeOnly := func(j *encJob) error {
+			for _, k := range j.sizes {
+				n += k
+			}
+			return nil
+		}
+		if err := encPipeline(ctx, opt, src, produceSegs(0, p.copySegs), sizeOnly); err != nil {
+			return nil, err
+		}
+		if n > math.MaxUint32 {
+			return nil, fmt.Errorf("the prioritized files compress to %d bytes, more than a zstd skippable frame holds", n)
+		}
+		hdr := binary.LittleEndian.AppendUint32(slices.Clone(encSkippableMagic), uint32(n))
+		if _, err := ordered.Write(hdr); err != nil {
+			return nil, err
+		}
+		written = int64(len(hdr))
+		copyFrame = written + n
 	}
 	emit := func(j *encJob) error {
 		for k, n := range j.sizes {
@@ -59,6 +88,9 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 		return nil, fmt.Errorf("internal error: %d bytes written, %d accounted", ordered.n, written)
 	}
 	segOff[len(p.segs)] = written
+	if p.copySegs > 0 && segOff[p.copySegs] != copyFrame {
+		return nil, fmt.Errorf("internal error: the copies took %d bytes, then %d", copyFrame, segOff[p.copySegs])
+	}
 	opt.report(src.Size() - encPlanInput(p))
 
 	// Fill in offsets and digests.
@@ -105,6 +137,10 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 		UncompressedSize:   h.stream.Size(),
 	}, nil
 }
+
+// encSkippableMagic opens a zstd skippable frame; its little-endian
+// 32-bit length follows.
+var encSkippableMagic = []byte{0x50, 0x2a, 0x4d, 0x18}
 
 // encPlanInput is the number of input bytes the segments cover.
 func encPlanInput(p *encPlan) int64 {

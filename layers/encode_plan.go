@@ -371,6 +371,10 @@ type encPlan struct {
 	// landmark is the TOC index of the landmark entry that only the TOC
 	// has (lazy.Layout.TOCLandmark), -1 if none.
 	landmark int
+	// copySegs is the number of leading segments that hold, under
+	// EncodeOptions.KeepOrder, copies of the prioritized files' data
+	// outside the tar stream (restSeg is then copySegs); 0 if none.
+	copySegs int
 }
 
 // encTypeName maps a tar type to the TOC's type names.
@@ -408,23 +412,46 @@ func encTime(t time.Time) string {
 // as the format's layout says.
 func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *encPlan {
 	p := &encPlan{lastSeg: map[int]int{}, multi: map[*encEntry]int{}, landmark: -1}
-	p.entries, p.missing = encOrder(entries, opt.Prioritized)
-	// The prioritized entries end where the landmark is.
-	rest := slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
-	p.prioritized = rest > 0
+	var copies []*encEntry
+	if opt.KeepOrder {
+		copies, p.missing = encCopies(entries, opt.Prioritized)
+	}
+	rest := -1
+	if len(copies) > 0 {
+		p.entries = entries
+		p.prioritized = true
+	} else {
+		prio := opt.Prioritized
+		if opt.KeepOrder {
+			prio = nil // nothing to copy: the layer as it is, not prefetched
+		}
+		var missing []string
+		p.entries, missing = encOrder(entries, prio)
+		if !opt.KeepOrder {
+			p.missing = missing
+		}
+		// The prioritized entries end where the landmark is.
+		rest = slices.IndexFunc(p.entries, func(e *encEntry) bool { return e.landmark })
+		p.prioritized = rest > 0
+	}
 	p.restSeg = -1
 	var tocLandmark *lazy.TOCEntry
 	if layout.TOCLandmark {
-		h := p.entries[rest].hdr
+		name := estargz.PrefetchLandmark
+		mtime := ""
+		if rest >= 0 {
+			h := p.entries[rest].hdr
+			name, mtime = h.Name, encTime(h.ModTime)
+		}
 		// No data; at the prefetch landmark's offset the first file after
 		// the prioritized ones starts, and estargz's reader takes entries
 		// at one offset for files in one compressed segment, verifying
 		// each by its chunk digest: the landmark's is that of no bytes.
 		tocLandmark = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{
-			Name: h.Name, Type: "reg", ModTime3339: encTime(h.ModTime), Digest: encEmptyDigest, ChunkDigest: encEmptyDigest,
+			Name: name, Type: "reg", ModTime3339: mtime, Digest: encEmptyDigest, ChunkDigest: encEmptyDigest,
 		}}
 	}
-	if !layout.Landmark {
+	if !layout.Landmark && rest >= 0 {
 		// A format without landmarks (in zstd:chunked one would be a file in
 		// every container: containers/storage leaves them out of eStargz
 		// layers only): the prioritized entries simply lead.
@@ -472,19 +499,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 		m[id] = name
 		return name
 	}
-	for i, e := range p.entries {
-		if i == rest && tocLandmark != nil {
-			p.landmark = newTOC(tocLandmark, -1)
-		}
-		h := e.hdr
-		if cur.size >= encMaxHeaderRun {
-			cut()
-		}
-		if e.lit != nil {
-			add(encSpan{n: int64(len(e.lit)), lit: e.lit, toc: -1})
-		} else {
-			add(encSpan{off: e.hdrOff, n: e.dataOff - e.hdrOff, toc: -1})
-		}
+	tocEntry := func(h *tar.Header) *lazy.TOCEntry {
 		te := &lazy.TOCEntry{
 			TOCEntry: estargz.TOCEntry{
 				Name:        h.Name,
@@ -514,24 +529,21 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 				te.Xattrs[x] = []byte(v)
 			}
 		}
-		if h.Typeflag != tar.TypeReg || e.size == 0 {
-			if h.Typeflag == tar.TypeReg {
-				te.Digest = encEmptyDigest // as estargz; containers/storage assumes it when absent
-			}
-			newTOC(te, -1)
-			continue
-		}
-
+		return te
+	}
+	// chunks adds the TOC entries of regular file e's data, each chunk in a
+	// segment of its own from src, and returns the index of its "reg" entry.
+	chunks := func(e *encEntry, te *lazy.TOCEntry, restAt int) int {
 		regIdx := -1
 		for off := int64(0); off < e.size; off += chunk {
 			n := min(chunk, e.size-off)
 			cut()
-			if i >= rest && p.restSeg < 0 {
+			if restAt >= 0 && p.restSeg < 0 {
 				p.restSeg = len(p.segs)
 			}
 			ce := te
 			if off > 0 {
-				ce = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{Name: h.Name, Type: "chunk"}}
+				ce = &lazy.TOCEntry{TOCEntry: estargz.TOCEntry{Name: te.Name, Type: "chunk"}}
 			}
 			ce.ChunkOffset = off
 			if e.size > chunk {
@@ -552,6 +564,65 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 		if e.size > chunk {
 			p.multi[e] = regIdx
 		}
+		return regIdx
+	}
+
+	// Under KeepOrder, the copies come first, outside the tar stream: their
+	// TOC entries, then the landmark where they end; the stream's bytes
+	// of the same files are then plain data that no TOC entry points at.
+	copied := make(map[*encEntry]bool, len(copies))
+	for _, e := range copies {
+		copied[e] = true
+		chunks(e, tocEntry(e.hdr), -1)
+	}
+	if len(copies) > 0 {
+		cut()
+		p.copySegs = len(p.segs)
+		p.restSeg = p.copySegs
+		for s := range p.segs {
+			p.segs[s].input = 0 // read twice; progress counts the stream
+		}
+		if tocLandmark != nil {
+			p.landmark = newTOC(tocLandmark, -1)
+		}
+	}
+
+	for i, e := range p.entries {
+		if i == rest && tocLandmark != nil {
+			p.landmark = newTOC(tocLandmark, -1)
+		}
+		h := e.hdr
+		if cur.size >= encMaxHeaderRun {
+			cut()
+		}
+		if e.lit != nil {
+			add(encSpan{n: int64(len(e.lit)), lit: e.lit, toc: -1})
+		} else {
+			add(encSpan{off: e.hdrOff, n: e.dataOff - e.hdrOff, toc: -1})
+		}
+		if copied[e] {
+			// Its TOC entries point at its copy.
+			if e.litData != nil {
+				add(encSpan{n: e.size, lit: e.litData, toc: -1})
+				add(encSpan{n: e.pad(), lit: make([]byte, e.pad()), toc: -1})
+			} else {
+				add(encSpan{off: e.dataOff, n: e.size + e.pad(), toc: -1})
+			}
+			continue
+		}
+		te := tocEntry(h)
+		if h.Typeflag != tar.TypeReg || e.size == 0 {
+			if h.Typeflag == tar.TypeReg {
+				te.Digest = encEmptyDigest // as estargz; containers/storage assumes it when absent
+			}
+			newTOC(te, -1)
+			continue
+		}
+		restAt := -1
+		if rest >= 0 && i >= rest {
+			restAt = i
+		}
+		chunks(e, te, restAt)
 		if e.litData != nil {
 			add(encSpan{n: e.pad(), lit: make([]byte, e.pad()), toc: -1})
 		} else {
@@ -568,6 +639,34 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 	cut()
 	p.chunkDigest = make([]string, len(p.toc))
 	return p
+}
+
+// encCopies returns the entries whose data the prioritized names reach,
+// under EncodeOptions.KeepOrder: regular files with data, a hard link's
+// target for a link, each once, in the order given; and the names the layer
+// does not have.
+func encCopies(entries []*encEntry, prioritized []string) (copies []*encEntry, missing []string) {
+	byName := make(map[string]*encEntry, len(entries))
+	for _, e := range entries {
+		byName[e.name] = e
+	}
+	seen := map[*encEntry]bool{}
+	for _, want := range prioritized {
+		e, ok := byName[encCleanName(want)]
+		if !ok {
+			missing = append(missing, want)
+			continue
+		}
+		for hops := 0; e != nil && e.hdr.Typeflag == tar.TypeLink && hops < 256; hops++ {
+			e = byName[encCleanName(e.hdr.Linkname)]
+		}
+		if e == nil || e.hdr.Typeflag != tar.TypeReg || e.size == 0 || seen[e] {
+			continue
+		}
+		seen[e] = true
+		copies = append(copies, e)
+	}
+	return copies, missing
 }
 
 // encEmptyDigest is the digest of no bytes.
