@@ -32,7 +32,8 @@ const (
 	// pullLazy: mounted lazily, its start-up files prefetched together.
 	pullLazy
 	// pullOnDemand: mounted lazily without a prefetch section; each
-	// start-up file is a request of its own (a recompressed base).
+	// start-up file is a request of its own (a recompressed base when
+	// profiling is off).
 	pullOnDemand
 )
 
@@ -55,8 +56,9 @@ type startupShare struct {
 //     holds;
 //   - recompress (for containerd, with an eStargz or
 //     zstd:chunked-containerd target): a node that holds the base reuses
-//     it, one without it mounts it lazily and fetches its start-up files
-//     one by one, on demand.
+//     it, one without it mounts it lazily, its start-up files prefetched
+//     as under convert (without profiling, fetched one by one, on
+//     demand).
 //
 // Which nodes a fleet has is not known, so the choice is the one that is
 // never far from the best: for each network and node, each policy's
@@ -152,7 +154,7 @@ func (o *pipeline) basePulls(idxs []*layers.Index, p BasePolicy, warm bool, refu
 			pulls[i] = asIs
 		case base && p == BaseRecompress && refused[i]:
 			pulls[i] = pullWhole
-		case base && p == BaseRecompress:
+		case base && p == BaseRecompress && o.profiler == nil && o.prioritized == nil:
 			pulls[i] = pullOnDemand
 		default:
 			pulls[i] = pullLazy

@@ -123,7 +123,7 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 		}
 	}
 	prio := lp.prioritized
-	if lp.role == RoleKeep || lp.role == RoleRecompress {
+	if lp.role == RoleKeep {
 		prio = nil
 	}
 	k := map[string]any{

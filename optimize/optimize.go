@@ -47,7 +47,9 @@ type LayerResult struct {
 	// DroppedEntries and DroppedBytes count what dedupe removed.
 	DroppedEntries int   `json:"droppedEntries,omitempty"`
 	DroppedBytes   int64 `json:"droppedBytes,omitempty"`
-	// Prioritized is the number of entries moved to the front.
+	// Prioritized is the number of start-up entries put first: moved to
+	// the front, or, in a recompressed base layer, copied ahead of its
+	// unchanged stream.
 	Prioritized int    `json:"prioritized,omitempty"`
 	TOCDigest   string `json:"tocDigest,omitempty"`
 }
@@ -514,7 +516,7 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 		case o.baseLayers[idx.Digest] && policy == BaseKeep:
 			roles[i], reasons[i] = RoleKeep, "base image layer: kept byte-identical"
 		case o.baseLayers[idx.Digest] && policy == BaseRecompress:
-			roles[i], reasons[i] = RoleRecompress, "base image layer: recompressed to zstd:chunked for containerd, its tar stream unchanged, so nodes that hold the base reuse it"
+			roles[i], reasons[i] = RoleRecompress, "base image layer: recompressed to zstd:chunked for containerd, its tar stream unchanged, so nodes that hold the base reuse it (start-up files are copied ahead of the stream, for the prefetch)"
 		case o.baseLayers[idx.Digest]:
 			roles[i], reasons[i] = RoleConvert, "base image layer: converted as it is, so every image on this base shares it"
 		case idx.Lazy != layers.NotLazy && !o.force:
@@ -531,7 +533,7 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Spool, li int, idxs []*layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
 	idx := idxs[li]
 	if lp.role == RoleRecompress {
-		return o.recompressLayer(ctx, tars, li, idx, lp.moved, tmp, platform)
+		return o.recompressLayer(ctx, tars, li, idx, lp, tmp, platform)
 	}
 	var rc io.Reader
 	if extracted := tars.Spooled(li); extracted != nil {
@@ -636,8 +638,8 @@ func (e *notRecompressibleError) Error() string { return e.why }
 // the encoder had to change the stream (it keeps one entry per name, and
 // drops PAX global headers), which would change the layer's DiffID: then
 // the blob is discarded.
-func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, moved map[int]layers.Moved, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
-	if why := recompressRefusal(idx, moved); why != "" {
+func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li int, idx *layers.Index, lp *layerPlan, tmp *tempDir, platform string) (v1.Layer, *layers.Encoded, error) {
+	if why := recompressRefusal(idx, lp.moved); why != "" {
 		return nil, nil, &notRecompressibleError{why: why}
 	}
 	src, err := tars.Tar(li)
@@ -646,7 +648,8 @@ func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li i
 	}
 	eo := o.encode
 	eo.Format = layers.FormatZstdChunkedContainerd
-	eo.Prioritized = nil
+	eo.Prioritized = lp.prioritized // copied ahead of the stream, which stays as it is
+	eo.KeepOrder = true
 	eo.Level = 0 // the format's default: the target's level is for its own compression
 	eo.Progress = o.convertProgress(platform, li, idx, idx.UncompressedSize)
 	return encodeToBlob(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), eo, tmp, func(enc *layers.Encoded) error {

@@ -68,10 +68,14 @@ const (
 	// chain ID containerd names its snapshot by. A containerd node that
 	// holds the base (from the original image or any other on it) reuses
 	// its snapshot and fetches none of it; stargz-snapshotter mounts it
-	// lazily on a node without it, fetching the files a container reads on
-	// demand (no prefetch: the start-up files are wherever the base has
-	// them). For containerd only, with an eStargz target: podman pulls such
-	// a layer whole. A layer whose stream cannot be kept (say, it repeats
+	// lazily on a node without it and prefetches the image's start-up
+	// files it holds: their data is copied, compressed, into a zstd
+	// skippable frame ahead of the stream (layers.EncodeOptions.KeepOrder),
+	// which decompressors skip. The blob grows by those copies and differs
+	// from image to image with the files each reads; the DiffID, which is
+	// what nodes share, does not. Without profiling nothing is copied, and
+	// the blob is the same under every image on the base. For containerd
+	// only, with an eStargz target: podman pulls such a layer whole. A layer whose stream cannot be kept (say, it repeats
 	// a name, which a TOC cannot hold), that holds a hard link to a file
 	// of a lower layer (which a lazy puller cannot resolve), that writes
 	// into a directory it has no entry for (a lazy puller would make one

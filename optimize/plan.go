@@ -637,7 +637,9 @@ func (p *plan) prioritize(optional, paths []string, sparseLimit int64) {
 			p.sparse = append(p.sparse, "/"+e.Path)
 			return
 		}
-		if lp.role == RoleRewrite && lp.keep[r.Entry] {
+		// A recompressed layer copies its start-up files ahead of its
+		// stream, which stays as it is.
+		if lp.role == RoleRewrite && lp.keep[r.Entry] || lp.role == RoleRecompress {
 			lp.prioritized = append(lp.prioritized, e.Path)
 		}
 	})

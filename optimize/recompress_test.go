@@ -1,10 +1,13 @@
 package optimize_test
 
 import (
+	"bytes"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -68,13 +71,97 @@ func TestBaseRecompress(t *testing.T) {
 		t.Errorf("the application layer was not converted")
 	}
 
-	// The same base under another application: the same blob.
+	// The same base under another application that reads the same files of
+	// it: the same blob.
 	src2 := onBase(t, base, "/srv/other", testimage.Layer{testimage.File("srv/other", "x")})
 	out2, _ := optimizeImage(t, src2, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress))
 	mf2, _ := out2.Manifest()
 	if mf2.Layers[0].Digest != mf.Layers[0].Digest {
 		t.Errorf("recompressed base: %s under one application, %s under another", mf.Layers[0].Digest, mf2.Layers[0].Digest)
 	}
+}
+
+// TestBaseRecompressPrefetch: a recompressed base layer copies the image's
+// start-up files it holds ahead of its stream, so stargz-snapshotter
+// prefetches them, judged by estargz's own reader: the copies sit before
+// the TOC's prefetch landmark and read back whole, a hard link's by its
+// target, while the DiffID, and so the snapshot a node holds, stays the
+// input's. An application that reads other files of the base gets another
+// blob with the same DiffID.
+func TestBaseRecompressPrefetch(t *testing.T) {
+	libc := strings.Repeat("libc", 50000)
+	base := buildImage(t, []testimage.Layer{
+		{testimage.Dir("etc", 0o755), testimage.File("etc/os-release", "debian"), testimage.File("etc/passwd", "root:x:0:0::/:/bin/sh\n"),
+			testimage.Dir("lib", 0o755), testimage.File("lib/libc.so.6", libc), testimage.Hardlink("lib/libc.so", "lib/libc.so.6"),
+			testimage.File("lib/other.so", strings.Repeat("other", 1000))},
+	})
+	src := onBase(t, base, "/bin/app", testimage.Layer{testimage.File("bin/app", "#!/bin/sh\n")})
+	startup := []string{"/bin/app", "/lib/libc.so", "/etc/os-release"}
+	out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress),
+		optimize.WithPrioritizedFiles(startup))
+	mustVerify(t, src, out)
+	inCfg, _ := src.ConfigFile()
+	outCfg, _ := out.ConfigFile()
+	if outCfg.RootFS.DiffIDs[0] != inCfg.RootFS.DiffIDs[0] {
+		t.Fatalf("base layer: DiffID %s, was %s", outCfg.RootFS.DiffIDs[0], inCfg.RootFS.DiffIDs[0])
+	}
+	if n := res.Images[0].Layers[0].Prioritized; n != 3 {
+		t.Errorf("base layer: %d start-up files prefetched, want 3 (/etc/passwd, the runtime's, and the two named)", n)
+	}
+	outLayers, _ := out.Layers()
+	r := openZstdChunked(t, outLayers[0])
+	lm, ok := r.Lookup(estargz.PrefetchLandmark)
+	if !ok {
+		t.Fatal("the recompressed base has no prefetch landmark")
+	}
+	for name, body := range map[string]string{"lib/libc.so.6": libc, "etc/os-release": "debian", "etc/passwd": "root:x:0:0::/:/bin/sh\n", "lib/other.so": strings.Repeat("other", 1000)} {
+		e, ok := r.Lookup(name)
+		if !ok {
+			t.Fatalf("%s is not in the TOC", name)
+		}
+		if prefetched := name != "lib/other.so"; prefetched != (e.Offset < lm.Offset) {
+			t.Errorf("%s at %d, the prefetch range ends at %d: prefetched %v, want %v", name, e.Offset, lm.Offset, !prefetched, prefetched)
+		}
+		sr, err := r.OpenFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(body))
+		if _, err := sr.ReadAt(got, 0); err != nil && err != io.EOF || string(got) != body {
+			t.Errorf("%s reads back otherwise (%v)", name, err)
+		}
+	}
+
+	// Another application, reading other files of the base.
+	src2 := onBase(t, base, "/srv/other", testimage.Layer{testimage.File("srv/other", "x")})
+	out2, _ := optimizeImage(t, src2, optimize.WithBaseImage(base), optimize.WithBasePolicy(optimize.BaseRecompress),
+		optimize.WithPrioritizedFiles([]string{"/srv/other", "/lib/other.so"}))
+	mf, _ := out.Manifest()
+	mf2, _ := out2.Manifest()
+	cfg2, _ := out2.ConfigFile()
+	if mf2.Layers[0].Digest == mf.Layers[0].Digest || cfg2.RootFS.DiffIDs[0] != inCfg.RootFS.DiffIDs[0] {
+		t.Errorf("another application's base: %s with DiffID %s; want another blob than %s, with DiffID %s",
+			mf2.Layers[0].Digest, cfg2.RootFS.DiffIDs[0], mf.Layers[0].Digest, inCfg.RootFS.DiffIDs[0])
+	}
+}
+
+// openZstdChunked opens a zstd:chunked layer with estargz's reader.
+func openZstdChunked(t *testing.T, l v1.Layer) *estargz.Reader {
+	t.Helper()
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // TestBaseRecompressRefusals: base layers that a lazy puller would show

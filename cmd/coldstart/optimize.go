@@ -55,7 +55,7 @@ func newOptimize(g *globals) *cobra.Command {
 	fl.StringVar(&f.profile, "prioritize", "static", "same as --profile FILE")
 	_ = fl.MarkHidden("prioritize")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable, or comma-separated)")
-	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, recompress (zstd:chunked for containerd with the tar stream unchanged: nodes holding the base reuse it, others mount it lazily), or auto (picks by the estimated start on --network, cold and warm nodes)")
+	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, recompress (zstd:chunked for containerd with the tar stream unchanged: nodes holding the base reuse it, others mount it lazily and prefetch its start-up files), or auto (picks by the estimated start on --network, cold and warm nodes)")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to weigh and estimate on: datacenter, cloud, edge or RATE,RTT (repeatable; default all three)")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable, or comma-separated)")
 	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")
