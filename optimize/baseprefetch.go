@@ -2,9 +2,15 @@ package optimize
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize/profile"
@@ -98,4 +104,40 @@ func convertedPrefix(roles []Role) int {
 		n++
 	}
 	return n
+}
+
+// withInferredBase returns the pipeline that optimizes img: o itself, or,
+// under WithInferredBase when no base image is given and img's manifest
+// names the image it was built on, a copy in which img's first layer is a
+// base layer, unless that layer is lazy already (a TOC annotation),
+// foreign or cached.
+func (o *pipeline) withInferredBase(img v1.Image) *pipeline {
+	if !o.inferBase || len(o.baseImages) > 0 {
+		return o
+	}
+	m, err := img.Manifest()
+	if err != nil || len(m.Layers) == 0 {
+		return o
+	}
+	digest, name := m.Annotations[specs.AnnotationBaseImageDigest], m.Annotations[specs.AnnotationBaseImageName]
+	if digest == "" && name == "" {
+		return o
+	}
+	l := m.Layers[0]
+	if o.cachedLayers[l.Digest] || !l.MediaType.IsDistributable() {
+		return o
+	}
+	for _, k := range append([]string{estargz.TOCJSONDigestAnnotation}, layers.ZstdChunkedAnnotationKeys...) {
+		if l.Annotations[k] != "" {
+			return o
+		}
+	}
+	named := name
+	if named == "" {
+		named = digest
+	}
+	oc := *o.options
+	oc.baseLayers = maps.Clone(o.baseLayers)
+	oc.baseLayers[l.Digest] = true
+	return &pipeline{options: &oc, inferred: fmt.Sprintf("layer 0 taken for the base's: the image names its base, %s, and no --base was given", named)}
 }

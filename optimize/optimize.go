@@ -178,7 +178,12 @@ func Index(ctx context.Context, idx v1.ImageIndex, opts ...Option) (*Result, err
 
 // pipeline is one optimization: the options and what the steps share (the
 // memory of the conversion cache is one of the options').
-type pipeline struct{ *options }
+type pipeline struct {
+	*options
+	// inferred says which layer was taken for the base's, and why
+	// (WithInferredBase); "" when none was.
+	inferred string
+}
 
 // newPipeline makes the options of a call.
 func newPipeline(opts []Option) (*pipeline, error) {
@@ -186,7 +191,7 @@ func newPipeline(opts []Option) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{o}, nil
+	return &pipeline{options: o}, nil
 }
 
 // run makes the pipeline and the temporary directory, runs fn and sums the
@@ -241,6 +246,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading image digest: %w", err)
 	}
+	o = o.withInferredBase(img)
 	wrap := func(err error) error { return fmt.Errorf("image %s: %w", inDigest, err) }
 	if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationOptions] == o.fingerprint() {
 		ir := &ImageResult{InputDigest: inDigest.String(), OutputDigest: inDigest.String(), Layers: []LayerResult{}}
@@ -505,6 +511,9 @@ func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []strin
 			ir.BasePolicyReason = "set by option"
 		}
 		ir.BasePolicy = policy.String()
+		if o.inferred != "" {
+			ir.BasePolicyReason = o.inferred + "; " + ir.BasePolicyReason
+		}
 	}
 	for i, idx := range idxs {
 		roles[i], reasons[i] = RoleRewrite, "converted"

@@ -28,6 +28,7 @@ type options struct {
 	basePolicy   BasePolicy
 	baseImages   []v1.Image
 	baseLayers   map[v1.Hash]bool
+	inferBase    bool
 	cachedLayers map[v1.Hash]bool
 	prioritized  []string
 	profiler     profile.Profiler
@@ -126,6 +127,7 @@ func makeOptions(opts []Option) (*options, error) {
 		sparseLimit:  DefaultSparseLimit,
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
+		inferBase:    true,
 	}
 	if _, err := funcopt.Apply(o, opts); err != nil {
 		return nil, err
@@ -246,8 +248,24 @@ func WithForce(on bool) Option {
 	}
 }
 
+// WithInferredBase says whether an image optimized without WithBaseImage
+// has its first layer taken for its base's when its manifest names the
+// image it was built on (the OCI annotations
+// org.opencontainers.image.base.digest and .name, which buildah and
+// BuildKit write): that layer is then a base layer, treated as
+// WithBasePolicy says, unless it is lazy already, foreign or cached. An
+// image built on another has at least that layer of it, and it is the one
+// nodes most often hold: the operating system. Default on.
+func WithInferredBase(on bool) Option {
+	return func(o *options) error {
+		o.inferBase = on
+		return nil
+	}
+}
+
 // WithBaseImage marks every layer of imgs as a base layer, treated as
-// WithBasePolicy says. The default is no base image.
+// WithBasePolicy says. The default is no base image (but see
+// WithInferredBase).
 func WithBaseImage(imgs ...v1.Image) Option {
 	return func(o *options) error {
 		for _, img := range imgs {

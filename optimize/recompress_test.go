@@ -9,7 +9,9 @@ import (
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/layers"
@@ -230,4 +232,52 @@ func onBase(t *testing.T, base v1.Image, entrypoint string, app testimage.Layer)
 		t.Fatal(err)
 	}
 	return img
+}
+
+// TestInferredBase: without a base image, an image whose manifest names its
+// base (as buildah and BuildKit write it) has its first layer treated as
+// the base's: auto keeps its DiffID (keep or recompress), the summary says why, and
+// the layers above are deduped and converted as ever. WithInferredBase(false),
+// or no such annotation, leaves the first layer to dedupe, as before.
+func TestInferredBase(t *testing.T) {
+	base := buildImage(t, []testimage.Layer{
+		{testimage.Dir("etc", 0o755), testimage.File("etc/os-release", "debian"), testimage.File("etc/junk", "junk"),
+			testimage.Dir("bin", 0o755), testimage.File("bin/sh", strings.Repeat("sh", 5000))},
+	})
+	plain := onBase(t, base, "/bin/app", testimage.Layer{testimage.Whiteout("etc/junk"), testimage.File("bin/app", "#!/bin/sh\n")})
+	named := mutate.Annotations(plain, map[string]string{
+		specs.AnnotationBaseImageName:   "debian:bookworm",
+		specs.AnnotationBaseImageDigest: "sha256:01e4a69b5a774e315498fc8d8d3734c4ad9a8f9e99e90eb39feb2eac783b502e",
+	}).(v1.Image)
+	inCfg, _ := plain.ConfigFile()
+	for _, tc := range []struct {
+		name     string
+		img      v1.Image
+		opts     []optimize.Option
+		inferred bool
+	}{
+		{"annotated", named, nil, true},
+		{"annotated, off", named, []optimize.Option{optimize.WithInferredBase(false)}, false},
+		{"not annotated", plain, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, res := optimizeImage(t, tc.img, tc.opts...)
+			mustVerify(t, tc.img, out)
+			ir := res.Images[0]
+			outCfg, _ := out.ConfigFile()
+			kept := outCfg.RootFS.DiffIDs[0] == inCfg.RootFS.DiffIDs[0]
+			if kept != tc.inferred {
+				t.Errorf("layer 0 DiffID kept: %v, want %v (%s; %s)", kept, tc.inferred, ir.BasePolicyReason, ir.Layers[0].Reason)
+			}
+			if got := strings.Contains(ir.BasePolicyReason, "layer 0 taken for the base's: the image names its base, debian:bookworm"); got != tc.inferred {
+				t.Errorf("base policy reason %q: names the inference %v, want %v", ir.BasePolicyReason, got, tc.inferred)
+			}
+			if (ir.BasePolicy != "") != tc.inferred {
+				t.Errorf("base policy %q: a policy applied %v, want %v", ir.BasePolicy, ir.BasePolicy != "", tc.inferred)
+			}
+			if dropped := ir.Layers[0].DroppedEntries; (dropped > 0) == tc.inferred {
+				t.Errorf("layer 0: %d entries dropped; a base layer is never deduped, others are", dropped)
+			}
+		})
+	}
 }

@@ -14,7 +14,7 @@ type optimizeFlags struct {
 	sparseLimit                                                                                        string
 	level, concurrency                                                                                 int
 	bases, cached, networks                                                                            []string
-	noDedupe, force, overwrite, noCache, compare                                                       bool
+	noDedupe, force, overwrite, noCache, compare, inferBase                                            bool
 	lazy                                                                                               bool // --to names eStargz or zstd:chunked
 }
 
@@ -56,6 +56,7 @@ func newOptimize(g *globals) *cobra.Command {
 	_ = fl.MarkHidden("prioritize")
 	fl.StringSliceVar(&f.bases, "base", nil, "base image whose layers nodes hold (repeatable, or comma-separated)")
 	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, recompress (zstd:chunked for containerd with the tar stream unchanged: nodes holding the base reuse it, others mount it lazily and prefetch its start-up files), or auto (picks by the estimated start on --network, cold and warm nodes)")
+	fl.BoolVar(&f.inferBase, "infer-base", true, "without --base, take the first layer for the base's when the image's annotations name its base (org.opencontainers.image.base.digest, as buildah and BuildKit write): nodes that hold it keep using it")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to weigh and estimate on: datacenter, cloud, edge or RATE,RTT (repeatable; default all three)")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable, or comma-separated)")
 	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")
@@ -111,7 +112,7 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	oo := []optimize.Option{
 		optimize.WithFormat(format), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
 		optimize.WithDedupe(!f.noDedupe), optimize.WithForce(f.force), optimize.WithBasePolicy(policy),
-		optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),
+		optimize.WithInferredBase(f.inferBase), optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),
 	}
 	if len(nets) > 0 {
 		oo = append(oo, optimize.WithNetworks(nets...))
