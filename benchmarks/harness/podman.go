@@ -406,6 +406,10 @@ func writeVersion2(ctx context.Context, src, dir string) (*version2, error) {
 	if out, err = mutate.ConfigFile(out, cf2); err != nil {
 		return nil, err
 	}
+	// A new version from the same build names the same base.
+	if m, err := img.Manifest(); err == nil && len(m.Annotations) > 0 {
+		out = mutate.Annotations(out, m.Annotations).(v1.Image)
+	}
 	_ = os.RemoveAll(dir)
 	ref, err := imageref.Parse("oci:" + dir)
 	if err != nil {
