@@ -10,6 +10,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/testimage"
 	"github.com/coldstart-dev/coldstart/optimize"
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -154,8 +155,8 @@ func TestRuntimeFilesFirst(t *testing.T) {
 	}
 }
 
-// openLayer opens layer i of img with estargz's own reader: what
-// stargz-snapshotter sees of it.
+// openLayer opens layer i of img, eStargz or zstd:chunked, with estargz's
+// own reader: what stargz-snapshotter sees of it.
 func openLayer(t *testing.T, img v1.Image, i int) *estargz.Reader {
 	t.Helper()
 	ls, err := img.Layers()
@@ -171,7 +172,7 @@ func openLayer(t *testing.T, img v1.Image, i int) *estargz.Reader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))))
+	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
 	if err != nil {
 		t.Fatalf("estargz: layer %d: %v", i, err)
 	}

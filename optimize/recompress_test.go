@@ -1,13 +1,11 @@
 package optimize_test
 
 import (
-	"bytes"
 	"io"
 	"strings"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
-	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -110,8 +108,7 @@ func TestBaseRecompressPrefetch(t *testing.T) {
 	if n := res.Images[0].Layers[0].Prioritized; n != 3 {
 		t.Errorf("base layer: %d start-up files prefetched, want 3 (/etc/passwd, the runtime's, and the two named)", n)
 	}
-	outLayers, _ := out.Layers()
-	r := openZstdChunked(t, outLayers[0])
+	r := openLayer(t, out, 0)
 	lm, ok := r.Lookup(estargz.PrefetchLandmark)
 	if !ok {
 		t.Fatal("the recompressed base has no prefetch landmark")
@@ -145,25 +142,6 @@ func TestBaseRecompressPrefetch(t *testing.T) {
 		t.Errorf("another application's base: %s with DiffID %s; want another blob than %s, with DiffID %s",
 			mf2.Layers[0].Digest, cfg2.RootFS.DiffIDs[0], mf.Layers[0].Digest, inCfg.RootFS.DiffIDs[0])
 	}
-}
-
-// openZstdChunked opens a zstd:chunked layer with estargz's reader.
-func openZstdChunked(t *testing.T, l v1.Layer) *estargz.Reader {
-	t.Helper()
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	blob, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := estargz.Open(io.NewSectionReader(bytes.NewReader(blob), 0, int64(len(blob))), estargz.WithDecompressors(new(zstdchunked.Decompressor)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // TestBaseRecompressRefusals: base layers that a lazy puller would show
