@@ -3,7 +3,6 @@ package layers
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -12,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/coldstart-dev/coldstart/layers/lazy"
+	"github.com/coldstart-dev/coldstart/layers/lazy/zstdchunkedfmt"
 )
 
 // encodeLazy writes the lazy format f: the payload here, the end of the
@@ -65,7 +65,7 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 		if n > math.MaxUint32 {
 			return nil, fmt.Errorf("the prioritized files compress to %d bytes, more than a zstd skippable frame holds", n)
 		}
-		hdr := binary.LittleEndian.AppendUint32(slices.Clone(encSkippableMagic), uint32(n))
+		hdr := zstdchunkedfmt.SkippableFrameHeader(uint32(n))
 		if _, err := ordered.Write(hdr); err != nil {
 			return nil, err
 		}
@@ -137,10 +137,6 @@ func encodeLazy(ctx context.Context, src *io.SectionReader, out io.Writer, opt E
 		UncompressedSize:   h.stream.Size(),
 	}, nil
 }
-
-// encSkippableMagic opens a zstd skippable frame; its little-endian
-// 32-bit length follows.
-var encSkippableMagic = []byte{0x50, 0x2a, 0x4d, 0x18}
 
 // encPlanInput is the number of input bytes the segments cover.
 func encPlanInput(p *encPlan) int64 {

@@ -154,7 +154,7 @@ func (o *pipeline) basePulls(idxs []*layers.Index, p BasePolicy, warm bool, refu
 			pulls[i] = asIs
 		case base && p == BaseRecompress && refused[i]:
 			pulls[i] = pullWhole
-		case base && p == BaseRecompress && o.profiler == nil && o.prioritized == nil:
+		case base && p == BaseRecompress && !o.profiling():
 			pulls[i] = pullOnDemand
 		default:
 			pulls[i] = pullLazy

@@ -296,7 +296,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	}
 	roles, reasons := o.roles(idxs, ov, prio, moved, ir)
 	p := makePlan(ov, roles, reasons, moved, o.dedupe, o.encode.Format)
-	profiling := o.profiler != nil || o.prioritized != nil
+	profiling := o.profiling()
 	var runtimeFiles []string
 	if profiling {
 		runtimeFiles = unnamedRuntimeFiles(prio)

@@ -427,3 +427,7 @@ func (o *options) annotations() map[string]string {
 // AnnotationFormat is set on the manifest of every optimized image: the
 // layer format it was converted to.
 const AnnotationFormat = "dev.coldstart.format"
+
+// profiling says whether start-up files are put first: a profiler or
+// WithPrioritizedFiles gives them.
+func (o *options) profiling() bool { return o.profiler != nil || o.prioritized != nil }

@@ -303,12 +303,17 @@ func footer(pos position) []byte {
 	return f
 }
 
+// SkippableFrameHeader is the header of a zstd skippable frame whose
+// content is n bytes long: decompressors skip the frame whole.
+func SkippableFrameHeader(n uint32) []byte {
+	return binary.LittleEndian.AppendUint32(bytes.Clone(skippableFrameMagic), n)
+}
+
 // writeTail writes each frame as a zstd skippable frame.
 func writeTail(w io.Writer, frames ...[]byte) error {
 	var tail bytes.Buffer
 	for _, frame := range frames {
-		tail.Write(skippableFrameMagic)
-		tail.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(frame))))
+		tail.Write(SkippableFrameHeader(uint32(len(frame))))
 		tail.Write(frame)
 	}
 	_, err := w.Write(tail.Bytes())
