@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -122,6 +123,10 @@ func notFaster(b, a *Report, eb, ea NetworkEstimate) []string {
 	}
 	after := fmt.Sprintf("after, mounting its %d %s takes %s (each layer's footer and TOC requests, one after the other at %s, and the snapshotter's mount)",
 		lazyLayers(a), layersWord, seconds(pa.Download+pa.Unpack), msRTT(ea.RTTSeconds))
+	if first, above, n := fetchedAbove(a); n > 0 {
+		after = fmt.Sprintf("after, layer %d is still downloaded whole, and containerd's unpacker downloads the %d lazy %s above it whole as well (%s) while the snapshotter mounts them once it is unpacked and prefetches them again; that takes %s",
+			first, n, plural(n, "layer", "layers"), units.Bytes(above), seconds(pa.Download+pa.Unpack))
+	}
 	if pa.OnDemand >= 0.001 {
 		after += ", waiting for the start-up files " + seconds(pa.OnDemand)
 	}
@@ -160,6 +165,47 @@ func uncompressed(r *Report) int64 {
 }
 
 // lazyLayers counts the distinct blobs a lazy start mounts lazily.
+// fetchedAbove returns the first layer a lazy start downloads whole, the
+// bytes of the lazy layers above it that the model has containerd's
+// unpacker download whole too, and their number (0: none).
+func fetchedAbove(r *Report) (first int, bytes int64, n int) {
+	first = slices.IndexFunc(r.Layers, func(l Layer) bool { return l.Role == lazypull.RoleFull.String() })
+	if first < 0 {
+		return -1, 0, 0
+	}
+	var whole int64
+	seen := map[string]bool{}
+	for _, l := range r.Layers {
+		if l.Role == lazypull.RoleFull.String() && !seen[l.Digest] {
+			seen[l.Digest] = true
+			whole += l.Size
+		}
+	}
+	var lazyWhole int64
+	for _, c := range r.Scenarios {
+		if c.Scenario == LazyStart {
+			lazyWhole = c.LayerBytes - whole
+		}
+	}
+	if lazyWhole <= 0 {
+		return first, 0, 0
+	}
+	for _, l := range r.Layers[first+1:] {
+		if l.Role == lazypull.RoleLazy.String() && !seen[l.Digest] {
+			seen[l.Digest] = true
+			n++
+		}
+	}
+	return first, lazyWhole, n
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 func lazyLayers(r *Report) int {
 	seen := map[string]bool{}
 	for _, l := range r.Layers {

@@ -44,9 +44,14 @@
 // other layer the node does not hold is downloaded and unpacked as in a
 // full pull; the lazy layers above it are mounted all the same
 // (lazypull.Roles: what containerd 2.4 with stargz-snapshotter 0.19 does,
-// measured in benchmarks/realstack; containerd 2.2 downloaded every layer
-// above a non-lazy one), while the snapshotter fetches them in the
-// background on the same link. The snapshotter first checks each lazy
+// measured in benchmarks/realstack), but only once the layers below are
+// unpacked (containerd prepares the snapshots in order), and containerd's
+// unpacker downloads them whole as well, beside the non-lazy layer (its
+// startFetch(i) fetches layers[i:]): the model counts those downloads in
+// the bytes and on the link, gating nothing (the unpacker cancels what is
+// left when it returns). The built-in client ([Rates.BuiltInClient])
+// mounts each lazy layer on its own and fetches the rest of it in the
+// background on the same link instead. The snapshotter first checks each lazy
 // layer's blob ([Rates].CheckRequests: a one-byte range GET and a HEAD),
 // then reads its footer (the last [FooterBytes], 51, bytes) and its TOC
 // (with [Rates].FetchBlock, in aligned blocks: the blob's last block, then

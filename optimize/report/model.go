@@ -201,21 +201,36 @@ func (m *model) metadata(b *build) (lastManifest, config int) {
 // content store does) and their unpacking, in order, each once its own
 // download and the layer below are done, as containerd's unpacker applies
 // layers while the later ones download; it returns the last unpack task,
-// -1 when idx is empty.
-func (m *model) wholeLayers(b *build, idx []int, config int) int {
+// -1 when idx is empty, and the unpack task of each layer of idx, by layer.
+//
+// The layers also (lazy ones above a layer of idx) are downloaded whole in
+// the same pool, in layer order with idx, but not unpacked: containerd's
+// unpacker, once a layer cannot be mounted remotely, fetches it and every
+// layer above it (core/unpack, startFetch(i) fetches layers[i:]), while
+// the snapshotter mounts those lazily. Their downloads share the link and
+// gate nothing (the unpacker cancels what is left of them when it
+// returns); their bytes count whole.
+func (m *model) wholeLayers(b *build, idx, also []int, config int) (int, map[int]int) {
+	unpacked := map[int]int{}
 	if len(idx) == 0 {
-		return -1
+		return -1, unpacked
 	}
 	pool := b.p.pool(m.concurrency)
 	blob := map[v1.Hash]int{}
-	for _, i := range idx {
+	fetch := map[int]bool{}
+	for _, i := range also {
+		fetch[i] = true
+	}
+	for _, i := range slices.Sorted(slices.Values(append(slices.Clone(idx), also...))) {
 		l := m.layers[i]
 		if _, ok := blob[l.desc.Digest]; ok {
 			continue
 		}
 		b.count(l.idx.Size, catLayer)
-		blob[l.desc.Digest] = b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload})
-		b.downloadTasks = append(b.downloadTasks, blob[l.desc.Digest])
+		blob[l.desc.Digest] = b.p.add(task{deps: []int{config}, pool: pool, request: true, bytes: float64(l.idx.Size), phase: phaseDownload, background: fetch[i]})
+		if !fetch[i] {
+			b.downloadTasks = append(b.downloadTasks, blob[l.desc.Digest])
+		}
 	}
 	last := -1
 	for _, i := range idx {
@@ -225,13 +240,14 @@ func (m *model) wholeLayers(b *build, idx []int, config int) int {
 			deps = append(deps, last)
 		}
 		last = b.p.work(m.rates.applyCPU(l.idx.Compression, l.idx.UncompressedSize, l.entries()), phaseUnpack, deps...)
+		unpacked[i] = last
 		if b.unpackFirst < 0 {
 			b.unpackFirst = last
 		}
 		b.cost.UnpackBytes += l.idx.UncompressedSize
 	}
 	b.unpackLast = last
-	return last
+	return last, unpacked
 }
 
 // fullPull is a node without lazy pulling.
@@ -249,7 +265,7 @@ func (m *model) fullPull() *build {
 		b.roles[i] = lazypull.RoleFull
 		idx = append(idx, i)
 	}
-	last := m.wholeLayers(b, idx, cfg)
+	last, _ := m.wholeLayers(b, idx, nil, cfg)
 	if last < 0 {
 		last = cfg
 	}
@@ -330,6 +346,40 @@ func (m *model) lazyStart(whatIf bool) *build {
 		held[i] = l.onNode()
 	}
 	b.roles = lazypull.Roles(lazy, held)
+	var whole []int
+	for i, r := range b.roles {
+		if r == lazypull.RoleFull {
+			whole = append(whole, i)
+		}
+	}
+	// containerd's unpacker downloads every layer above the first it has
+	// to download, lazy ones too, and mounts a lazy layer above a
+	// downloaded one once that one is unpacked (it prepares the snapshots
+	// in order). The built-in client mounts each layer on its own.
+	firstWhole := -1
+	var fetchedWhole []int
+	if m.snapshotterFetch() && len(whole) > 0 {
+		firstWhole = whole[0]
+		for i, r := range b.roles {
+			if r == lazypull.RoleLazy && i > firstWhole {
+				fetchedWhole = append(fetchedWhole, i)
+			}
+		}
+	}
+	last, unpacked := m.wholeLayers(b, whole, fetchedWhole, cfg)
+	// below returns the unpack of the highest downloaded layer under
+	// layer i, with the unpacker's fetch of every layer above (-1: none).
+	below := func(i int) int {
+		if firstWhole < 0 || i < firstWhole {
+			return -1
+		}
+		for j := i - 1; j >= 0; j-- {
+			if t, ok := unpacked[j]; ok {
+				return t
+			}
+		}
+		return -1
+	}
 
 	mount := cfg
 	prefetch := map[int]int{}
@@ -381,6 +431,9 @@ func (m *model) lazyStart(whatIf bool) *build {
 				toc = b.req(rd.Length, cpu, phaseDownload, catMetadata, toc)
 				st.toc += rd.Length
 			}
+			if u := below(i); u >= 0 {
+				toc = b.p.work(0, phaseDownload, toc, u)
+			}
 			if pf := l.toc.Prefetch; pf.Length > 0 {
 				prefetch[i] = m.prefetch(b, pf.Length, m.chunksCPU(l, pf), len(l.toc.Index().Entries), toc)
 				st.prefetch = pf.Length
@@ -393,19 +446,15 @@ func (m *model) lazyStart(whatIf bool) *build {
 		toc = b.req(FooterBytes, 0, phaseDownload, catMetadata, toc)
 		toc = b.req(e.tocBytes, float64(e.tocEntries)*m.rates.TOCEntry, phaseDownload, catMetadata, toc)
 		st.toc = FooterBytes + e.tocBytes
+		if u := below(i); u >= 0 {
+			toc = b.p.work(0, phaseDownload, toc, u)
+		}
 		if e.prefetchBytes > 0 {
 			prefetch[i] = m.prefetch(b, e.prefetchBytes, e.prefetchCPU, e.tocEntries, toc)
 			st.prefetch = e.prefetchBytes
 		}
 		mount = mountAfter(toc)
 	}
-	var whole []int
-	for i, r := range b.roles {
-		if r == lazypull.RoleFull {
-			whole = append(whole, i)
-		}
-	}
-	last := m.wholeLayers(b, whole, cfg)
 	deps := []int{mount}
 	if last >= 0 {
 		deps = append(deps, last)
@@ -426,7 +475,7 @@ func (m *model) lazyStart(whatIf bool) *build {
 		// While the layers that are not lazy download, the snapshotter
 		// fetches the lazy ones in the background on the same link.
 		for i, r := range b.roles {
-			if r != lazypull.RoleLazy || m.layers[i].toc == nil || mounted[m.layers[i].desc.Digest] != i {
+			if r != lazypull.RoleLazy || m.layers[i].toc == nil || mounted[m.layers[i].desc.Digest] != i || slices.Contains(fetchedWhole, i) {
 				continue
 			}
 			st := b.layerStats[i]

@@ -499,3 +499,46 @@ func TestModelSnapshotterWaitsForPrefetch(t *testing.T) {
 		})
 	}
 }
+
+// TestModelUnpackerFetchesAbove: on a node with stargz-snapshotter, a
+// layer that is not lazy makes containerd's unpacker download it and every
+// layer above it whole (core/unpack: startFetch(i) fetches layers[i:]),
+// while the snapshotter mounts the lazy ones above once the layer below is
+// unpacked. The built-in client mounts each lazy layer on its own and
+// fetches none of them whole.
+func TestModelUnpackerFetchesAbove(t *testing.T) {
+	base, lib, app := fixtureLayers(t)
+	img := testImage(t, v1.Config{Entrypoint: []string{"/bin/sh"}}, base, lib, app)
+	snap := zeroCPU
+	snap.FetchBlock = DefaultRates.FetchBlock
+	snap.UnpackLayer = 2 // seconds to apply the gzip base
+	builtIn := snap.BuiltInClient()
+	builtIn.UnpackLayer = 2
+	estimate := func(rates Rates) (ScenarioCost, float64) {
+		t.Helper()
+		r, err := Estimate(context.Background(), img, WithProfile(fixtureProfile()), WithRates(rates), WithNetworks(bandwidthOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff([]string{"full", "lazy", "lazy"}, []string{r.Layers[0].Role, r.Layers[1].Role, r.Layers[2].Role}); d != "" {
+			t.Fatalf("roles (-want +got):\n%s", d)
+		}
+		return scenario(t, r, LazyStart), r.Estimates[0].LazyStartSeconds
+	}
+	s, secs := estimate(snap)
+	if want := int64(len(base.blob) + len(lib.blob) + len(app.blob)); s.LayerBytes != want {
+		t.Errorf("stargz-snapshotter: %d bytes of whole layers, want the base, lib and app: %d", s.LayerBytes, want)
+	}
+	b, bsecs := estimate(builtIn)
+	if b.LayerBytes != int64(len(base.blob)) {
+		t.Errorf("built-in client: %d bytes of whole layers, want the base's %d", b.LayerBytes, len(base.blob))
+	}
+	// The lib's prefetch waits for the base's unpack (2 s), and the
+	// reads on demand for it: the base's download, the unpack, the
+	// prefetch and the reads follow each other. The built-in client
+	// prefetches while the base unpacks.
+	serial := 2 + float64(int64(len(base.blob))+s.PrefetchBytes+s.OnDemandBytes)/bandwidthOnly.BytesPerSecond
+	if secs < serial || secs <= bsecs {
+		t.Errorf("stargz-snapshotter: lazy start %.4f s, want at least %.4f s (the base, its unpack, the prefetch after it, the reads) and more than the built-in client's %.4f s", secs, serial, bsecs)
+	}
+}
