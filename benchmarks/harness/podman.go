@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -61,6 +62,11 @@ type PodmanUpdate struct {
 	// pulls of an image the store holds, less their requests) and given to
 	// the model (Rates.PullOverhead).
 	PullOverhead float64 `json:"pullOverheadSeconds"`
+	// LinkBytesPerSecond is the shaped link's rate, measured through both
+	// proxies (a GET of v1's largest layer) and given to the model, as the
+	// real-stack benchmark gives it the rate it measured; 0 when the
+	// measurement failed (the nominal rate was used).
+	LinkBytesPerSecond float64 `json:"linkBytesPerSecond,omitempty"`
 	// Cold is v1 pulled on an empty store, Update v2 pulled after v1.
 	Cold   PodmanPull `json:"cold"`
 	Update PodmanPull `json:"update"`
@@ -172,6 +178,14 @@ func (r *runner) podmanUpdate(ctx context.Context, name string) error {
 	}
 	defer px.Close()
 
+	// The link as podman meets it: the shaper's rate, measured through
+	// both proxies.
+	nw := pc.Network
+	if bps, err := proxiedRate(ctx, px.Host, refs[0], m1.Layers); err == nil {
+		nw.BytesPerSecond, pu.LinkBytesPerSecond = bps, bps
+	} else {
+		r.res.Notes = append(r.res.Notes, fmt.Sprintf("podman, %s: the link's rate was not measured (%v): the model was given the nominal %s", name, err, pc.Network.Name))
+	}
 	// The model's rates, measured just before: this machine's CPU and
 	// disk, and the registry's time per request through both proxies.
 	r.step("%s: podman: calibrating the model's rates", name)
@@ -194,7 +208,7 @@ func (r *runner) podmanUpdate(ctx context.Context, name string) error {
 		return err
 	}
 	for i, opts := range [][]report.Option{nil, {report.WithPrevious(imgs[0])}} {
-		rep, err := report.Estimate(ctx, imgs[i], append(opts, report.WithProfile(prof), report.WithNetworks(pc.Network), report.WithRates(rates))...)
+		rep, err := report.Estimate(ctx, imgs[i], append(opts, report.WithProfile(prof), report.WithNetworks(nw), report.WithRates(rates))...)
 		if err != nil {
 			return err
 		}
@@ -278,6 +292,49 @@ func (r *runner) podmanUpdate(ctx context.Context, name string) error {
 	}
 	r.res.PodmanUpdate = append(r.res.PodmanUpdate, *pu)
 	return nil
+}
+
+// proxiedRate GETs the largest of layers (up to 32 MiB of it) from the
+// repository of ref through the proxy at host and returns the bytes per
+// second that arrived after the first.
+func proxiedRate(ctx context.Context, host, ref string, layers []v1.Descriptor) (float64, error) {
+	var big v1.Descriptor
+	for _, l := range layers {
+		if l.Size > big.Size {
+			big = l
+		}
+	}
+	if big.Size == 0 {
+		return 0, errors.New("no layers")
+	}
+	repo, _, _ := strings.Cut(ref, ":")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/"+repo+"/blobs/"+big.Digest.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", min(big.Size, 32<<20)-1))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+	}
+	// Time from the first byte: the round trip is the model's to add.
+	var first [1]byte
+	if _, err := io.ReadFull(resp.Body, first[:]); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1<<20 {
+		return 0, fmt.Errorf("GET %s: only %d bytes", req.URL, n+1)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // podmanOverhead measures podman's own cost per pull: on a store that

@@ -473,9 +473,13 @@ func writePodman(w io.Writer, res *Results) {
 		"on the same link, with the rates calibrated just before and the registry's time per request probed through the proxies; the "+
 		"predicted pull leaves out the container's start (`ContainerStart`).\n\n", res.PodmanUpdate[0].Podman, res.PodmanUpdate[0].Network)
 	for _, p := range res.PodmanUpdate {
+		link := ""
+		if p.LinkBytesPerSecond > 0 {
+			link = fmt.Sprintf(" The link's rate, measured through the proxies (v1's largest layer) and given to the model: %.1f MB/s.", p.LinkBytesPerSecond/1e6)
+		}
 		fmt.Fprintf(w, "%s: %s; the changed layer is %s as zstd:chunked, the image %s. podman's own cost per pull, measured before "+
-			"(pulls of an image the store holds, less their requests) and given to the model: %.2f s.\n\n",
-			p.Image, p.Changed, units.Bytes(p.ChangedLayerBytes), units.Bytes(p.ImageBytes), p.PullOverhead)
+			"(pulls of an image the store holds, less their requests) and given to the model: %.2f s.%s\n\n",
+			p.Image, p.Changed, units.Bytes(p.ChangedLayerBytes), units.Bytes(p.ImageBytes), p.PullOverhead, link)
 	}
 	fmt.Fprintf(w, "| image | pull | bytes | predicted | error | requests (predicted) | podman pull | predicted | error | pull + run to ready | predicted | error |\n"+
 		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

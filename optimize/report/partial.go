@@ -151,7 +151,7 @@ type partialLayerStat struct {
 // CRI-O): the puller's fixed cost (Rates.PullOverhead), the registry ping, the manifests and the config, one after the
 // other; then, PartialPullConcurrency layers at a time, every layer it
 // does not hold: a layer it pulls partially costs its TOC reads (and
-// parsing the TOC), creating its entries and copying the files and chunks
+// parsing the TOC), creating its entries (Rates.PartialEntry each) and copying the files and chunks
 // the store has (store: the TOCs of the layers the node pulled
 // partially), then one multi-range GET of the rest, decompressed, checked
 // and written as it arrives; any other layer is downloaded whole. Then
@@ -209,7 +209,7 @@ func (m *model) partialPull(store *partialpull.Store) (*build, []partialLayerSta
 		st.plan = &plan
 		// Every entry created; the files the store has copied, their
 		// chunks checked.
-		t = b.p.work(float64(pl.Entries)*m.rates.UnpackEntry+div(float64(plan.CopiedBytes), m.rates.Unpack)+div(float64(plan.CopiedBytes), m.rates.Verify), phaseDownload, t)
+		t = b.p.work(float64(pl.Entries)*m.rates.partialEntry()+div(float64(plan.CopiedBytes), m.rates.Unpack)+div(float64(plan.CopiedBytes), m.rates.Verify), phaseDownload, t)
 		if plan.ResponseBytes > 0 {
 			b.count(plan.ResponseBytes, catFiles)
 			cpu := m.rates.chunkCPU(comp, plan.FetchedBytes) + div(float64(plan.FetchedBytes), m.rates.Unpack)
@@ -273,4 +273,13 @@ func (m *model) partialStore(prev *previous) *partialpull.Store {
 		}
 	}
 	return &s
+}
+
+// partialEntry is the cost of one entry a partial pull writes:
+// Rates.PartialEntry, or UnpackEntry where that is not set.
+func (r Rates) partialEntry() float64 {
+	if r.PartialEntry > 0 {
+		return r.PartialEntry
+	}
+	return r.UnpackEntry
 }

@@ -99,6 +99,21 @@ func TestPartialPullUpdate(t *testing.T) {
 			if want := float64(s.Requests) * latencyOnly.RTT.Seconds(); math.Abs(got-want) > 1e-9 {
 				t.Errorf("%.4f s on %s, want %.4f", got, latencyOnly.Name, want)
 			}
+			// Each entry the pull writes costs PartialEntry, or UnpackEntry
+			// where that is not set.
+			for _, tc := range []struct{ unpack, partial, per float64 }{{0.01, 0, 0.01}, {0.01, 0.03, 0.03}} {
+				rates := zeroCPU
+				rates.UnpackEntry, rates.PartialEntry = tc.unpack, tc.partial
+				re, err := Estimate(context.Background(), v2img, WithPrevious(v1img), WithProfile(fixtureProfile()),
+					WithRates(rates), WithNetworks(latencyOnly))
+				if err != nil {
+					t.Fatal(err)
+				}
+				extra := *re.Estimates[0].PartialPullSeconds - got
+				if want := float64(lib.Entries) * tc.per; math.Abs(extra-want) > 1e-9 {
+					t.Errorf("unpack entry %g, partial entry %g: %.4f s more, want %d entries x %g = %.4f", tc.unpack, tc.partial, extra, lib.Entries, tc.per, want)
+				}
+			}
 			// Rendered with the default rates (text shows them).
 			if r, err = Estimate(context.Background(), v2img, WithPrevious(v1img), WithProfile(fixtureProfile()), WithNetworks(latencyOnly)); err != nil {
 				t.Fatal(err)

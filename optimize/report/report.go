@@ -31,7 +31,7 @@ var RuntimeFiles = []string{"/etc/passwd", "/etc/group"}
 // ModelVersion changes whenever the model would estimate other figures for
 // the same image: estimates kept elsewhere (the optimizer's image records)
 // are made anew.
-const ModelVersion = "10"
+const ModelVersion = "11"
 
 // Scenario names one way of starting the image.
 type Scenario string
