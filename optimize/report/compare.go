@@ -117,12 +117,9 @@ func notFaster(b, a *Report, eb, ea NetworkEstimate) []string {
 	if b.FullPullBytes < smallImage {
 		why = append(why, fmt.Sprintf("the image is only %s, quick to pull whole", units.Bytes(b.FullPullBytes)))
 	}
-	layersWord := "lazy layers"
-	if lazyLayers(a) == 1 {
-		layersWord = "lazy layer"
-	}
+	nl := lazyLayers(a)
 	after := fmt.Sprintf("after, mounting its %d %s takes %s (each layer's footer and TOC requests, one after the other at %s, and the snapshotter's mount)",
-		lazyLayers(a), layersWord, seconds(pa.Download+pa.Unpack), msRTT(ea.RTTSeconds))
+		nl, plural(nl, "lazy layer", "lazy layers"), seconds(pa.Download+pa.Unpack), msRTT(ea.RTTSeconds))
 	if first, above, n := fetchedAbove(a); n > 0 {
 		after = fmt.Sprintf("after, layer %d is still downloaded whole, and containerd's unpacker downloads the %d lazy %s above it whole as well (%s) while the snapshotter mounts them once it is unpacked and prefetches them again; that takes %s",
 			first, n, plural(n, "layer", "layers"), units.Bytes(above), seconds(pa.Download+pa.Unpack))
@@ -164,7 +161,6 @@ func uncompressed(r *Report) int64 {
 	return n
 }
 
-// lazyLayers counts the distinct blobs a lazy start mounts lazily.
 // fetchedAbove returns the first layer a lazy start downloads whole, the
 // bytes of the lazy layers above it that the model has containerd's
 // unpacker download whole too, and their number (0: none).
@@ -199,6 +195,7 @@ func fetchedAbove(r *Report) (first int, bytes int64, n int) {
 	return first, lazyWhole, n
 }
 
+// plural picks the word for n things.
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -206,6 +203,7 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// lazyLayers counts the distinct blobs a lazy start mounts lazily.
 func lazyLayers(r *Report) int {
 	seen := map[string]bool{}
 	for _, l := range r.Layers {
