@@ -47,7 +47,7 @@ func Example() {
 	fmt.Println("same filesystem:", v.OK)
 	// Output:
 	// removed bytes: 1048576
-	// digest: sha256:57206c5c2fec2608f471ba36750ddb1e2f466f732e14b6f151ac4aedc0f62bda
+	// digest: sha256:81019002c16d2ba2965c8513e37587b7c5d91be93cee62d0182f1282123fff52
 	// same filesystem: true
 }
 

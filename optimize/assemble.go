@@ -106,7 +106,9 @@ func (i *outImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 // manifest descriptor stays as it was, but for the annotations keptAnnots
 // replaces): config diff_ids are updated (every other config
 // field is kept as it is), layer descriptors carry the new digests, sizes,
-// media types and annotations, and the manifest gets annots.
+// media types and annotations, and the manifest gets annots. A nil ls[i]
+// drops layer i: the output has no layer for it, and its entry in the
+// config's history is marked empty_layer.
 func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]map[string]string, annots map[string]string) (v1.Image, error) {
 	m, err := src.Manifest()
 	if err != nil {
@@ -131,6 +133,9 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]
 	docker := m.MediaType == types.DockerManifestSchema2
 	diffIDs := make([]v1.Hash, len(ls))
 	for i, l := range ls {
+		if l == nil {
+			continue
+		}
 		d, err := partial.Descriptor(l)
 		if err != nil {
 			return nil, err
@@ -176,7 +181,19 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]
 			fl.mt = m.Layers[i].MediaType
 		}
 	}
-	newCfg, err := replaceDiffIDs(rawCfg, diffIDs)
+	var emptied []int
+	outLs := make([]v1.Layer, 0, len(ls))
+	outDescs := make([]v1.Descriptor, 0, len(ls))
+	outIDs := make([]v1.Hash, 0, len(ls))
+	for i, l := range ls {
+		if l == nil {
+			emptied = append(emptied, i)
+			continue
+		}
+		outLs, outDescs, outIDs = append(outLs, l), append(outDescs, m.Layers[i]), append(outIDs, diffIDs[i])
+	}
+	ls, m.Layers, diffIDs = outLs, outDescs, outIDs
+	newCfg, err := replaceDiffIDs(rawCfg, diffIDs, emptied)
 	if err != nil {
 		return nil, err
 	}
@@ -195,11 +212,22 @@ func assembleImage(src v1.Image, ls []v1.Layer, kept []bool, keptAnnots map[int]
 }
 
 // replaceDiffIDs sets rootfs.diff_ids in a raw config and keeps every other
-// field, including those ggcr's ConfigFile does not know.
-func replaceDiffIDs(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
+// field, including those ggcr's ConfigFile does not know. emptied lists the
+// input layers left out, by index: when the history has one entry per input
+// layer (those not marked empty_layer, in order), theirs are marked
+// empty_layer, as for a build step that changed no file; a history that
+// does not match the layers is left as it is.
+func replaceDiffIDs(raw []byte, diffIDs []v1.Hash, emptied []int) ([]byte, error) {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("parsing config: %w", err)
+	}
+	if h, ok := cfg["history"]; ok && len(emptied) > 0 {
+		marked, err := markEmptyLayers(h, len(diffIDs)+len(emptied), emptied)
+		if err != nil {
+			return nil, err
+		}
+		cfg["history"] = marked
 	}
 	var rootfs map[string]json.RawMessage
 	if r, ok := cfg["rootfs"]; ok {
@@ -222,6 +250,48 @@ func replaceDiffIDs(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// markEmptyLayers marks empty_layer the history entries of the layers
+// emptied lists (indexes among n layers), when the history has an entry
+// for each of the n layers; else (a history that does not parse included:
+// runtimes do not read it) it returns the history unchanged. Each entry
+// keeps every other field.
+func markEmptyLayers(raw json.RawMessage, n int, emptied []int) (json.RawMessage, error) {
+	var hist []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &hist); err != nil {
+		return raw, nil
+	}
+	var forLayer []int // the history entry of each layer
+	for i, h := range hist {
+		var empty bool
+		if e, ok := h["empty_layer"]; ok {
+			if err := json.Unmarshal(e, &empty); err != nil {
+				return raw, nil
+			}
+		}
+		if !empty {
+			forLayer = append(forLayer, i)
+		}
+	}
+	if len(forLayer) != n {
+		return raw, nil
+	}
+	for _, li := range emptied {
+		h := hist[forLayer[li]]
+		if h == nil { // a null entry
+			h = map[string]json.RawMessage{}
+			hist[forLayer[li]] = h
+		}
+		h["empty_layer"] = json.RawMessage("true")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(hist); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil

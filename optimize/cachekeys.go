@@ -292,8 +292,9 @@ func (o *options) recordKey(in v1.Hash) string {
 // containerd lands them through a symlinked directory, keeps the symlinks
 // a kept layer applies through, and has the fixes to hard links, markers
 // and kept layers' directories found by FuzzPlanRoles; 3 puts the files
-// containerd reads to create a container (report.RuntimeFiles) first.
-const planVersion = "3"
+// containerd reads to create a container (report.RuntimeFiles) first; 4
+// drops the layers dedupe empties (ActionDropped).
+const planVersion = "4"
 
 func (o *pipeline) storeRecord(ctx context.Context, in v1.Hash, ir *ImageResult, keys []string, keptAnnots map[int]map[string]string) {
 	if o.cache == nil {
@@ -338,6 +339,10 @@ func (o *pipeline) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v
 	changed := len(rec.KeptAnnotations) > 0
 	for i, k := range rec.LayerKeys {
 		lr := &ir.Layers[i]
+		if k == "" && lr.Action == ActionDropped {
+			changed = true // out[i] stays nil: dropped
+			continue
+		}
 		if k == "" {
 			if lr.Action != ActionKept {
 				return nil, nil, false

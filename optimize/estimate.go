@@ -42,6 +42,7 @@ func (o *pipeline) estimateImage(ctx context.Context, in, out v1.Image, idxs []*
 	if err != nil {
 		return nil, err
 	}
+	j := 0 // the output layer of input layer i
 	for i := range ls {
 		before.Layers[i].Index = idxs[i]
 		if idxs[i].Lazy != layers.NotLazy {
@@ -50,17 +51,22 @@ func (o *pipeline) estimateImage(ctx context.Context, in, out v1.Image, idxs []*
 			}
 		}
 		lr := &ir.Layers[i]
+		if lr.Action == ActionDropped {
+			continue
+		}
+		a := &after.Layers[j]
+		j++
 		switch {
 		case lr.Action == ActionKept:
-			after.Layers[i].Index = idxs[i]
-			after.Layers[i].Blob = before.Layers[i].Blob
+			a.Index = idxs[i]
+			a.Blob = before.Layers[i].Blob
 		case o.encode.Format.Lazy():
 			// The index comes from the TOC (see report.LayerData).
-			if after.Layers[i].Blob, err = blobs.lazy(ctx, o, outLs[i]); err != nil {
+			if a.Blob, err = blobs.lazy(ctx, o, outLs[i]); err != nil {
 				return nil, fmt.Errorf("layer %d: %w", i, err)
 			}
 		default:
-			after.Layers[i].Index = plainOutputIndex(idxs, i, p.layers[i], after.Layers[i].Descriptor)
+			a.Index = plainOutputIndex(idxs, i, p.layers[i], a.Descriptor)
 		}
 	}
 	prof := &profile.Profile{Source: "optimize", Files: prio, Warnings: warnings}

@@ -110,9 +110,9 @@ func ExampleImage() {
 	fmt.Println("digest:", res.Digest)
 	// Output:
 	// layer 0: rewritten, 1 entries dropped
-	// layer 1: rewritten, 2 entries dropped
+	// layer 1: dropped, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:1ea691d6af129c69c3c430ff2a6b92f36a37bcfc008d0443f9112123de8f6901
+	// digest: sha256:f82c8a890d175722b3c8d6d300267870a4aec7c92651c054b8dbb3c8ace47a78
 }
 
 func ExampleAnalyze() {

@@ -31,6 +31,11 @@ const (
 	ActionRewritten Action = "rewritten"
 	// ActionReused: the converted layer came from the conversion cache.
 	ActionReused Action = "reused"
+	// ActionDropped: dedupe left nothing in the layer, so the output has no
+	// layer for it (its history entry, when the config's history lists
+	// one per layer, is marked empty_layer). A lazy puller mounts every
+	// layer in turn, an empty one too.
+	ActionDropped Action = "dropped"
 )
 
 // LayerResult says what was done to one layer and why.
@@ -314,6 +319,10 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 	ir.StartupFiles = len(prio)
 	ir.ProfileWarnings = warnings
 
+	var dropped []bool
+	if o.dedupe {
+		dropped = p.emptyLayers()
+	}
 	out := make([]v1.Layer, len(ls))
 	keys := make([]string, len(ls))
 	keptAnnots := map[int]map[string]string{}
@@ -352,6 +361,11 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		}
 		lr.DroppedEntries = lp.droppedFiles
 		lr.DroppedBytes = lp.droppedBytes
+		if dropped != nil && dropped[i] {
+			lr.Action = ActionDropped
+			lr.Reason = "no container sees anything in it: no layer in the output"
+			continue
+		}
 		key := ""
 		if o.cache != nil {
 			key = o.layerKey(idx, lp, idxs)

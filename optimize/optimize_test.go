@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,10 +114,20 @@ func TestEquivalence(t *testing.T) {
 					t.Fatalf("seed %d: validate: %v", seed, err)
 				}
 				mustVerify(t, src, out)
+				// A layer dedupe empties is dropped: Verify above says
+				// nothing seen was in it.
+				kept := 0
 				for _, l := range res.Layers {
-					if l.Action != optimize.ActionRewritten {
-						t.Errorf("seed %d: layer %s: action %s, want rewritten", seed, l.InputDigest, l.Action)
+					switch l.Action {
+					case optimize.ActionRewritten:
+						kept++
+					case optimize.ActionDropped:
+					default:
+						t.Errorf("seed %d: layer %s: action %s, want rewritten or dropped", seed, l.InputDigest, l.Action)
 					}
+				}
+				if outLs, err := out.Layers(); err != nil || len(outLs) != kept {
+					t.Errorf("seed %d: output has %d layers (%v), want the %d not dropped", seed, len(outLs), err, kept)
 				}
 			}
 		})
@@ -405,5 +416,135 @@ func TestBaseAuto(t *testing.T) {
 				t.Errorf("reason %q: recompress weighed for %s", ir.BasePolicyReason, tc.format)
 			}
 		})
+	}
+}
+
+// TestEmptyLayerDropped: a layer dedupe empties (its file deleted above, a
+// file it adds again identically) has no layer in the output, and its
+// history entry is marked empty_layer, while a metadata-only step's entry
+// stays as it was. The merged filesystem is unchanged; a second run through
+// the conversion cache gives the same image, and so does one that
+// estimates the start.
+func TestEmptyLayerDropped(t *testing.T) {
+	var vls []v1.Layer
+	for _, l := range []testimage.Layer{
+		{testimage.Dir("app", 0o755), testimage.File("app/bin", "bin"), testimage.File("app/lists", "package lists")},
+		{testimage.File("app/bin", "bin"), testimage.File("app/tmp", "scratch")},
+		{testimage.File("app/conf", "conf")},
+		{testimage.Whiteout("app/tmp"), testimage.Whiteout("app/lists")},
+	} {
+		vl, err := l.Compressed(compression.GZip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vls = append(vls, vl)
+	}
+	src, err := testimage.ImageFrom(v1.ConfigFile{Config: v1.Config{Entrypoint: []string{"/app/bin"}}},
+		mutate.Addendum{Layer: vls[0], History: v1.History{CreatedBy: "layer 0"}},
+		mutate.Addendum{History: v1.History{CreatedBy: "ENV A=1 && B=2", EmptyLayer: true}},
+		mutate.Addendum{Layer: vls[1], History: v1.History{CreatedBy: "layer 1", Comment: "<kept>"}},
+		mutate.Addendum{Layer: vls[2], History: v1.History{CreatedBy: "layer 2"}},
+		mutate.Addendum{Layer: vls[3], History: v1.History{CreatedBy: "layer 3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newDirCache(t)
+	out, res := optimizeImage(t, src, optimize.WithCache(c))
+	mustVerify(t, src, out)
+	var actions []optimize.Action
+	for _, l := range res.Layers {
+		actions = append(actions, l.Action)
+	}
+	want := []optimize.Action{optimize.ActionRewritten, optimize.ActionDropped, optimize.ActionRewritten, optimize.ActionDropped}
+	if !slices.Equal(actions, want) {
+		t.Fatalf("actions %v, want %v", actions, want)
+	}
+	cf, err := out.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outLs, err := out.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outLs) != 2 || len(cf.RootFS.DiffIDs) != 2 {
+		t.Fatalf("%d layers, %d diff_ids; want 2", len(outLs), len(cf.RootFS.DiffIDs))
+	}
+	for i, l := range outLs {
+		if d, err := l.DiffID(); err != nil || d != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: diff_id %s (%v), config says %s", i, d, err, cf.RootFS.DiffIDs[i])
+		}
+	}
+	type h struct {
+		by    string
+		empty bool
+	}
+	var got []h
+	for _, e := range cf.History {
+		got = append(got, h{e.CreatedBy, e.EmptyLayer})
+	}
+	wantH := []h{{"layer 0", false}, {"ENV A=1 && B=2", true}, {"layer 1", true}, {"layer 2", false}, {"layer 3", true}}
+	if !slices.Equal(got, wantH) {
+		t.Errorf("history %v, want %v", got, wantH)
+	}
+	if cf.History[2].Comment != "<kept>" {
+		t.Errorf("history comment %q, want it kept", cf.History[2].Comment)
+	}
+	again, res2 := optimizeImage(t, src, optimize.WithCache(c))
+	if res2.Digest != res.Digest {
+		t.Errorf("through the cache: %s, want %s", res2.Digest, res.Digest)
+	}
+	mustVerify(t, src, again)
+	_, res3 := optimizeImage(t, src, optimize.WithEstimate(true))
+	if res3.Digest != res.Digest {
+		t.Errorf("with the estimate: %s, want %s", res3.Digest, res.Digest)
+	}
+	if e := res3.Images[0].Estimate; e == nil || len(e.After.Layers) != 2 {
+		t.Errorf("estimate: %+v, want 2 layers after", e)
+	}
+}
+
+// TestEmptyLayerHistoryMismatch: a history that does not list one entry per
+// layer is left as it is when a layer is dropped.
+func TestEmptyLayerHistoryMismatch(t *testing.T) {
+	var vls []v1.Layer
+	for _, l := range []testimage.Layer{
+		{testimage.File("a", "a"), testimage.File("b", "b")},
+		{testimage.Whiteout("b")},
+		{testimage.File("c", "c")},
+	} {
+		vl, err := l.Compressed(compression.GZip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vls = append(vls, vl)
+	}
+	src, err := testimage.ImageFrom(v1.ConfigFile{},
+		mutate.Addendum{Layer: vls[0], History: v1.History{CreatedBy: "only one entry"}},
+		mutate.Addendum{Layer: vls[1]}, mutate.Addendum{Layer: vls[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// mutate.Append adds an entry per addendum: drop two.
+	cf, err := src.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.History = cf.History[:1]
+	if src, err = mutate.ConfigFile(src, cf); err != nil {
+		t.Fatal(err)
+	}
+	out, res := optimizeImage(t, src)
+	mustVerify(t, src, out)
+	if res.Layers[1].Action != optimize.ActionDropped {
+		t.Fatalf("layer 1: %s, want dropped", res.Layers[1].Action)
+	}
+	got, err := out.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.History) != 1 || got.History[0].EmptyLayer || got.History[0].CreatedBy != "only one entry" {
+		t.Errorf("history %+v, want it as it was", got.History)
 	}
 }

@@ -105,6 +105,25 @@ func makePlan(ov *layers.Overlay, roles []Role, reasons []string, moved []map[in
 	return p
 }
 
+// emptyLayers lists the rewritten layers dedupe leaves with no entry at
+// all: their output layer would change nothing. It lists none when every
+// layer of the image is one, so that the output keeps a layer.
+func (p *plan) emptyLayers() []bool {
+	empty := make([]bool, len(p.layers))
+	n := 0
+	for li, lp := range p.layers {
+		if lp.role != RoleRewrite || slices.Contains(lp.keep, true) {
+			continue
+		}
+		empty[li] = true
+		n++
+	}
+	if n == 0 || n == len(p.layers) {
+		return nil
+	}
+	return empty
+}
+
 // addRootDirs gives every rewritten or converted layer that has no entry
 // for the root directory one, before its first entry: the root's entry of
 // the layers below when there is one, else 0755, root-owned, from 1970.

@@ -154,14 +154,16 @@ func TestSameDestination(t *testing.T) {
 			}
 			// A docker archive stores no manifest, so compare layers.
 			var res struct {
-				Layers []struct{ OutputDigest string }
+				Layers []struct{ OutputDigest, Action string }
 			}
 			if err := json.Unmarshal([]byte(out), &res); err != nil {
 				t.Fatal(err)
 			}
 			var want []string
 			for _, l := range res.Layers {
-				want = append(want, l.OutputDigest)
+				if l.Action != "dropped" { // no layer in the output
+					want = append(want, l.OutputDigest)
+				}
 			}
 			if got := imageLayers(t, tc.ref); !slices.Equal(got, want) || slices.Equal(got, old) {
 				t.Errorf("%s has layers %v, want the optimized %v (was %v)", tc.ref, got, want, old)
