@@ -207,6 +207,11 @@ func TestBaseKeep(t *testing.T) {
 			out, res := optimizeImage(t, src, optimize.WithBaseImage(base), optimize.WithBasePolicy(policy))
 			mustVerify(t, src, out)
 			outLayers, _ := out.Layers()
+			// Base layer 1 has nothing the app layer does not replace:
+			// still it is a base layer, never dropped.
+			if len(outLayers) != 3 || res.Layers[1].Action == optimize.ActionDropped {
+				t.Fatalf("%d layers, base layer 1 %s; want 3, the base's kept or converted", len(outLayers), res.Layers[1].Action)
+			}
 			for i := range baseLayers {
 				bd, _ := baseLayers[i].Digest()
 				od, _ := outLayers[i].Digest()
