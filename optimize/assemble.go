@@ -246,10 +246,16 @@ func replaceDiffIDs(raw []byte, diffIDs []v1.Hash, emptied []int) ([]byte, error
 	if cfg["rootfs"], err = json.Marshal(rootfs); err != nil {
 		return nil, err
 	}
+	return marshalAsIs(cfg)
+}
+
+// marshalAsIs is json.Marshal without HTML escaping: text such as a
+// history's "a && b" stays as the image's author wrote it.
+func marshalAsIs(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(cfg); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
@@ -288,13 +294,7 @@ func markEmptyLayers(raw json.RawMessage, n int, emptied []int) (json.RawMessage
 		}
 		h["empty_layer"] = json.RawMessage("true")
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(hist); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return marshalAsIs(hist)
 }
 
 func sha256Hash(b []byte) v1.Hash {
