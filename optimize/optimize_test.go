@@ -431,25 +431,18 @@ func TestBaseAuto(t *testing.T) {
 // the conversion cache gives the same image, and so does one that
 // estimates the start.
 func TestEmptyLayerDropped(t *testing.T) {
-	var vls []v1.Layer
-	for _, l := range []testimage.Layer{
-		{testimage.Dir("app", 0o755), testimage.File("app/bin", "bin"), testimage.File("app/lists", "package lists")},
-		{testimage.File("app/bin", "bin"), testimage.File("app/tmp", "scratch")},
-		{testimage.File("app/conf", "conf")},
-		{testimage.Whiteout("app/tmp"), testimage.Whiteout("app/lists")},
-	} {
-		vl, err := l.Compressed(compression.GZip)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vls = append(vls, vl)
+	adds := gzipLayers(t,
+		testimage.Layer{testimage.Dir("app", 0o755), testimage.File("app/bin", "bin"), testimage.File("app/lists", "package lists")},
+		testimage.Layer{testimage.File("app/bin", "bin"), testimage.File("app/tmp", "scratch")},
+		testimage.Layer{testimage.File("app/conf", "conf")},
+		testimage.Layer{testimage.Whiteout("app/tmp"), testimage.Whiteout("app/lists")})
+	for i := range adds {
+		adds[i].History = v1.History{CreatedBy: fmt.Sprintf("layer %d", i)}
 	}
+	adds[1].History.Comment = "<kept>"
+	meta := mutate.Addendum{History: v1.History{CreatedBy: "ENV A=1 && B=2", EmptyLayer: true}}
 	src, err := testimage.ImageFrom(v1.ConfigFile{Config: v1.Config{Entrypoint: []string{"/app/bin"}}},
-		mutate.Addendum{Layer: vls[0], History: v1.History{CreatedBy: "layer 0"}},
-		mutate.Addendum{History: v1.History{CreatedBy: "ENV A=1 && B=2", EmptyLayer: true}},
-		mutate.Addendum{Layer: vls[1], History: v1.History{CreatedBy: "layer 1", Comment: "<kept>"}},
-		mutate.Addendum{Layer: vls[2], History: v1.History{CreatedBy: "layer 2"}},
-		mutate.Addendum{Layer: vls[3], History: v1.History{CreatedBy: "layer 3"}})
+		adds[0], meta, adds[1], adds[2], adds[3])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,21 +505,12 @@ func TestEmptyLayerDropped(t *testing.T) {
 // TestEmptyLayerHistoryMismatch: a history that does not list one entry per
 // layer is left as it is when a layer is dropped.
 func TestEmptyLayerHistoryMismatch(t *testing.T) {
-	var vls []v1.Layer
-	for _, l := range []testimage.Layer{
-		{testimage.File("a", "a"), testimage.File("b", "b")},
-		{testimage.Whiteout("b")},
-		{testimage.File("c", "c")},
-	} {
-		vl, err := l.Compressed(compression.GZip)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vls = append(vls, vl)
-	}
-	src, err := testimage.ImageFrom(v1.ConfigFile{},
-		mutate.Addendum{Layer: vls[0], History: v1.History{CreatedBy: "only one entry"}},
-		mutate.Addendum{Layer: vls[1]}, mutate.Addendum{Layer: vls[2]})
+	adds := gzipLayers(t,
+		testimage.Layer{testimage.File("a", "a"), testimage.File("b", "b")},
+		testimage.Layer{testimage.Whiteout("b")},
+		testimage.Layer{testimage.File("c", "c")})
+	adds[0].History.CreatedBy = "only one entry"
+	src, err := testimage.ImageFrom(v1.ConfigFile{}, adds...)
 	if err != nil {
 		t.Fatal(err)
 	}
