@@ -20,6 +20,9 @@ type Spec struct {
 	RunPath string
 	SOName  string
 	Static  bool // no PT_DYNAMIC
+	// Rodata, when set, is written after the rest with section headers
+	// for it (.rodata) and for their names (.shstrtab).
+	Rodata []byte
 }
 
 // Build writes a minimal but well-formed ELF object: header, program
@@ -90,6 +93,19 @@ func Build(s Spec) []byte {
 		total += len(dyns) * dynent
 	}
 
+	// Optional sections: .rodata, .shstrtab, then the section headers.
+	shstrtab := "\x00.rodata\x00.shstrtab\x00"
+	rodataOff, shstrOff, shoff, shnum, shentsize, shstrndx := 0, 0, 0, 0, 0, 0
+	if s.Rodata != nil {
+		rodataOff = total
+		shstrOff = rodataOff + len(s.Rodata)
+		shoff = (shstrOff + len(shstrtab) + 7) &^ 7
+		shnum, shentsize, shstrndx = 3, 40, 2
+		if is64 {
+			shentsize = 64
+		}
+	}
+
 	var b bytes.Buffer
 	bo := s.Order
 	w := func(v any) { _ = binary.Write(&b, bo, v) }
@@ -104,12 +120,12 @@ func Build(s Spec) []byte {
 	ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
 	if is64 {
 		w(elf.Header64{Ident: ident, Type: uint16(s.Type), Machine: uint16(s.Machine), Version: 1,
-			Entry: base, Phoff: uint64(ehsize), Flags: s.Flags, Ehsize: uint16(ehsize),
-			Phentsize: uint16(phentsize), Phnum: uint16(nph)})
+			Entry: base, Phoff: uint64(ehsize), Shoff: uint64(shoff), Flags: s.Flags, Ehsize: uint16(ehsize),
+			Phentsize: uint16(phentsize), Phnum: uint16(nph), Shentsize: uint16(shentsize), Shnum: uint16(shnum), Shstrndx: uint16(shstrndx)})
 	} else {
 		w(elf.Header32{Ident: ident, Type: uint16(s.Type), Machine: uint16(s.Machine), Version: 1,
-			Entry: base, Phoff: uint32(ehsize), Flags: s.Flags, Ehsize: uint16(ehsize),
-			Phentsize: uint16(phentsize), Phnum: uint16(nph)})
+			Entry: base, Phoff: uint32(ehsize), Shoff: uint32(shoff), Flags: s.Flags, Ehsize: uint16(ehsize),
+			Phentsize: uint16(phentsize), Phnum: uint16(nph), Shentsize: uint16(shentsize), Shnum: uint16(shnum), Shstrndx: uint16(shstrndx)})
 	}
 	prog := func(t elf.ProgType, o, sz int) {
 		if is64 {
@@ -141,6 +157,23 @@ func Build(s Spec) []byte {
 				w(uint32(d.val))
 			}
 		}
+	}
+	if s.Rodata != nil {
+		b.Write(s.Rodata)
+		b.WriteString(shstrtab)
+		for b.Len() < shoff {
+			b.WriteByte(0)
+		}
+		sect := func(name uint32, t elf.SectionType, flags elf.SectionFlag, o, sz int) {
+			if is64 {
+				w(elf.Section64{Name: name, Type: uint32(t), Flags: uint64(flags), Addr: uint64(base + o), Off: uint64(o), Size: uint64(sz), Addralign: 1})
+			} else {
+				w(elf.Section32{Name: name, Type: uint32(t), Flags: uint32(flags), Addr: uint32(base + o), Off: uint32(o), Size: uint32(sz), Addralign: 1})
+			}
+		}
+		sect(0, elf.SHT_NULL, 0, 0, 0)
+		sect(1, elf.SHT_PROGBITS, elf.SHF_ALLOC, rodataOff, len(s.Rodata))
+		sect(9, elf.SHT_STRTAB, 0, shstrOff, len(shstrtab))
 	}
 	return b.Bytes()
 }

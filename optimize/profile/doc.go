@@ -78,7 +78,8 @@
 //     ld.so.conf itself is not listed: only ldconfig reads it.
 //   - After the first program's libraries, once: the files libc and common
 //     runtimes read at start when present: /etc/nsswitch.conf, /etc/passwd,
-//     /etc/group, /etc/hosts, /etc/resolv.conf, /etc/localtime and its
+//     /etc/group, /etc/hosts, /etc/host.conf (read at the first host name
+//     lookup), /etc/resolv.conf, /etc/localtime and its
 //     target, /usr/share/locale/locale.alias,
 //     /usr/lib/locale/locale-archive (or the files of
 //     /usr/lib/locale/C.utf8), iconv's gconv-modules.cache, and the first
@@ -137,6 +138,11 @@
 //     posixpath and a few more frozen into the interpreter: they are not
 //     listed (their imports are followed), unless -X frozen_modules=off or
 //     PYTHON_FROZEN_MODULES=off.
+//     What the standard library's C code imports by name, which no import
+//     statement shows, is followed too: _decimal imports numbers and
+//     collections as it initialises (_pickle, _elementtree and _asyncio
+//     likewise), socket's name lookups import the idna codec, and _ssl and
+//     _hashlib read OpenSSL's configuration (found as for Node.js below).
 //     A source module is listed as the file Python reads: its
 //     __pycache__/NAME.cpython-XY.pyc when the header's mtime and size match
 //     the source, otherwise the .pyc followed by the .py, and the profile
@@ -145,7 +151,12 @@
 //   - Node.js (node, nodejs): OpenSSL's configuration, which node reads
 //     at start (--openssl-config, OPENSSL_CONF, else the first of
 //     /usr/lib/ssl/openssl.cnf, /usr/local/ssl/openssl.cnf,
-//     /etc/ssl/openssl.cnf, /etc/pki/tls/openssl.cnf that exists), preloads
+//     /etc/ssl/openssl.cnf, /etc/pki/tls/openssl.cnf that exists); the
+//     built-ins a build keeps out of the binary (configure's
+//     --shared-builtin-NAME-path, as Debian's nodejs does for acorn,
+//     cjs-module-lexer and undici), which node reads as it boots: the
+//     NODE_SHARED_BUILTIN_*_PATH defines of the configuration embedded in
+//     the .rodata section of the node executable or of libnode; preloads
 //     (-r, --require, --import, also in NODE_OPTIONS), the entry script and its require("x"), import ... from
 //     "x", import "x" and export ... from "x" graph, resolved as Node.js
 //     does: relative paths with the .js, .json, .node, .mjs and .cjs

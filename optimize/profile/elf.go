@@ -138,7 +138,8 @@ func compatible(a, b *elfInfo) bool {
 }
 
 // startFiles records, once per profile, the files libc and common runtimes
-// read at start: name service and resolver configuration, the time zone, the
+// read at start: name service and resolver configuration (glibc reads
+// host.conf with the first host name lookup), the time zone, the
 // locale (setlocale reads locale.alias, the locale archive or the C.utf8
 // files, and iconv's module cache) and the CA bundle.
 func (l *elfLoader) startFiles(p *process) {
@@ -151,6 +152,7 @@ func (l *elfLoader) startFiles(p *process) {
 		"/etc/passwd",
 		"/etc/group",
 		"/etc/hosts",
+		"/etc/host.conf",
 		"/etc/resolv.conf",
 		"/etc/localtime",
 		"/usr/share/locale/locale.alias",
@@ -172,6 +174,25 @@ func (l *elfLoader) startFiles(p *process) {
 	} {
 		if _, ok := l.c.use(ca); ok {
 			break
+		}
+	}
+}
+
+// useOpenSSLConf records the configuration file OpenSSL reads when a program
+// initialises it: conf (a command-line option) if set, else $OPENSSL_CONF,
+// else openssl.cnf in OpenSSL's directory, the first of the usual ones that
+// exists (Debian's /usr/lib/ssl/openssl.cnf is a link into /etc/ssl).
+func (c *core) useOpenSSLConf(conf string, env map[string]string, cwd string) {
+	if conf == "" {
+		conf = env["OPENSSL_CONF"]
+	}
+	if conf != "" {
+		c.use(cleanAbs(cwd, conf))
+		return
+	}
+	for _, f := range []string{"/usr/lib/ssl/openssl.cnf", "/usr/local/ssl/openssl.cnf", "/etc/ssl/openssl.cnf", "/etc/pki/tls/openssl.cnf"} {
+		if _, ok := c.use(f); ok {
+			return
 		}
 	}
 }

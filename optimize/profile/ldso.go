@@ -37,6 +37,7 @@ type process struct {
 	env      map[string]string
 	cwd      string
 	names    map[string]bool // DT_NEEDED names and sonames already loaded
+	libs     []string        // real paths of the libraries loaded, in load order
 }
 
 const (
@@ -144,6 +145,7 @@ func (l *elfLoader) loadDeps(p *process, root *loadedObj, preload []string) {
 			return
 		}
 		loaded[r.Real] = true
+		p.libs = append(p.libs, r.Real)
 		queue = append(queue, &loadedObj{opened: opened, real: r.Real, info: info, parent: from})
 	}
 	if l.walked[root.real] {

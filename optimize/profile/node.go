@@ -101,17 +101,14 @@ func (na *nodeAnalyzer) start(x *execution) {
 	// Node initialises OpenSSL at start, which reads its configuration:
 	// --openssl-config, else OPENSSL_CONF, else openssl.cnf in OpenSSL's
 	// directory (Debian: /usr/lib/ssl, a link into /etc/ssl).
-	if sslConf == "" {
-		sslConf = env["OPENSSL_CONF"]
+	c.useOpenSSLConf(sslConf, env, cwd)
+	// A build with built-ins kept out of the binary reads them next.
+	objs := []string{x.real}
+	if p != nil {
+		objs = append(objs, p.libs...)
 	}
-	if sslConf != "" {
-		c.use(cleanAbs(cwd, sslConf))
-	} else {
-		for _, conf := range []string{"/usr/lib/ssl/openssl.cnf", "/usr/local/ssl/openssl.cnf", "/etc/ssl/openssl.cnf", "/etc/pki/tls/openssl.cnf"} {
-			if _, ok := c.use(conf); ok {
-				break
-			}
-		}
+	for _, f := range nodeSharedBuiltins(c, objs) {
+		c.use(f)
 	}
 	for _, spec := range preload {
 		if f, ok := nr.resolve(spec, cwd); ok {

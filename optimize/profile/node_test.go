@@ -2,6 +2,7 @@ package profile
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/elftest"
@@ -142,5 +143,64 @@ func TestExportsTarget(t *testing.T) {
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("exportsTarget(%s, %q) = %q, %v; want %q", tc.exports, tc.sub, got, ok, tc.want)
 		}
+	}
+}
+
+// TestNodeSharedBuiltins checks a Node.js built with built-ins kept out of
+// the binary (Debian's): the files its embedded configuration names are read
+// at start, after OpenSSL's configuration and before the entry script; a
+// named file the image lacks is skipped, and other libraries are not
+// searched.
+func TestNodeSharedBuiltins(t *testing.T) {
+	m := glibcRoot()
+	config := `{ "target_defaults": {"defines": ["NODE_OPENSSL_CONF_NAME=nodejs_conf", ` +
+		`"NODE_SHARED_BUILTIN_CJS_MODULE_LEXER_LEXER_PATH=/usr/share/nodejs/cjs-module-lexer/lexer.js", ` +
+		`"NODE_SHARED_BUILTIN_UNDICI_UNDICI_PATH=/usr/share/nodejs/undici/undici-fetch.js", ` +
+		`"NODE_SHARED_BUILTIN_MISSING_PATH=/usr/share/nodejs/missing.js", ` +
+		`"NODE_SHARED_BUILTIN_ACORN_PATH=/usr/share/nodejs/acorn/dist/acorn.js"]}}`
+	rodata := append(append([]byte("\x00other strings\x00"), config...), 0)
+	m.file(x64lib+"libnode.so.108", elftest.Build(elftest.Spec{SOName: "libnode.so.108", Needed: []string{"libc.so.6"}, Rodata: rodata}), 0o644)
+	m.file(x64lib+"libother.so.1", elftest.Build(elftest.Spec{SOName: "libother.so.1", Needed: []string{"libc.so.6"},
+		Rodata: []byte("NODE_SHARED_BUILTIN_X_PATH=/usr/share/nodejs/other.js\x00")}), 0o644)
+	m.exe("/usr/bin/node", prog("libnode.so.108", "libother.so.1", "libc.so.6"))
+	for _, f := range []string{"cjs-module-lexer/lexer.js", "undici/undici-fetch.js", "acorn/dist/acorn.js", "other.js"} {
+		m.text("/usr/share/nodejs/"+f, "")
+	}
+	m.text("/app/server.js", "")
+	p := mustStatic(t, m, Config{Cmd: []string{"node", "server.js"}, WorkingDir: "/app"})
+	want := []string{
+		"/usr/share/nodejs/cjs-module-lexer/lexer.js",
+		"/usr/share/nodejs/undici/undici-fetch.js",
+		"/usr/share/nodejs/acorn/dist/acorn.js",
+		"/app/server.js",
+	}
+	if got := p.Files[len(p.Files)-len(want):]; !cmp.Equal(got, want) {
+		t.Errorf("files end with %q, want %q (all: %q)", got, want, p.Files)
+	}
+	for _, f := range p.Files {
+		if f == "/usr/share/nodejs/other.js" {
+			t.Errorf("a define in another library was followed: %q", p.Files)
+		}
+	}
+
+	// The same build, seen through an FS whose files cannot be read at
+	// offsets: nothing is predicted, and nothing fails.
+	m.noReadAt = true
+	p = mustStatic(t, m, Config{Cmd: []string{"node", "server.js"}, WorkingDir: "/app"})
+	if got := p.Files[len(p.Files)-1]; got != "/app/server.js" || len(p.Files) > 1 && p.Files[len(p.Files)-2] == want[2] {
+		t.Errorf("without ReadAt: %q", p.Files)
+	}
+}
+
+// TestScanDefines checks the block-wise search: a define that straddles
+// two blocks is found, one cut by the end of the data is kept, repeats
+// are listed once, and a define that is not a path is skipped.
+func TestScanDefines(t *testing.T) {
+	pad := strings.Repeat("x", 1<<20-30)
+	data := pad + `"NODE_SHARED_BUILTIN_A_PATH=/a.js", "NODE_SHARED_BUILTIN_A_PATH=/a.js", ` +
+		`"NODE_SHARED_BUILTIN_B=/b.js", "NODE_SHARED_BUILTIN_C_PATH=relative.js", NODE_SHARED_BUILTIN_D_PATH=/d.js`
+	got := scanDefines(strings.NewReader(data))
+	if want := []string{"/a.js", "/d.js"}; !cmp.Equal(got, want) {
+		t.Errorf("scanDefines = %q, want %q", got, want)
 	}
 }

@@ -661,6 +661,7 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 	if !c.takeModule() {
 		return m
 	}
+	defer pr.implicit(fullname, depth)
 	switch {
 	case strings.HasSuffix(m.file, ".so"):
 		c.elf.loadLibrary(pr.p, m.file)
@@ -685,6 +686,34 @@ func (pr *pyRun) importModule(fullname string, depth int) *pyMod {
 		pr.runStmts(m.parsed.stmts, m.pkg, depth+1)
 	}
 	return m
+}
+
+// pyImplicit lists what the standard library's C code imports by name, which
+// no import statement shows: the initialisation of extension modules
+// (CPython 3.11), and the idna codec, which socket's name lookups
+// (getaddrinfo, getfqdn, ...) encode host names with through the codec
+// registry.
+var pyImplicit = map[string][]string{
+	"_decimal":     {"numbers", "collections"},
+	"_pickle":      {"copyreg", "_compat_pickle", "functools"},
+	"_elementtree": {"copy", "xml.etree.ElementPath", "pyexpat"},
+	"_asyncio":     {"asyncio"},
+	"socket":       {"encodings.idna"},
+}
+
+// pyOpenSSL are the extension modules that initialise OpenSSL when loaded,
+// which reads its configuration file.
+var pyOpenSSL = map[string]bool{"_ssl": true, "_hashlib": true}
+
+// implicit follows what module name's C code imports or reads once the
+// module is loaded (pyImplicit, pyOpenSSL).
+func (pr *pyRun) implicit(name string, depth int) {
+	if pyOpenSSL[name] {
+		pr.c.useOpenSSLConf("", pr.p.env, pr.p.cwd)
+	}
+	for _, dep := range pyImplicit[name] {
+		pr.importModule(dep, depth+1)
+	}
 }
 
 // find looks a module up in the directories of search, the way CPython's

@@ -422,3 +422,41 @@ finally:
 		t.Errorf("parsePyImports (-want +got):\n%s", diff)
 	}
 }
+
+// TestPythonImplicit checks what the standard library's C code imports or
+// reads by name: _decimal imports numbers as it initialises, socket's name
+// lookups import the idna codec, and _ssl or _hashlib read OpenSSL's
+// configuration.
+func TestPythonImplicit(t *testing.T) {
+	m := pythonRoot()
+	m.module(stdlib+"decimal.py", "try:\n    from _decimal import *\nexcept ImportError:\n    from _pydecimal import *\n", "fresh")
+	m.file(stdlib+"lib-dynload/_decimal.cpython-311-x86_64-linux-gnu.so", elftest.Build(elftest.Spec{Needed: []string{"libc.so.6"}}), 0o644)
+	m.module(stdlib+"numbers.py", "from abc import ABCMeta\n", "fresh")
+	m.module(stdlib+"collections/__init__.py", "", "fresh")
+	m.module(stdlib+"socket.py", "import _socket\n", "fresh")
+	m.module(stdlib+"encodings/idna.py", "import stringprep, re, codecs\n", "fresh")
+	m.module(stdlib+"stringprep.py", "", "fresh")
+	m.module(stdlib+"_pydecimal.py", "", "fresh")
+	m.text("/etc/ssl/openssl.cnf", "")
+	m.link("/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf")
+	m.text("/app/main.py", "import decimal\nimport socket\nimport _ssl\n")
+	p := mustStatic(t, m, Config{Entrypoint: []string{"python3", "/app/main.py"}})
+	dist := "/usr/lib/python3/dist-packages/"
+	want := cat(pythonExe, startupFiles, []string{
+		dist + "aa.pth", dist + "zz.pth", dist + "hook.py",
+		"/usr/local/lib/python3.11/dist-packages/sitecustomize.py",
+		"/app/main.py",
+		stdlib + "__pycache__/decimal.cpython-311.pyc",
+		stdlib + "lib-dynload/_decimal.cpython-311-x86_64-linux-gnu.so",
+		stdlib + "__pycache__/numbers.cpython-311.pyc",
+		stdlib + "collections/__pycache__/__init__.cpython-311.pyc",
+		stdlib + "__pycache__/socket.cpython-311.pyc",
+		stdlib + "encodings/__pycache__/idna.cpython-311.pyc",
+		stdlib + "__pycache__/stringprep.cpython-311.pyc",
+		stdlib + "lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", x64lib + "libssl.so.3",
+		"/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf",
+	})
+	if diff := cmp.Diff(want, p.Files); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}
