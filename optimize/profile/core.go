@@ -84,13 +84,14 @@ func newCore(ctx context.Context, fsys FS, o *options) *core {
 		kindPython: newPythonAnalyzer(c),
 		kindNode:   &nodeAnalyzer{c: c},
 		kindJava:   &javaAnalyzer{c: c},
+		kindReader: &readerAnalyzer{c: c},
 	}
 	return c
 }
 
 // finish lets every analyzer add its summary, in a fixed order.
 func (c *core) finish() {
-	for _, k := range []kind{kindShell, kindPython, kindNode, kindJava} {
+	for _, k := range []kind{kindShell, kindPython, kindNode, kindJava, kindReader} {
 		c.analyzers[k].finish()
 	}
 }

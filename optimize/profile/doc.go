@@ -100,12 +100,19 @@
 //     read the named script in place; "cd", "export", "set --" and
 //     "shift" update the state. $VAR, ${VAR:-default}, $1 and "$@" expand
 //     from the environment, earlier assignments and the script's arguments,
-//     so the common `exec "$@"` of an entrypoint script reaches Cmd.
+//     so the common `exec "$@"` of an entrypoint script reaches Cmd; an
+//     unquoted argument with *, ? or [ expands to the names it matches in
+//     the image (a leading dot only explicitly), or stays as written.
 //     Command substitutions cannot be known and are skipped. Every command
 //     found is resolved and followed like the entrypoint, in text order,
 //     whether or not the branch it sits in would run; a text file without
 //     "#!" that a shell runs is read as a script of that shell. A program is
 //     followed once per argument list, so scripts that run themselves end.
+//   - Utilities that read the files their command line names (cat, cp,
+//     head, tail, tac, wc, sort, base64, md5sum and the sha*sum tools, also
+//     as busybox applets): the operands, after the options and their values;
+//     not cp's destination; a directory cp -r, -R or -a copies is read down
+//     to 8 levels.
 //   - Python (argv[0] or its target named python, python3, pythonX.Y): the
 //     standard library is found as CPython finds it (PYTHONHOME, or the
 //     first ancestor of the real executable holding lib/pythonX.Y/os.py;

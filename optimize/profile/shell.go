@@ -243,7 +243,7 @@ func (sh *shellAnalyzer) tokens(st *shellState, toks []shTok) {
 				}
 			}
 		}
-		argv, ok := st.expand(words)
+		argv, ok := st.expand(words, func(pattern string) []string { return sh.glob(cleanAbs(st.cwd, pattern)) })
 		if !ok || len(argv) == 0 {
 			continue
 		}
@@ -567,16 +567,17 @@ func (st *shellState) param(p shPart) ([]string, bool) {
 // an unquoted expansion splits on blanks; a word with a dynamic part makes
 // the whole command unknowable when it is the command name, and is dropped
 // otherwise.
-func (st *shellState) expand(words []shTok) ([]string, bool) {
+func (st *shellState) expand(words []shTok, glob func(pattern string) []string) ([]string, bool) {
 	var argv []string
 	for k, wd := range words {
 		if len(wd.parts) == 1 && (wd.parts[0].param == "@" || (wd.parts[0].param == "*" && !wd.parts[0].quoted)) {
 			argv = append(argv, st.pos...)
 			continue
 		}
-		var b strings.Builder
+		var b, pat strings.Builder
 		dyn := false
 		split := false
+		wild := false
 		for _, p := range wd.parts {
 			switch {
 			case p.dyn:
@@ -593,6 +594,12 @@ func (st *shellState) expand(words []shTok) ([]string, bool) {
 				}
 			default:
 				b.WriteString(p.lit)
+				if !p.quoted && hasMeta(p.lit) {
+					wild = true
+					pat.WriteString(p.lit)
+				} else {
+					pat.WriteString(escapeMeta(p.lit))
+				}
 			}
 		}
 		if dyn {
@@ -601,13 +608,56 @@ func (st *shellState) expand(words []shTok) ([]string, bool) {
 			}
 			continue
 		}
-		if split {
+		switch {
+		case split:
 			argv = append(argv, strings.Fields(b.String())...)
-		} else {
+		case wild && k > 0 && glob != nil:
+			// Pathname expansion; a pattern that matches nothing stays.
+			if m := glob(pat.String()); len(m) > 0 {
+				argv = append(argv, m...)
+			} else {
+				argv = append(argv, b.String())
+			}
+		default:
 			argv = append(argv, b.String())
 		}
 	}
 	return argv, true
+}
+
+// glob expands an absolute pattern as sh does: like core.glob, except that
+// a name starting with a dot matches only a pattern element that does.
+func (sh *shellAnalyzer) glob(pattern string) []string {
+	pe := strings.Split(pattern, "/")
+	var out []string
+	for _, m := range sh.c.glob(pattern) {
+		me := strings.Split(m, "/")
+		hidden := false
+		for i := 0; i < len(pe) && i < len(me); i++ {
+			if hasMeta(pe[i]) && !strings.HasPrefix(pe[i], ".") && strings.HasPrefix(me[i], ".") {
+				hidden = true
+			}
+		}
+		if !hidden {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// escapeMeta quotes the glob wildcards of s for path.Match.
+func escapeMeta(s string) string {
+	if !strings.ContainsAny(s, "*?[\\") {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune("*?[\\", r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func isRedirect(op string) bool {

@@ -207,3 +207,44 @@ printf 'files: %s\n' "$(ls /app | wc -l)"
 		}
 	}
 }
+
+// TestShellFileReaders checks the utilities that read the files their
+// command line names, and pathname expansion: an unquoted pattern expands
+// to the matching names in order, a quoted one and one that matches
+// nothing stay as written; cp's destination is not read, cp -r reads a
+// directory's tree, and the options that take a value skip it.
+func TestShellFileReaders(t *testing.T) {
+	m := shellRoot("cp", "cat", "head", "wc", "mkdir")
+	for _, f := range []string{"/app/www/index.html", "/app/www/robots.txt", "/app/www/.hidden", "/app/lit*", "/app/tree/a", "/app/tree/sub/b",
+		"/app/t1", "/app/t2", "/app/motd", "/app/w", "/app/dst", "/app/5"} {
+		m.text(f, "x")
+	}
+	m.script("/app/start.sh", `#!/bin/sh
+root=/tmp/www
+mkdir -p "$root"
+cp /app/www/* "$root/"
+cat '/app/lit*' /app/nomatch*.txt
+head -n 5 /app/motd
+wc -c /app/w
+cp -r /app/tree /tmp/tree
+cp -t /app/dst /app/t1 /app/t2
+`)
+	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/start.sh"}})
+	want := []string{
+		"/app/www/index.html", "/app/www/robots.txt",
+		"/app/lit*",
+		"/app/motd",
+		"/app/w",
+		"/app/tree/a", "/app/tree/sub/b",
+		"/app/t1", "/app/t2",
+	}
+	var got []string
+	for _, f := range p.Files {
+		if strings.HasPrefix(f, "/app/") && f != "/app/start.sh" {
+			got = append(got, f)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files read (-want +got):\n%s\nall: %q", diff, p.Files)
+	}
+}

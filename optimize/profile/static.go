@@ -253,6 +253,7 @@ const (
 	kindNode
 	kindJava
 	kindWrapper
+	kindReader
 )
 
 func programKind(name string) kind {
@@ -268,6 +269,9 @@ func programKind(name string) kind {
 	}
 	if pythonVersion(name) != "" || name == "python" || name == "python3" || name == "python2" {
 		return kindPython
+	}
+	if fileReaders[name] {
+		return kindReader
 	}
 	return kindOther
 }
