@@ -82,7 +82,7 @@ func newCore(ctx context.Context, fsys FS, o *options) *core {
 	c.analyzers = map[kind]analyzer{
 		kindShell:  c.shell,
 		kindPython: newPythonAnalyzer(c),
-		kindNode:   &nodeAnalyzer{c: c},
+		kindNode:   &nodeAnalyzer{c: c, defines: map[string][]string{}},
 		kindJava:   &javaAnalyzer{c: c},
 		kindReader: &readerAnalyzer{c: c},
 	}

@@ -25,10 +25,14 @@ var nodeConditions = map[string]bool{"node": true, "require": true, "import": tr
 
 // nodeAnalyzer follows Node.js programs (node, nodejs): OpenSSL's
 // configuration, preloaded modules, then the graph of the entry script's
-// require() and import statements, resolved as Node.js resolves them. It
-// keeps no state across processes: each has its own nodeRun.
+// require() and import statements, resolved as Node.js resolves them. Its
+// only state across processes is what each node binary's build
+// configuration names; each process has its own nodeRun.
 type nodeAnalyzer struct {
 	c *core
+	// defines caches, by real path, the built-ins an object's build
+	// configuration names (sharedBuiltins).
+	defines map[string][]string
 }
 
 func (na *nodeAnalyzer) finish() {}
@@ -103,11 +107,11 @@ func (na *nodeAnalyzer) start(x *execution) {
 	// directory (Debian: /usr/lib/ssl, a link into /etc/ssl).
 	c.useOpenSSLConf(sslConf, env, cwd)
 	// A build with built-ins kept out of the binary reads them next.
-	objs := []string{x.real}
+	var libs []string
 	if p != nil {
-		objs = append(objs, p.libs...)
+		libs = p.libs
 	}
-	for _, f := range nodeSharedBuiltins(c, objs) {
+	for _, f := range na.sharedBuiltins(x.real, libs) {
 		c.use(f)
 	}
 	for _, spec := range preload {

@@ -192,9 +192,10 @@ func TestNodeSharedBuiltins(t *testing.T) {
 	}
 }
 
-// TestScanDefines checks the block-wise search: a define that straddles
-// two blocks is found, one cut by the end of the data is kept, repeats
-// are listed once, and a define that is not a path is skipped.
+// TestScanDefines checks the search: a define after a run of more than a
+// megabyte without a separator is found, one cut by the end of the data is
+// kept, repeats are listed once, and a define that is not a path is
+// skipped.
 func TestScanDefines(t *testing.T) {
 	pad := strings.Repeat("x", 1<<20-30)
 	data := pad + `"NODE_SHARED_BUILTIN_A_PATH=/a.js", "NODE_SHARED_BUILTIN_A_PATH=/a.js", ` +
@@ -202,5 +203,13 @@ func TestScanDefines(t *testing.T) {
 	got := scanDefines(strings.NewReader(data))
 	if want := []string{"/a.js", "/d.js"}; !cmp.Equal(got, want) {
 		t.Errorf("scanDefines = %q, want %q", got, want)
+	}
+	// A define that a run without separators leads into, wherever the
+	// run is cut.
+	for _, n := range []int{1, 32<<10 - 300, 32<<10 - 100, 32 << 10, 100 << 10} {
+		data := strings.Repeat("y", n) + "NODE_SHARED_BUILTIN_E_PATH=/e.js\x00tail"
+		if got := scanDefines(strings.NewReader(data)); !cmp.Equal(got, []string{"/e.js"}) {
+			t.Errorf("after a run of %d bytes: %q", n, got)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"bufio"
 	"bytes"
 	"debug/elf"
 	"io"
@@ -15,27 +16,27 @@ const maxRodata = 64 << 20
 // nodeBuiltinMarker starts each define that names an externalized built-in.
 var nodeBuiltinMarker = []byte("NODE_SHARED_BUILTIN_")
 
-// nodeSharedBuiltins returns the files a Node.js build loads built-in
-// modules from at start, in the order its build configuration lists them.
-// Node.js configured with --shared-builtin-NAME-path (Debian's and Ubuntu's
-// nodejs, for acorn, cjs-module-lexer and undici) reads each such file as it
-// boots, whatever the program; the paths are the NODE_SHARED_BUILTIN_*_PATH
+// sharedBuiltins returns the files a Node.js build loads built-in modules
+// from at start, in the order its build configuration lists them. Node.js
+// configured with --shared-builtin-NAME-path (Debian's and Ubuntu's nodejs,
+// for acorn, cjs-module-lexer and undici) reads each such file as it boots,
+// whatever the program; the paths are the NODE_SHARED_BUILTIN_*_PATH
 // defines of the configuration the build embeds (process.config). They are
-// looked for in the read-only data of the node executable and of libnode,
-// among objs; other objects are not read.
-func nodeSharedBuiltins(c *core, objs []string) []string {
+// looked for in the read-only data of exe, the node executable, and of the
+// libnode among libs; other objects are not read, and each object once per
+// profile.
+func (na *nodeAnalyzer) sharedBuiltins(exe string, libs []string) []string {
 	var out []string
-	seen := map[string]bool{}
-	for _, real := range objs {
-		if real != objs[0] && !strings.HasPrefix(path.Base(real), "libnode.so") {
+	for _, real := range append([]string{exe}, libs...) {
+		if real != exe && !strings.HasPrefix(path.Base(real), "libnode.so") {
 			continue
 		}
-		for _, f := range rodataDefines(c, real) {
-			if !seen[f] {
-				seen[f] = true
-				out = append(out, f)
-			}
+		defs, ok := na.defines[real]
+		if !ok {
+			defs = rodataDefines(na.c, real)
+			na.defines[real] = defs
 		}
+		out = append(out, defs...)
 	}
 	return out
 }
@@ -64,44 +65,43 @@ func rodataDefines(c *core, real string) []string {
 	return scanDefines(io.NewSectionReader(ra, int64(sec.Offset), int64(sec.Size)))
 }
 
-// scanDefines reads r in blocks and returns the path of each
-// NODE_SHARED_BUILTIN_*_PATH=/path define, once each, in order. A define
-// that straddles two blocks is found: each block keeps the tail of the last.
+// scanDefines returns the path of each NODE_SHARED_BUILTIN_*_PATH=/path
+// define in r, once each, in order. r is read as tokens ending at a quote,
+// NUL, newline, backslash, comma or space; a run of 32 KiB without one is
+// cut into pieces that start 256 bytes before the previous piece's end, so
+// a define no longer than that is found wherever it falls.
 func scanDefines(r io.Reader) []string {
-	const block, keep = 1 << 20, 4 << 10
+	const maxRun, overlap = 32 << 10, 256
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 2*maxRun), 2*maxRun)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexAny(data, "\"\x00\n\\, "); i >= 0 {
+			return i + 1, data[:i], nil
+		}
+		switch {
+		case atEOF && len(data) > 0:
+			return len(data), data, nil
+		case len(data) >= maxRun:
+			return len(data) - overlap, data, nil
+		}
+		return 0, nil, nil
+	})
 	var out []string
 	seen := map[string]bool{}
-	buf := make([]byte, 0, block+keep)
-	chunk := make([]byte, block)
-	for {
-		n, err := io.ReadFull(r, chunk)
-		buf = append(buf, chunk[:n]...)
-		last := err != nil
-		for {
-			i := bytes.Index(buf, nodeBuiltinMarker)
-			if i < 0 {
-				break
-			}
-			rest := buf[i+len(nodeBuiltinMarker):]
-			end := bytes.IndexAny(rest, "\"\x00\n\\, ")
-			if end < 0 && !last && len(rest) < keep {
-				buf = buf[i:] // the define may go on in the next block
-				break
-			}
-			if end < 0 {
-				end = len(rest)
-			}
-			if name, file, ok := strings.Cut(string(rest[:end]), "="); ok && strings.HasSuffix(name, "_PATH") && path.IsAbs(file) && !seen[file] {
-				seen[file] = true
-				out = append(out, path.Clean(file))
-			}
-			buf = rest[end:]
+	for sc.Scan() {
+		tok := sc.Bytes()
+		i := bytes.Index(tok, nodeBuiltinMarker)
+		if i < 0 {
+			continue
 		}
-		if last {
-			return out
+		name, file, ok := strings.Cut(string(tok[i+len(nodeBuiltinMarker):]), "=")
+		if !ok || !strings.HasSuffix(name, "_PATH") || !path.IsAbs(file) {
+			continue
 		}
-		if len(buf) > keep {
-			buf = append(buf[:0], buf[len(buf)-keep:]...)
+		if file = path.Clean(file); !seen[file] {
+			seen[file] = true
+			out = append(out, file)
 		}
 	}
+	return out
 }
