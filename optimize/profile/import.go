@@ -173,7 +173,11 @@ func hasMeta(p string) bool {
 // entries it matches, sorted. The literal elements before the first wildcard
 // are resolved through links (and those links recorded); below that, links
 // to directories are not followed, so "**" cannot loop.
-func (c *core) glob(pattern string) []string {
+func (c *core) glob(pattern string) []string { return c.globMatch(pattern, false) }
+
+// globMatch is glob; with dirs, a directory that the last element matches
+// is in the expansion too, as a shell's pathname expansion has it.
+func (c *core) globMatch(pattern string, dirs bool) []string {
 	elems := imagepath.Split(pattern)
 	k := 0
 	for k < len(elems) && !hasMeta(elems[k]) {
@@ -195,7 +199,7 @@ func (c *core) glob(pattern string) []string {
 			return
 		}
 		if len(rest) == 0 {
-			if fi, err := c.fsys.Lstat(dir); err == nil && !fi.IsDir() {
+			if fi, err := c.fsys.Lstat(dir); err == nil && (dirs || !fi.IsDir()) {
 				out = append(out, dir)
 			}
 			return

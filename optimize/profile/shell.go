@@ -626,11 +626,12 @@ func (st *shellState) expand(words []shTok, glob func(pattern string) []string) 
 }
 
 // glob expands an absolute pattern as sh does: like core.glob, except that
-// a name starting with a dot matches only a pattern element that does.
+// directories match too (cp -r copies them) and a name starting with a dot
+// matches only a pattern element that does.
 func (sh *shellAnalyzer) glob(pattern string) []string {
 	pe := strings.Split(pattern, "/")
 	var out []string
-	for _, m := range sh.c.glob(pattern) {
+	for _, m := range sh.c.globMatch(pattern, true) {
 		me := strings.Split(m, "/")
 		hidden := false
 		for i := 0; i < len(pe) && i < len(me); i++ {

@@ -216,7 +216,8 @@ printf 'files: %s\n' "$(ls /app | wc -l)"
 func TestShellFileReaders(t *testing.T) {
 	m := shellRoot("cp", "cat", "head", "wc", "mkdir")
 	for _, f := range []string{"/app/www/index.html", "/app/www/robots.txt", "/app/www/.hidden", "/app/lit*", "/app/tree/a", "/app/tree/sub/b",
-		"/app/t1", "/app/t2", "/app/motd", "/app/w", "/app/dst", "/app/5"} {
+		"/app/t1", "/app/t2", "/app/motd", "/app/w", "/app/dst", "/app/5",
+		"/app/site/top.html", "/app/site/css/s.css", "/app/site/css/deep/x.css", "/app/flat/f", "/app/flat/sub/g"} {
 		m.text(f, "x")
 	}
 	m.script("/app/start.sh", `#!/bin/sh
@@ -228,6 +229,8 @@ head -n 5 /app/motd
 wc -c /app/w
 cp -r /app/tree /tmp/tree
 cp -t /app/dst /app/t1 /app/t2
+cp -a /app/site/* /tmp/site/
+cp /app/flat/* /tmp/flat/
 `)
 	p := mustStatic(t, m, Config{Entrypoint: []string{"/app/start.sh"}})
 	want := []string{
@@ -237,6 +240,8 @@ cp -t /app/dst /app/t1 /app/t2
 		"/app/w",
 		"/app/tree/a", "/app/tree/sub/b",
 		"/app/t1", "/app/t2",
+		"/app/site/css/deep/x.css", "/app/site/css/s.css", "/app/site/top.html",
+		"/app/flat/f",
 	}
 	var got []string
 	for _, f := range p.Files {
