@@ -179,7 +179,7 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 			st.Split = &RealSplit{Pull: sp.Pull, Snapshot: sp.Snapshot, Runtime: sp.Task + sp.Start, Program: sp.Program}
 		}
 		if prof != nil && nw.BytesPerSecond > 0 {
-			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg); err == nil {
+			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg, nil); err == nil {
 				st.PredictedSeconds = p
 				if variants[s.Variant].Lazy {
 					st.StartupFileBytes = lb
@@ -204,7 +204,7 @@ func (res *realStackResult) variants() map[string]realVariant {
 // the real stack: on nw, with the profile, holding base on a warm node (nil:
 // none); a full pull, or a lazy start for a lazy variant. It also returns
 // the compressed size of the start-up files (the lower bound's chunks).
-func predictRealStart(ctx context.Context, v realVariant, node string, prof *profile.Profile, nw report.Network, base v1.Image) (float64, int64, error) {
+func predictRealStart(ctx context.Context, v realVariant, node string, prof *profile.Profile, nw report.Network, base v1.Image, rates *report.Rates) (float64, int64, error) {
 	img, err := readImage(ctx, "oci:"+v.Layout)
 	if err != nil {
 		return 0, 0, err
@@ -212,6 +212,9 @@ func predictRealStart(ctx context.Context, v realVariant, node string, prof *pro
 	opts := []report.Option{report.WithProfile(prof), report.WithNetworks(nw)}
 	if node == "warm" && base != nil {
 		opts = append(opts, report.WithBaseImage(base))
+	}
+	if rates != nil {
+		opts = append(opts, report.WithRates(*rates))
 	}
 	// The model's default rates, as "coldstart report" uses them: its
 	// node-side costs are the real stack's (r.rates, if set, are the

@@ -20,7 +20,7 @@ import (
 // medians are that file's: an older run's, predicted on the layouts in work,
 // which must then be the same images. It returns how many predictions are
 // within the relative error within, and of how many.
-func Repredict(ctx context.Context, work, results string, within float64, images []string, w io.Writer) (ok, n int, err error) {
+func Repredict(ctx context.Context, work, results string, within float64, images []string, rates *report.Rates, w io.Writer) (ok, n int, err error) {
 	var medians map[string]float64
 	if results != "" {
 		var res Results
@@ -60,7 +60,7 @@ func Repredict(ctx context.Context, work, results string, within float64, images
 				}
 				measured = m
 			}
-			pred, _, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, base)
+			pred, _, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, base, rates)
 			if err != nil {
 				return ok, n, fmt.Errorf("%s %s: %w", name, s.Variant, err)
 			}

@@ -3,7 +3,7 @@
 // the run measured: a change to the model is judged on runs it was not
 // fitted to (harness.Repredict).
 //
-//	go run ./benchmarks/cmd/repredict [-work DIR] [-results FILE] [-within F] IMAGE...
+//	go run ./benchmarks/cmd/repredict [-work DIR] [-results FILE] [-within F] [-rates FILE | -calibrate] IMAGE...
 //
 // It reads what the run left in the work directory (realstack/IMAGE.json,
 // profiles/IMAGE.json) and the base image the warm node held. With
@@ -15,23 +15,55 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 
 	"github.com/coldstart-dev/coldstart/benchmarks/harness"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 )
 
 func main() {
 	work := flag.String("work", "benchmarks/.work", "the bench's working directory")
 	results := flag.String("results", "", "take the measured medians from this results.json (its realStack list)")
 	within := flag.Float64("within", 0.15, "the relative error a prediction may have")
+	ratesFile := flag.String("rates", "", "predict with these rates (a JSON file of report.Rates, as report --format json prints them) instead of the defaults")
+	calibrate := flag.Bool("calibrate", false, "predict with the rates report.Calibrate measures on this machine")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: repredict [-work DIR] [-results FILE] [-within F] IMAGE...")
 		os.Exit(2)
 	}
-	ok, n, err := harness.Repredict(context.Background(), *work, *results, *within, flag.Args(), os.Stdout)
+	ctx := context.Background()
+	var rates *report.Rates
+	switch {
+	case *ratesFile != "" && *calibrate:
+		fmt.Fprintln(os.Stderr, "repredict: -rates and -calibrate exclude each other")
+		os.Exit(2)
+	case *ratesFile != "":
+		b, err := os.ReadFile(*ratesFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "repredict:", err)
+			os.Exit(1)
+		}
+		r := report.DefaultRates
+		if err := json.Unmarshal(b, &r); err != nil {
+			fmt.Fprintf(os.Stderr, "repredict: %s: %v\n", *ratesFile, err)
+			os.Exit(1)
+		}
+		rates = &r
+	case *calibrate:
+		r, err := report.Calibrate(ctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "repredict:", err)
+			os.Exit(1)
+		}
+		b, _ := json.Marshal(r)
+		fmt.Printf("calibrated rates: %s\n", b)
+		rates = &r
+	}
+	ok, n, err := harness.Repredict(ctx, *work, *results, *within, flag.Args(), rates, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "repredict:", err)
 		os.Exit(1)
