@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/coldstart-dev/coldstart/optimize/report"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,5 +241,42 @@ func TestLimits(t *testing.T) {
 	}
 	if _, _, code := run(t, "analyze", "--max-layer-size", "lots", "oci:"+dir); code != 2 {
 		t.Errorf("bad --max-layer-size: exit %d, want 2", code)
+	}
+}
+
+// TestReportRates: --rates takes the model's rates from a file, and names
+// the file and the field it cannot use.
+func TestReportRates(t *testing.T) {
+	dir, _ := layoutWith(t, fixture(t, "base.tar"), types.OCIUncompressedLayer)
+	estimate := func(args ...string) (float64, report.Rates) {
+		t.Helper()
+		out, stderr, code := run(t, append([]string{"report", "--format", "json", "--network", "100Mbit,10ms", "oci:" + dir}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r report.Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Estimates[0].FullPullSeconds, r.Rates
+	}
+	before, _ := estimate()
+	f := filepath.Join(t.TempDir(), "node.json")
+	if err := os.WriteFile(f, []byte(`{"runtimeStartSeconds": 3, "containerStartSeconds": 3.5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, rates := estimate("--rates", f)
+	if rates.RuntimeStart != 3 || rates.ContainerStart != 3.5 || rates.LazyMount != report.DefaultRates.LazyMount {
+		t.Errorf("rates %+v: want the file's two fields over the defaults", rates)
+	}
+	if d := after - before; d < 3.5-report.DefaultRates.ContainerStart-0.01 || d > 3.5-report.DefaultRates.ContainerStart+0.01 {
+		t.Errorf("full pull %.3f s with --rates, %.3f s without: want the container's start %.2f s longer", after, before, 3.5-report.DefaultRates.ContainerStart)
+	}
+	if err := os.WriteFile(f, []byte(`{"lazyMountSeconds": -1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := run(t, "report", "--rates", f, "oci:"+dir)
+	if code != 2 || !strings.Contains(stderr, f) || !strings.Contains(stderr, "lazyMountSeconds") {
+		t.Errorf("exit %d, stderr %q: want 2, the file and the field named", code, stderr)
 	}
 }

@@ -14,7 +14,7 @@ type reportFlags struct {
 	cached, bases, networks, budgets                  []string
 	measure, calibrate                                bool
 	top                                               int
-	previous                                          string
+	previous, rates                                   string
 }
 
 func newReport(g *globals) *cobra.Command {
@@ -55,6 +55,7 @@ func newReport(g *globals) *cobra.Command {
 	fl.BoolVar(&f.measure, "measure", false, "also measure a real full pull and lazy start from the registry")
 	fl.StringVar(&f.shape, "shape", "", "with --measure: shape the connection to RATE,RTT (e.g. 100Mbit,50ms)")
 	fl.BoolVar(&f.calibrate, "calibrate", false, "measure this machine's decompression and unpack rates first (a few seconds)")
+	fl.StringVar(&f.rates, "rates", "", "take the model's rates from this JSON FILE (a report's \"rates\", or a node's that benchmarks/realstack measured); --calibrate then measures this machine's on top")
 	fl.StringArrayVar(&f.budgets, "budget", nil, "NETWORK=SECONDS: fail when the lazy start estimate exceeds it (repeatable)")
 	fl.StringVar(&f.format, "format", "text", "output format: "+strings.Join(report.Formats, ", "))
 	fl.IntVar(&f.top, "top", report.DefaultTopFiles, "how many costly start-up files to list")
@@ -118,9 +119,18 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 		}
 		ro = append(ro, report.WithShaping(n))
 	}
+	var co []report.Option
+	if f.rates != "" {
+		rates, err := report.ReadRatesFile(f.rates)
+		if err != nil {
+			return nil, usageErr("--rates: %v", err)
+		}
+		co = append(co, report.WithRates(rates))
+		ro = append(ro, report.WithRates(rates))
+	}
 	if f.calibrate {
 		g.note("calibrating this machine's decompression and unpack rates...")
-		rates, err := report.Calibrate(ctx, report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir))
+		rates, err := report.Calibrate(ctx, append(co, report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir))...)
 		if err != nil {
 			return nil, err
 		}

@@ -113,7 +113,13 @@
 // the development machine; [Calibrate] measures the machine at hand (gzip
 // and zstd decompression and sha256 of a generated corpus, unpacking a tar
 // of large files and one of small files to separate the per-byte and
-// per-entry costs, and opening an eStargz TOC).
+// per-entry costs, and opening an eStargz TOC). The node-side costs
+// (the runtime's start, the snapshotter's mount and prefetch, containerd's
+// applier) were fitted to the real stack on one machine and do not follow
+// those rates: another node runs them at its own speed.
+// [Rates.ScaleNode] scales them; benchmarks/harness fits the scale and
+// the runtime's start on a node of the real stack, and [ReadRates] reads
+// such rates back (coldstart report --rates).
 //
 // # Measured, not only modelled
 //

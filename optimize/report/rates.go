@@ -1,7 +1,11 @@
 package report
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
 	"math"
+	"os"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/layers"
@@ -331,21 +335,44 @@ func div(n, rate float64) float64 {
 }
 
 // valid reports whether every rate is usable.
-func (r Rates) valid() bool {
-	for _, v := range []float64{r.GzipDecompress, r.ZstdDecompress, r.Verify, r.Unpack} {
-		if !(v > 0) || math.IsInf(v, 0) {
-			return false
+func (r Rates) valid() bool { return r.invalid() == "" }
+
+// invalid is the JSON name of a rate that cannot be used, "" if there is
+// none: a rate of bytes per second must be positive and finite (LazyRead
+// may be 0, no cost), a cost finite and not negative, a fraction within
+// [0, 1].
+func (r Rates) invalid() string {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"gzipDecompressBytesPerSecond", r.GzipDecompress}, {"zstdDecompressBytesPerSecond", r.ZstdDecompress},
+		{"verifyBytesPerSecond", r.Verify}, {"unpackBytesPerSecond", r.Unpack}} {
+		if !(f.v > 0) || math.IsInf(f.v, 0) {
+			return f.name
 		}
 	}
-	if !(r.LazyRead >= 0) || math.IsInf(r.LazyRead, 0) || !(r.PartRead >= 0 && r.PartRead <= 1) || !(r.PartReadImage >= 0 && r.PartReadImage <= 1) {
-		return false
-	}
-	for _, v := range []float64{r.UnpackEntry, r.UnpackLayer, r.TOCEntry, r.Request, r.ContainerStart, r.LazyMount, r.LazyOpen, r.PullOverhead, r.CacheChunk, r.PrefetchEntry, r.PartialEntry} {
-		if !(v >= 0) || math.IsInf(v, 0) {
-			return false
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"lazyReadBytesPerSecond", r.LazyRead}, {"unpackEntrySeconds", r.UnpackEntry}, {"unpackLayerSeconds", r.UnpackLayer},
+		{"tocEntrySeconds", r.TOCEntry}, {"requestSeconds", r.Request}, {"containerStartSeconds", r.ContainerStart},
+		{"runtimeStartSeconds", r.RuntimeStart}, {"lazyMountSeconds", r.LazyMount}, {"pullSetupSeconds", r.PullSetup},
+		{"prefetchLayerSeconds", r.PrefetchLayer}, {"cacheChunkSeconds", r.CacheChunk}, {"prefetchEntrySeconds", r.PrefetchEntry},
+		{"prefetchWaitSeconds", r.PrefetchWait}, {"lazyOpenSeconds", r.LazyOpen}, {"pullOverheadSeconds", r.PullOverhead},
+		{"partialEntrySeconds", r.PartialEntry}, {"checkRequests", float64(r.CheckRequests)}, {"fetchBlockBytes", float64(r.FetchBlock)}} {
+		if !(f.v >= 0) || math.IsInf(f.v, 0) {
+			return f.name
 		}
 	}
-	return true
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"partReadFraction", r.PartRead}, {"partReadImageFraction", r.PartReadImage}, {"partTouchFraction", r.PartTouch}} {
+		if !(f.v >= 0 && f.v <= 1) {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // containerStart is the time from every layer in place to the program's
@@ -374,4 +401,63 @@ func (r Rates) BuiltInClient() Rates {
 	r.FetchBlock, r.PartRead, r.PartReadImage, r.PartTouch, r.UnpackLayer = 0, 1, 0, 0, 0
 	r.CheckRequests, r.ResolveAtOnce, r.PrefetchLayer, r.PrefetchWait, r.PullSetup, r.CacheChunk, r.PrefetchEntry = 0, false, 0, 0, 0, 0, 0
 	return r
+}
+
+// ScaleNode returns r with the costs that were fitted to the real stack on
+// one machine multiplied by k: the runtime's and the program's start,
+// containerd's applier per entry and per layer, the snapshotter's TOC
+// parsing, mount, prefetch and per-chunk costs, the pull's setup, the
+// time per request, reading through FUSE, podman's overhead and entries.
+// It stands for a node (and a registry) that does that work k times as
+// long; Calibrate does not see it: its decompression and unpack rates
+// say little about a node's (benchmarks/README.md). benchmarks/harness
+// fits k on the real stack's node (NodeCalibration). The fractions and
+// the decompression, sha256 and unpack rates are kept.
+func (r Rates) ScaleNode(k float64) Rates {
+	if !(k > 0) || math.IsInf(k, 0) {
+		return r
+	}
+	for _, p := range []*float64{&r.RuntimeStart, &r.ContainerStart, &r.UnpackEntry, &r.UnpackLayer, &r.TOCEntry,
+		&r.LazyMount, &r.PullSetup, &r.PrefetchLayer, &r.CacheChunk, &r.PrefetchEntry, &r.Request, &r.LazyOpen,
+		&r.PullOverhead, &r.PartialEntry} {
+		*p *= k
+	}
+	if r.LazyRead > 0 {
+		r.LazyRead /= k
+	}
+	return r
+}
+
+// ReadRates reads Rates as JSON (the "rates" object of a JSON report, or a
+// node's rates that benchmarks/harness calibrated): the fields it holds
+// replace DefaultRates', the others keep theirs. An unknown field, a
+// second value or a rate that cannot be used is an error.
+func ReadRates(r io.Reader) (Rates, error) {
+	rates := DefaultRates
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rates); err != nil {
+		return Rates{}, fmt.Errorf("reading rates: %w", err)
+	}
+	if dec.More() {
+		return Rates{}, fmt.Errorf("reading rates: more than one JSON value")
+	}
+	if f := rates.invalid(); f != "" {
+		return Rates{}, fmt.Errorf("reading rates: %s cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1", f)
+	}
+	return rates, nil
+}
+
+// ReadRatesFile is ReadRates of the named file; its errors name it.
+func ReadRatesFile(name string) (Rates, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return Rates{}, err
+	}
+	defer f.Close()
+	r, err := ReadRates(f)
+	if err != nil {
+		return Rates{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return r, nil
 }
