@@ -182,6 +182,10 @@ type Results struct {
 	Dedupe     []Dedupe          `json:"dedupe"`
 	Startup    []ImageStart      `json:"startup"`
 	RealStack  []RealStart       `json:"realStack,omitempty"`
+	// NodeCalibration is the real stack's node measured before RealStack,
+	// whose predictions take their node-side costs from it; nil when it
+	// failed (the predictions then take the defaults).
+	NodeCalibration *NodeCalibration `json:"nodeCalibration,omitempty"`
 	// PodmanUpdate is the podman benchmark, per image.
 	PodmanUpdate []PodmanUpdate `json:"podmanUpdate,omitempty"`
 	Notes        []string       `json:"notes,omitempty"`
@@ -208,6 +212,7 @@ type runner struct {
 	profiles  map[string]*profile.Profile
 	runSource map[string]string
 	rates     *report.Rates
+	node      *NodeCalibration
 }
 
 func (r *runner) step(format string, args ...any) {
@@ -282,6 +287,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 	}
 	if cfg.RealStack != nil {
+		if err := r.calibrateNode(ctx); err != nil {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("real stack: the node's calibration failed (%v); the predictions take the model's default node costs", err))
+		}
 		for _, name := range cfg.Images {
 			if err := r.realStack(ctx, name); err != nil {
 				return nil, fmt.Errorf("real stack, %s: %w", name, err)

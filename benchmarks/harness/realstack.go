@@ -179,7 +179,7 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 			st.Split = &RealSplit{Pull: sp.Pull, Snapshot: sp.Snapshot, Runtime: sp.Task + sp.Start, Program: sp.Program}
 		}
 		if prof != nil && nw.BytesPerSecond > 0 {
-			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg, nil); err == nil {
+			if p, lb, err := predictRealStart(ctx, variants[s.Variant], s.Node, prof, nw, baseImg, r.nodeRates()); err == nil {
 				st.PredictedSeconds = p
 				if variants[s.Variant].Lazy {
 					st.StartupFileBytes = lb
@@ -189,6 +189,14 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		r.res.RealStack = append(r.res.RealStack, st)
 	}
 	return nil
+}
+
+// nodeRates are the node's calibrated rates, nil when not calibrated.
+func (r *runner) nodeRates() *report.Rates {
+	if r.node == nil {
+		return nil
+	}
+	return &r.node.Rates
 }
 
 // variants indexes the result's variants by name.
@@ -216,9 +224,9 @@ func predictRealStart(ctx context.Context, v realVariant, node string, prof *pro
 	if rates != nil {
 		opts = append(opts, report.WithRates(*rates))
 	}
-	// The model's default rates, as "coldstart report" uses them: its
-	// node-side costs are the real stack's (r.rates, if set, are the
-	// loopback emulation's, which has none).
+	// The node's calibrated rates (calibrateNode), else the model's default
+	// rates, as "coldstart report" uses them (r.rates, if set, are the
+	// loopback emulation's, which has no node-side costs).
 	rep, err := report.Estimate(ctx, img, opts...)
 	if err != nil {
 		return 0, 0, err

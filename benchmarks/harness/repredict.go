@@ -19,8 +19,21 @@ import (
 // measured to w. With results (a results.json, "" for none) the measured
 // medians are that file's: an older run's, predicted on the layouts in work,
 // which must then be the same images. It returns how many predictions are
-// within the relative error within, and of how many.
+// within the relative error within, and of how many. The model takes rates,
+// else the node's the run calibrated (realstack/node-rates.json), else its
+// defaults.
 func Repredict(ctx context.Context, work, results string, within float64, images []string, rates *report.Rates, w io.Writer) (ok, n int, err error) {
+	if rates == nil {
+		name := filepath.Join(work, "realstack", "node-rates.json")
+		if fileExists(name) {
+			r, err := report.ReadRatesFile(name)
+			if err != nil {
+				return 0, 0, err
+			}
+			rates = &r
+			fmt.Fprintf(w, "node's rates: %s\n", name)
+		}
+	}
 	var medians map[string]float64
 	if results != "" {
 		var res Results
@@ -39,7 +52,12 @@ func Repredict(ctx context.Context, work, results string, within float64, images
 		}
 		prof, err := readProfile(filepath.Join(work, "profiles", name+".json"))
 		if err != nil {
-			return ok, n, err
+			// The run profile the realstack command recorded itself, as
+			// the run predicted with it.
+			var perr error
+			if prof, perr = readProfile(filepath.Join(work, "realstack", "profile-"+name+".json")); perr != nil {
+				return ok, n, err
+			}
 		}
 		baseDir, err := build.BaseImage(ctx, name)
 		if err != nil {

@@ -346,6 +346,22 @@ func startupChart(res *Results) string {
 	return barChart("Time to ready (median)", "seconds, shorter is better", groups, bars)
 }
 
+// predictedWith says which rates the real stack's predictions took.
+func predictedWith(res *Results) string {
+	c := res.NodeCalibration
+	if c == nil {
+		return "with its default rates (`coldstart report` without `--calibrate` or `--rates`)"
+	}
+	var starts []string
+	for _, s := range c.Starts {
+		starts = append(starts, fmt.Sprintf("%s %.2f s, predicted %.2f s (%.2f s with the defaults)", s.Variant, s.Seconds, s.PredictedSeconds, s.DefaultSeconds))
+	}
+	return fmt.Sprintf("with the node's costs calibrated first on an image that is none of these (the base image running `sh -c 'echo ready'`, "+
+		"pulled whole and started lazily on a cold node: %s): the runtime's start measured (%.3f s), the other costs the model "+
+		"fitted to the real stack scaled by %.2f (`report.Rates.ScaleNode`; `coldstart report --rates .work/realstack/node-rates.json`)",
+		strings.Join(starts, "; "), c.RuntimeStart, c.Scale)
+}
+
 // writeRealStack writes the table of the measurements on the real stack.
 func writeRealStack(w io.Writer, res *Results) {
 	if len(res.RealStack) == 0 {
@@ -355,10 +371,10 @@ func writeRealStack(w io.Writer, res *Results) {
 		"gives the method): Debian's docker-registry in a network namespace behind a veth pair shaped by tc tbf, no added RTT. Seconds from the "+
 		"start of the pull to the container's ready line (or port); bytes and requests from the registry's access log until ready. "+
 		"Cold: containerd and snapshotter state wiped, page cache dropped; warm: the same, and the node holds the base image. Mode: remote = every layer "+
-		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model with its "+
-		"default rates (`coldstart report` without `--calibrate`) at the link's measured rate, with the run profile (its files and the "+
+		"a remote snapshot, fallback = the lazy pull downloaded layers, full = overlayfs pull. Predicted = `optimize/report`'s model "+
+		"%s at the link's measured rate, with the run profile (its files and the "+
 		"program's measured start). Split: the medians of the pull, the container's creation (its snapshot prepared, which waits for "+
-		"every lazy layer's prefetch), the runtime's part (task created and started) and the program's start to ready.%s\n\n", realStackRuns(res))
+		"every lazy layer's prefetch), the runtime's part (task created and started) and the program's start to ready.%s\n\n", predictedWith(res), realStackRuns(res))
 	fmt.Fprintf(w, "| image | network | node | variant | seconds (min–max) | bytes before ready | requests | mode | predicted | error | split: pull / snapshot / runtime / program |\n|---|---|---|---|--:|--:|--:|---|--:|--:|---|\n")
 	for _, s := range res.RealStack {
 		ok := ""

@@ -3,7 +3,7 @@
 // the run measured: a change to the model is judged on runs it was not
 // fitted to (harness.Repredict).
 //
-//	go run ./benchmarks/cmd/repredict [-work DIR] [-results FILE] [-within F] [-rates FILE | -calibrate] IMAGE...
+//	go run ./benchmarks/cmd/repredict [-work DIR] [-results FILE] [-within F] [-rates FILE | -calibrate | -default-rates] IMAGE...
 //
 // It reads what the run left in the work directory (realstack/IMAGE.json,
 // profiles/IMAGE.json) and the base image the warm node held. With
@@ -28,7 +28,8 @@ func main() {
 	work := flag.String("work", "benchmarks/.work", "the bench's working directory")
 	results := flag.String("results", "", "take the measured medians from this results.json (its realStack list)")
 	within := flag.Float64("within", 0.15, "the relative error a prediction may have")
-	ratesFile := flag.String("rates", "", "predict with these rates (a JSON file of report.Rates, as report --format json prints them) instead of the defaults")
+	ratesFile := flag.String("rates", "", "predict with these rates (a JSON file of report.Rates, as report --format json prints them) instead of the node's the run calibrated (realstack/node-rates.json) or the defaults")
+	defaults := flag.Bool("default-rates", false, "predict with the model's default rates")
 	calibrate := flag.Bool("calibrate", false, "predict with the rates report.Calibrate measures on this machine")
 	flag.Parse()
 	if flag.NArg() == 0 {
@@ -38,18 +39,16 @@ func main() {
 	ctx := context.Background()
 	var rates *report.Rates
 	switch {
-	case *ratesFile != "" && *calibrate:
-		fmt.Fprintln(os.Stderr, "repredict: -rates and -calibrate exclude each other")
+	case (*ratesFile != "" && *calibrate) || (*defaults && (*ratesFile != "" || *calibrate)):
+		fmt.Fprintln(os.Stderr, "repredict: -rates, -calibrate and -default-rates exclude each other")
 		os.Exit(2)
+	case *defaults:
+		r := report.DefaultRates
+		rates = &r
 	case *ratesFile != "":
-		b, err := os.ReadFile(*ratesFile)
+		r, err := report.ReadRatesFile(*ratesFile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "repredict:", err)
-			os.Exit(1)
-		}
-		r := report.DefaultRates
-		if err := json.Unmarshal(b, &r); err != nil {
-			fmt.Fprintf(os.Stderr, "repredict: %s: %v\n", *ratesFile, err)
 			os.Exit(1)
 		}
 		rates = &r
