@@ -70,7 +70,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		return BaseKeep, "the target format is not lazy: keeping the base costs nothing"
 	}
 	su := make([]startupShare, len(idxs))
-	rates := report.DefaultRates
+	rates := o.rates
 	for _, f := range files {
 		if r, ok := ov.Lookup(strings.TrimPrefix(path.Clean("/"+f), "/")); ok {
 			size := float64(ov.Entry(r).Size)
@@ -103,7 +103,7 @@ func (o *pipeline) chooseBasePolicy(idxs []*layers.Index, ov *layers.Overlay, fi
 		for _, warm := range []bool{false, true} {
 			est := make([]float64, len(candidates))
 			for k, p := range candidates {
-				est[k] = startEstimate(n, idxs, o.basePulls(idxs, p, warm, refused), su)
+				est[k] = startEstimate(n, o.rates, idxs, o.basePulls(idxs, p, warm, refused), su)
 			}
 			best := slices.Min(est)
 			for k, e := range est {
@@ -164,12 +164,11 @@ func (o *pipeline) basePulls(idxs []*layers.Index, p BasePolicy, warm bool, refu
 }
 
 // startEstimate is the time a start on n spends getting its layers, pulled
-// as pulls says, with the node-side costs of report.DefaultRates. What
+// as pulls says, with the node-side costs of r. What
 // every start costs alike (the runtime, the program) is left out.
 // containerd, once a layer must be downloaded whole, downloads every layer
 // above it whole too, even those the snapshotter then mounts lazily.
-func startEstimate(n report.Network, idxs []*layers.Index, pulls []layerPull, su []startupShare) float64 {
-	r := report.DefaultRates
+func startEstimate(n report.Network, r report.Rates, idxs []*layers.Index, pulls []layerPull, su []startupShare) float64 {
 	req := n.RTT.Seconds() + r.Request
 	transfer := func(b float64) float64 {
 		if n.BytesPerSecond <= 0 {

@@ -73,7 +73,8 @@ func (o *pipeline) estimateImage(ctx context.Context, in, out v1.Image, idxs []*
 	if o.profiler != nil {
 		prof.Source = o.profiler.Name()
 	}
-	return report.CompareLayers(ctx, before, after, report.WithProfile(prof), report.WithNetworks(o.networks...), report.WithLogger(o.logger), report.WithTempDir(o.tempDir))
+	return report.CompareLayers(ctx, before, after, report.WithProfile(prof), report.WithNetworks(o.networks...), report.WithRates(o.rates),
+		report.WithLogger(o.logger), report.WithTempDir(o.tempDir))
 }
 
 // imageLayers describes img's manifest, config and layer descriptors.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/coldstart-dev/coldstart/internal/testimage"
@@ -56,5 +57,37 @@ func TestEstimateFromHand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEstimateRates: WithRates is what the before/after estimate is made
+// with: a node whose containers take 2 s longer to start starts 2 s later
+// in it, before and after; rates that cannot be used are refused, by name.
+func TestEstimateRates(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	src := buildImage(t, testimage.Random(r, testimage.RandomOptions{Layers: 2, MaxFileSize: 1 << 12}))
+	prio := []string{"/f1", "/f2"}
+	slow := report.DefaultRates
+	slow.ContainerStart += 2
+	lazy := func(rates report.Rates) (before, after float64) {
+		_, res := optimizeImage(t, src, optimize.WithPrioritizedFiles(prio), optimize.WithEstimate(true), optimize.WithRates(rates))
+		e := res.Images[0].Estimate
+		if e == nil {
+			t.Fatal("no estimate")
+		}
+		if e.After.Rates.ContainerStart != rates.ContainerStart {
+			t.Errorf("the estimate's rates have ContainerStart %.3f s, want %.3f s", e.After.Rates.ContainerStart, rates.ContainerStart)
+		}
+		return e.Before.Estimates[0].LazyStartSeconds, e.After.Estimates[0].LazyStartSeconds
+	}
+	b0, a0 := lazy(report.DefaultRates)
+	b1, a1 := lazy(slow)
+	if math.Abs(b1-b0-2) > 0.002 || math.Abs(a1-a0-2) > 0.002 {
+		t.Errorf("lazy start before %.3f -> %.3f s, after %.3f -> %.3f s: want both 2 s longer", b0, b1, a0, a1)
+	}
+	bad := report.DefaultRates
+	bad.PartRead = 1.5
+	if _, err := optimize.Image(context.Background(), src, optimize.WithRates(bad)); err == nil || !strings.Contains(err.Error(), "partReadFraction") {
+		t.Errorf("rates with a fraction of 1.5: %v, want an error naming partReadFraction", err)
 	}
 }

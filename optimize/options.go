@@ -36,6 +36,7 @@ type options struct {
 	progress     func(Progress)
 	cache        cache.Cache
 	networks     []report.Network
+	rates        report.Rates
 	estimate     bool
 	sparseLimit  int64
 	// mem is the conversion cache as the optimizer uses it.
@@ -124,6 +125,7 @@ func makeOptions(opts []Option) (*options, error) {
 		dedupe:       true,
 		profiler:     profile.StaticProfiler(),
 		networks:     report.DefaultNetworks(),
+		rates:        report.DefaultRates,
 		sparseLimit:  DefaultSparseLimit,
 		baseLayers:   map[v1.Hash]bool{},
 		cachedLayers: map[v1.Hash]bool{},
@@ -350,6 +352,20 @@ func WithNetworks(nets ...report.Network) Option {
 			return errors.New("no networks given")
 		}
 		o.networks = nets
+		return nil
+	}
+}
+
+// WithRates sets the cost model's rates that BaseAuto weighs the base
+// policies with and the before/after comparison estimates with (for
+// example a node's, read with report.ReadRatesFile). The default is
+// report.DefaultRates.
+func WithRates(r report.Rates) Option {
+	return func(o *options) error {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("rates: %w", err)
+		}
+		o.rates = r
 		return nil
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 type optimizeFlags struct {
 	to, platform, format, report, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax, chunkSize string
-	sparseLimit                                                                                        string
+	sparseLimit, rates                                                                                 string
 	level, concurrency                                                                                 int
 	bases, cached, networks                                                                            []string
 	noDedupe, force, overwrite, noCache, compare, inferBase                                            bool
@@ -58,6 +58,7 @@ func newOptimize(g *globals) *cobra.Command {
 	fl.StringVar(&f.basePolicy, "base-policy", "auto", "what to do with base layers: keep, convert, recompress (zstd:chunked for containerd with the tar stream unchanged: nodes holding the base reuse it, others mount it lazily and prefetch its start-up files), or auto (picks by the estimated start on --network, cold and warm nodes)")
 	fl.BoolVar(&f.inferBase, "infer-base", true, "without --base, take the first layer for the base's when the image's annotations name its base (org.opencontainers.image.base.digest, as buildah and BuildKit write): nodes that hold it keep using it")
 	fl.StringArrayVar(&f.networks, "network", nil, "network to weigh and estimate on: datacenter, cloud, edge or RATE,RTT (repeatable; default all three)")
+	fl.StringVar(&f.rates, "rates", "", "weigh and estimate with the model's rates from this JSON FILE (as report --rates)")
 	fl.StringSliceVar(&f.cached, "cached", nil, "digest of a layer nodes hold, kept byte-identical (repeatable, or comma-separated)")
 	fl.BoolVar(&f.noDedupe, "no-dedupe", false, "keep entries no container sees")
 	fl.BoolVar(&f.force, "force", false, "convert layers that are already eStargz or zstd:chunked too")
@@ -105,11 +106,15 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	rates, err := ratesFlag(f.rates)
+	if err != nil {
+		return nil, err
+	}
 	opts, err := g.options()
 	if err != nil {
 		return nil, err
 	}
-	oo := []optimize.Option{
+	oo := []optimize.Option{optimize.WithRates(rates),
 		optimize.WithFormat(format), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
 		optimize.WithDedupe(!f.noDedupe), optimize.WithForce(f.force), optimize.WithBasePolicy(policy),
 		optimize.WithInferredBase(f.inferBase), optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),

@@ -119,23 +119,17 @@ func (f *reportFlags) options(ctx context.Context, g *globals) ([]coldstart.Opti
 		}
 		ro = append(ro, report.WithShaping(n))
 	}
-	var co []report.Option
-	if f.rates != "" {
-		rates, err := report.ReadRatesFile(f.rates)
-		if err != nil {
-			return nil, usageErr("--rates: %v", err)
-		}
-		co = append(co, report.WithRates(rates))
-		ro = append(ro, report.WithRates(rates))
+	rates, err := ratesFlag(f.rates)
+	if err != nil {
+		return nil, err
 	}
 	if f.calibrate {
 		g.note("calibrating this machine's decompression and unpack rates...")
-		rates, err := report.Calibrate(ctx, append(co, report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir))...)
-		if err != nil {
+		if rates, err = report.Calibrate(ctx, report.WithRates(rates), report.WithLogger(g.logger()), report.WithTempDir(f.tmpDir)); err != nil {
 			return nil, err
 		}
-		ro = append(ro, report.WithRates(rates))
 	}
+	ro = append(ro, report.WithRates(rates))
 	opts = append(opts, coldstart.WithTempDir(f.tmpDir), coldstart.WithBases(f.bases...),
 		coldstart.WithMeasure(f.measure), coldstart.WithReportOptions(ro...))
 	if f.platform != "" {

@@ -442,10 +442,20 @@ func ReadRates(r io.Reader) (Rates, error) {
 	if dec.More() {
 		return Rates{}, fmt.Errorf("reading rates: more than one JSON value")
 	}
-	if f := rates.invalid(); f != "" {
-		return Rates{}, fmt.Errorf("reading rates: %s cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1", f)
+	if err := rates.Validate(); err != nil {
+		return Rates{}, fmt.Errorf("reading rates: %w", err)
 	}
 	return rates, nil
+}
+
+// Validate says which rate cannot be used, if one cannot: a rate of bytes
+// per second must be positive (LazyRead may be 0), a cost not negative,
+// a fraction within 0 and 1, and none infinite.
+func (r Rates) Validate() error {
+	if f := r.invalid(); f != "" {
+		return fmt.Errorf("%s cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1", f)
+	}
+	return nil
 }
 
 // ReadRatesFile is ReadRates of the named file; its errors name it.
