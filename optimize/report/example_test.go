@@ -110,3 +110,23 @@ func ExampleParseNetwork() {
 	// edge (100 Mbit/s, 50 ms)
 	// 200Mbit,20ms (200 Mbit/s, 20 ms)
 }
+
+// ExampleReadRates reads a node's rates (what benchmarks/harness writes to
+// node-rates.json after calibrating the real stack's node): the fields
+// given replace the defaults. ScaleNode makes a node's costs a factor of
+// the defaults'.
+func ExampleReadRates() {
+	r, err := report.ReadRates(strings.NewReader(`{"runtimeStartSeconds": 0.093}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("runtime start %.3f s, lazy mount %.3f s\n", r.RuntimeStart, r.LazyMount)
+	half := report.DefaultRates.ScaleNode(0.5)
+	fmt.Printf("at half the cost: runtime start %.4f s, lazy mount %.3f s\n", half.RuntimeStart, half.LazyMount)
+	_, err = report.ReadRates(strings.NewReader(`{"lazyMountSeconds": -1}`))
+	fmt.Println(err)
+	// Output:
+	// runtime start 0.093 s, lazy mount 0.030 s
+	// at half the cost: runtime start 0.0925 s, lazy mount 0.015 s
+	// reading rates: lazyMountSeconds cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1
+}
