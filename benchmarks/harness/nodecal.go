@@ -6,18 +6,13 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/coldstart-dev/coldstart/benchmarks/build"
 	"github.com/coldstart-dev/coldstart/imageref"
 	"github.com/coldstart-dev/coldstart/optimize/report"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // NodeCalibration is what the real stack's node measured of its own costs
@@ -82,14 +77,8 @@ func (r *runner) calibrateNode(ctx context.Context) error {
 		"-nodes", "cold", "-work", work, "-out", out, "-table=false", "-original", layout, "-coldstart", r.bin,
 		"-variants", "original,coldstart-run", "-ready-line", "^ready$"}
 	r.step("calibrating the node: the base image with sh, whole and lazy, cold, x%d (benchmarks/realstack)", runs)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = filepath.Join(r.cfg.Repo, "benchmarks", "realstack")
-	cmd.Stdout, cmd.Stderr = r.cfg.Progress, r.cfg.Progress
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
-	}
-	var res realStackResult
-	if err := readJSONFile(out, &res); err != nil {
+	res, err := r.runRealStack(ctx, args, out)
+	if err != nil {
 		return err
 	}
 	prof, err := readProfile(filepath.Join(work, "profile-"+calibrationName+".json"))
@@ -176,15 +165,11 @@ func (r *runner) calibrateNode(ctx context.Context) error {
 	return nil
 }
 
-// writeCalibrationImage writes the base image at baseDir, its layers as
-// they are, with "sh -c 'echo ready'" for its entrypoint and nothing that
-// names a base, as an OCI layout at dir.
+// writeCalibrationImage writes the base image at baseDir, its layers and
+// history as they are, with "sh -c 'echo ready'" for its entrypoint, as an
+// OCI layout at dir.
 func writeCalibrationImage(ctx context.Context, baseDir, dir string) error {
 	img, err := readImage(ctx, "oci:"+baseDir)
-	if err != nil {
-		return err
-	}
-	ls, err := img.Layers()
 	if err != nil {
 		return err
 	}
@@ -192,25 +177,9 @@ func writeCalibrationImage(ctx context.Context, baseDir, dir string) error {
 	if err != nil {
 		return err
 	}
-	cf = cf.DeepCopy()
-	hist := cf.History
-	cf.History, cf.RootFS = nil, v1.RootFS{Type: "layers"}
-	cf.Config.Entrypoint = []string{"/bin/sh", "-c", "echo ready"}
-	cf.Config.Cmd = nil
-	out := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if out, err = mutate.ConfigFile(out, cf); err != nil {
-		return err
-	}
-	if out, err = mutate.AppendLayers(out, ls...); err != nil {
-		return err
-	}
-	cf2, err := out.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf2 = cf2.DeepCopy()
-	cf2.History = hist
-	if out, err = mutate.ConfigFile(out, cf2); err != nil {
+	c := cf.Config
+	c.Entrypoint, c.Cmd = []string{"/bin/sh", "-c", "echo ready"}, nil
+	if img, err = mutate.Config(img, c); err != nil {
 		return err
 	}
 	_ = os.RemoveAll(dir)
@@ -218,5 +187,5 @@ func writeCalibrationImage(ctx context.Context, baseDir, dir string) error {
 	if err != nil {
 		return err
 	}
-	return imageref.Write(ctx, ref, &imageref.Artifact{Image: out})
+	return imageref.Write(ctx, ref, &imageref.Artifact{Image: img})
 }

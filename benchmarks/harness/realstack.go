@@ -149,14 +149,8 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		args = append(args, "-ready-port", fmt.Sprint(rd.Port))
 	}
 	r.step("%s: real stack, %g Mbit/s, %s nodes, x%d (benchmarks/realstack)", name, rs.RateMbit, strings.Join(rs.Nodes, "+"), runs)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = filepath.Join(r.cfg.Repo, "benchmarks", "realstack")
-	cmd.Stdout, cmd.Stderr = r.cfg.Progress, r.cfg.Progress
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
-	}
-	var res realStackResult
-	if err := readJSONFile(out, &res); err != nil {
+	res, err := r.runRealStack(ctx, args, out)
+	if err != nil {
 		return err
 	}
 	network := fmt.Sprintf("%gMbit", res.RateMbit)
@@ -189,6 +183,22 @@ func (r *runner) realStack(ctx context.Context, name string) error {
 		r.res.RealStack = append(r.res.RealStack, st)
 	}
 	return nil
+}
+
+// runRealStack runs the realstack command (go run ./cmd/realstack args in
+// benchmarks/realstack) and reads the JSON it wrote to out.
+func (r *runner) runRealStack(ctx context.Context, args []string, out string) (*realStackResult, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = filepath.Join(r.cfg.Repo, "benchmarks", "realstack")
+	cmd.Stdout, cmd.Stderr = r.cfg.Progress, r.cfg.Progress
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	var res realStackResult
+	if err := readJSONFile(out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // nodeRates are the node's calibrated rates, nil when not calibrated.
