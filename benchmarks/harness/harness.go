@@ -212,7 +212,6 @@ type runner struct {
 	profiles  map[string]*profile.Profile
 	runSource map[string]string
 	rates     *report.Rates
-	node      *NodeCalibration
 }
 
 func (r *runner) step(format string, args ...any) {

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/coldstart-dev/coldstart/benchmarks/build"
 	"github.com/coldstart-dev/coldstart/imageref"
@@ -52,7 +51,7 @@ type CalibrationStart struct {
 const calibrationName = "node-calibration"
 
 // calibrateNode measures the node's costs on the real stack (see
-// NodeCalibration) and keeps them in r.node and in the work directory's
+// NodeCalibration) and keeps them in the results and in the work directory's
 // realstack/node-rates.json, which Repredict reads.
 func (r *runner) calibrateNode(ctx context.Context) error {
 	rs := r.cfg.RealStack
@@ -103,11 +102,7 @@ func (r *runner) calibrateNode(ctx context.Context) error {
 	if len(points) == 0 {
 		return fmt.Errorf("no calibration start succeeded")
 	}
-	slices.Sort(runtimes)
-	cal := NodeCalibration{RuntimeStart: runtimes[len(runtimes)/2]}
-	if len(runtimes)%2 == 0 {
-		cal.RuntimeStart = (runtimes[len(runtimes)/2-1] + runtimes[len(runtimes)/2]) / 2
-	}
+	cal := NodeCalibration{RuntimeStart: stat(runtimes).Median}
 	rates := func(k float64) report.Rates {
 		rt := report.DefaultRates.ScaleNode(k)
 		rt.RuntimeStart = cal.RuntimeStart
@@ -159,7 +154,6 @@ func (r *runner) calibrateNode(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(work, "node-rates.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	r.node = &cal
 	r.res.NodeCalibration = &cal
 	r.step("node calibrated: runtime start %.3f s, node costs x%.2f of the defaults", cal.RuntimeStart, cal.Scale)
 	return nil

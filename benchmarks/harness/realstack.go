@@ -203,10 +203,10 @@ func (r *runner) runRealStack(ctx context.Context, args []string, out string) (*
 
 // nodeRates are the node's calibrated rates, nil when not calibrated.
 func (r *runner) nodeRates() *report.Rates {
-	if r.node == nil {
+	if r.res.NodeCalibration == nil {
 		return nil
 	}
-	return &r.node.Rates
+	return &r.res.NodeCalibration.Rates
 }
 
 // variants indexes the result's variants by name.

@@ -141,8 +141,8 @@ func Calibrate(ctx context.Context, opts ...Option) (Rates, error) {
 	r.TOCEntry = t / float64(smallEntries)
 	o.logger.Debug("calibrated", "gzip", r.GzipDecompress, "zstd", r.ZstdDecompress, "verify", r.Verify,
 		"unpack", r.Unpack, "unpackEntry", r.UnpackEntry, "tocEntry", r.TOCEntry)
-	if !r.valid() {
-		return r, fmt.Errorf("calibrating: implausible rates %+v", r)
+	if err := r.Validate(); err != nil {
+		return r, fmt.Errorf("calibrating: implausible rates: %w", err)
 	}
 	return r, nil
 }

@@ -16,7 +16,7 @@ func TestCalibrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Calibrated || !r.valid() || r.Request != DefaultRates.Request {
+	if !r.Calibrated || r.Validate() != nil || r.Request != DefaultRates.Request {
 		t.Fatalf("rates %+v", r)
 	}
 	// What it does not measure stays as given: the node-side costs.

@@ -151,8 +151,8 @@ func WithNetworks(nets ...Network) Option {
 // Calibrate.
 func WithRates(r Rates) Option {
 	return func(o *options) error {
-		if !r.valid() {
-			return fmt.Errorf("report: invalid rates %+v", r)
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("report: rates: %w", err)
 		}
 		o.rates = r
 		return nil

@@ -335,20 +335,21 @@ func div(n, rate float64) float64 {
 }
 
 // valid reports whether every rate is usable.
-func (r Rates) valid() bool { return r.invalid() == "" }
-
-// invalid is the JSON name of a rate that cannot be used, "" if there is
-// none: a rate of bytes per second must be positive and finite (LazyRead
-// may be 0, no cost), a cost finite and not negative, a fraction within
-// [0, 1].
-func (r Rates) invalid() string {
+// Validate says which rate cannot be used, by its JSON name, if one cannot:
+// a rate of bytes per second must be positive (LazyRead may be 0: no
+// cost), a cost not negative, a fraction within 0 and 1, and none
+// infinite.
+func (r Rates) Validate() error {
+	bad := func(name string) error {
+		return fmt.Errorf("%s cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1", name)
+	}
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{{"gzipDecompressBytesPerSecond", r.GzipDecompress}, {"zstdDecompressBytesPerSecond", r.ZstdDecompress},
 		{"verifyBytesPerSecond", r.Verify}, {"unpackBytesPerSecond", r.Unpack}} {
 		if !(f.v > 0) || math.IsInf(f.v, 0) {
-			return f.name
+			return bad(f.name)
 		}
 	}
 	for _, f := range []struct {
@@ -361,7 +362,7 @@ func (r Rates) invalid() string {
 		{"prefetchWaitSeconds", r.PrefetchWait}, {"lazyOpenSeconds", r.LazyOpen}, {"pullOverheadSeconds", r.PullOverhead},
 		{"partialEntrySeconds", r.PartialEntry}, {"checkRequests", float64(r.CheckRequests)}, {"fetchBlockBytes", float64(r.FetchBlock)}} {
 		if !(f.v >= 0) || math.IsInf(f.v, 0) {
-			return f.name
+			return bad(f.name)
 		}
 	}
 	for _, f := range []struct {
@@ -369,10 +370,10 @@ func (r Rates) invalid() string {
 		v    float64
 	}{{"partReadFraction", r.PartRead}, {"partReadImageFraction", r.PartReadImage}, {"partTouchFraction", r.PartTouch}} {
 		if !(f.v >= 0 && f.v <= 1) {
-			return f.name
+			return bad(f.name)
 		}
 	}
-	return ""
+	return nil
 }
 
 // containerStart is the time from every layer in place to the program's
@@ -446,16 +447,6 @@ func ReadRates(r io.Reader) (Rates, error) {
 		return Rates{}, fmt.Errorf("reading rates: %w", err)
 	}
 	return rates, nil
-}
-
-// Validate says which rate cannot be used, if one cannot: a rate of bytes
-// per second must be positive (LazyRead may be 0), a cost not negative,
-// a fraction within 0 and 1, and none infinite.
-func (r Rates) Validate() error {
-	if f := r.invalid(); f != "" {
-		return fmt.Errorf("%s cannot be used: a rate must be positive, a cost not negative, a fraction within 0 and 1", f)
-	}
-	return nil
 }
 
 // ReadRatesFile is ReadRates of the named file; its errors name it.

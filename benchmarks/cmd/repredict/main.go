@@ -39,7 +39,7 @@ func main() {
 	ctx := context.Background()
 	var rates *report.Rates
 	switch {
-	case (*ratesFile != "" && *calibrate) || (*defaults && (*ratesFile != "" || *calibrate)):
+	case btoi(*ratesFile != "")+btoi(*calibrate)+btoi(*defaults) > 1:
 		fmt.Fprintln(os.Stderr, "repredict: -rates, -calibrate and -default-rates exclude each other")
 		os.Exit(2)
 	case *defaults:
@@ -68,4 +68,11 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("%d of %d within ±%.0f%%\n", ok, n, 100**within)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
