@@ -205,6 +205,20 @@ type EncodeOptions struct {
 	// DefaultZstdLevel.
 	Level int
 
+	// StartupLevel is the compression level of the data a container reads
+	// at start (lazy formats only): the prioritized files' chunks (under
+	// KeepOrder, their copies) and those of the files named in OnDemand.
+	// Every cold start fetches those bytes, and no start fetches the rest,
+	// so a stronger level there pays for its time on every start. The same
+	// scale as Level; 0 selects Level.
+	StartupLevel int
+
+	// OnDemand lists start-up files (names as in Prioritized) that stay
+	// where they are, outside the prefetch, because a start reads them in
+	// part: their chunks are fetched on demand. Only their compression
+	// level (StartupLevel) depends on it. Default none.
+	OnDemand []string
+
 	// ChunkSize is the largest number of bytes of one regular file that one
 	// gzip member or zstd frame holds (lazy formats only); larger files are
 	// split into chunks, each with its own digest in the TOC. 0 selects
@@ -345,6 +359,14 @@ func (opt EncodeOptions) resolve() (EncodeOptions, error) {
 		return o, fmt.Errorf("encode options: zstd level %d out of range 1-22", o.Level)
 	case !o.Format.zstd() && (o.Level < 1 || o.Level > 9):
 		return o, fmt.Errorf("encode options: gzip level %d out of range 1-9", o.Level)
+	}
+	switch {
+	case o.StartupLevel == 0:
+		o.StartupLevel = o.Level
+	case o.Format.zstd() && (o.StartupLevel < 1 || o.StartupLevel > 22):
+		return o, fmt.Errorf("encode options: zstd start-up level %d out of range 1-22", o.StartupLevel)
+	case !o.Format.zstd() && (o.StartupLevel < 1 || o.StartupLevel > 9):
+		return o, fmt.Errorf("encode options: gzip start-up level %d out of range 1-9", o.StartupLevel)
 	}
 	if o.KeepOrder && o.Format != FormatZstdChunkedContainerd {
 		return o, fmt.Errorf("encode options: keeping the tar stream's order with prioritized files needs the zstd:chunked-containerd format, not %s", o.Format)

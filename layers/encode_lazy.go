@@ -154,10 +154,14 @@ func (p *encPlan) compress(wk *encWorker, j *encJob) error {
 	for s := j.first; s < j.first+j.count; s++ {
 		seg := p.segs[s]
 		start := int64(j.out.Len())
-		if wk.comp == nil {
-			wk.comp = wk.opt.Format.lazyFormat().NewCompressor(wk.opt.Level)
+		comp, level := &wk.comp, wk.opt.Level
+		if seg.startup {
+			comp, level = &wk.startup, wk.opt.StartupLevel
 		}
-		cw, err := wk.comp.Writer(j.out)
+		if *comp == nil {
+			*comp = wk.opt.Format.lazyFormat().NewCompressor(level)
+		}
+		cw, err := (*comp).Writer(j.out)
 		if err != nil {
 			return err
 		}

@@ -342,6 +342,9 @@ type encSeg struct {
 	first, end int
 	size       int64
 	input      int64 // bytes read from src, for progress
+	// startup marks a segment that opens with a chunk of a start-up file:
+	// it is compressed at EncodeOptions.StartupLevel.
+	startup bool
 }
 
 // encPlan is the complete layout of a lazy layer.
@@ -533,11 +536,17 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 	}
 	// chunks adds the TOC entries of regular file e's data, each chunk in a
 	// segment of its own from src, and returns the index of its "reg" entry.
-	chunks := func(e *encEntry, te *lazy.TOCEntry, restAt int) int {
+	onDemand := make(map[string]bool, len(opt.OnDemand))
+	for _, n := range opt.OnDemand {
+		onDemand[encCleanName(n)] = true
+	}
+	chunks := func(e *encEntry, te *lazy.TOCEntry, restAt int, startup bool) int {
+		startup = startup || onDemand[e.name]
 		regIdx := -1
 		for off := int64(0); off < e.size; off += chunk {
 			n := min(chunk, e.size-off)
 			cut()
+			cur.startup = startup
 			if restAt >= 0 && p.restSeg < 0 {
 				p.restSeg = len(p.segs)
 			}
@@ -573,7 +582,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 	copied := make(map[*encEntry]bool, len(copies))
 	for _, e := range copies {
 		copied[e] = true
-		chunks(e, tocEntry(e.hdr), -1)
+		chunks(e, tocEntry(e.hdr), -1, true)
 	}
 	if len(copies) > 0 {
 		cut()
@@ -622,7 +631,7 @@ func encMakePlan(entries []*encEntry, opt EncodeOptions, layout lazy.Layout) *en
 		if rest >= 0 && i >= rest {
 			restAt = i
 		}
-		chunks(e, te, restAt)
+		chunks(e, te, restAt, i < rest)
 		if e.litData != nil {
 			add(encSpan{n: e.pad(), lit: make([]byte, e.pad()), toc: -1})
 		} else {

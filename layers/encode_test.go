@@ -1149,3 +1149,72 @@ func TestEncodeWriteError(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeStartupLevel: the start-up files' chunks (prioritized, or
+// named OnDemand) are compressed at StartupLevel, the rest at Level; the
+// tar stream and every file stay the same.
+func TestEncodeStartupLevel(t *testing.T) {
+	files := []encTestFile{
+		{name: "p/", typ: tar.TypeDir, mode: 0o755},
+		{name: "p/prio.txt", typ: tar.TypeReg, body: encTextLike(11, 300_000)},
+		{name: "s/", typ: tar.TypeDir, mode: 0o755},
+		{name: "s/ondemand.txt", typ: tar.TypeReg, body: encTextLike(12, 300_000)},
+		{name: "r/", typ: tar.TypeDir, mode: 0o755},
+		{name: "r/rest.txt", typ: tar.TypeReg, body: encTextLike(13, 300_000)},
+	}
+	in := encBuildTar(t, files)
+	cases := []struct {
+		f            layers.Format
+		weak, strong int
+		keepOrder    bool
+	}{
+		{layers.FormatEStargz, 1, 9, false},
+		{layers.FormatZstdChunked, 1, 19, false},
+		{layers.FormatZstdChunkedContainerd, 1, 19, false},
+		{layers.FormatZstdChunkedContainerd, 1, 19, true},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/keepOrder=%v", c.f, c.keepOrder), func(t *testing.T) {
+			opt := encOpts(c.f)
+			opt.Level, opt.KeepOrder = c.weak, c.keepOrder
+			plain, plainRes := encode(t, in, opt)
+			opt.StartupLevel = c.strong
+			same, _ := encode(t, in, opt)
+			if !bytes.Equal(plain, same) {
+				t.Errorf("without start-up files, StartupLevel changed the blob")
+			}
+			opt.StartupLevel = 0
+			opt.Prioritized = []string{"p/prio.txt"}
+			weak, weakRes := encode(t, in, opt)
+			opt.StartupLevel = c.strong
+			strong, strongRes := encode(t, in, opt)
+			opt.OnDemand = []string{"/s/ondemand.txt"}
+			both, bothRes := encode(t, in, opt)
+			for _, r := range []*layers.Encoded{weakRes, strongRes, bothRes} {
+				if c.keepOrder && r.DiffID != plainRes.DiffID {
+					t.Errorf("DiffID %s, want the input stream's %s", r.DiffID, plainRes.DiffID)
+				}
+			}
+			// eStargz's stream holds its TOC, which holds compressed offsets.
+			if c.f != layers.FormatEStargz && (strongRes.DiffID != weakRes.DiffID || bothRes.DiffID != weakRes.DiffID) {
+				t.Errorf("the tar stream changed with the level: %s, %s, %s", weakRes.DiffID, strongRes.DiffID, bothRes.DiffID)
+			}
+			if !(len(weak) > len(strong) && len(strong) > len(both)) {
+				t.Errorf("sizes %d (start-up at level %d), %d (prioritized at %d), %d (and the on-demand file): want each smaller",
+					len(weak), c.weak, len(strong), c.strong, len(both))
+			}
+			bodies := encFileBodies(files)
+			encVerifyLazy(t, strong, strongRes, bodies)
+			encVerifyLazy(t, both, bothRes, bodies)
+		})
+	}
+	for _, opt := range []layers.EncodeOptions{
+		{Format: layers.FormatZstdChunked, StartupLevel: 23},
+		{Format: layers.FormatEStargz, StartupLevel: 10},
+		{Format: layers.FormatEStargz, StartupLevel: -1},
+	} {
+		if _, err := layers.Encode(context.Background(), io.NewSectionReader(bytes.NewReader(in), 0, int64(len(in))), io.Discard, opt); err == nil {
+			t.Errorf("Encode accepted %+v", opt)
+		}
+	}
+}
