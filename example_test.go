@@ -47,7 +47,7 @@ func Example() {
 	fmt.Println("same filesystem:", v.OK)
 	// Output:
 	// removed bytes: 1048576
-	// digest: sha256:81019002c16d2ba2965c8513e37587b7c5d91be93cee62d0182f1282123fff52
+	// digest: sha256:7274ab0897a936b30332fb219a1666d1bf057acba74aa8a1d74bf7afa9e4b8e0
 	// same filesystem: true
 }
 

@@ -49,7 +49,10 @@
 // [EncodeOptions.ChunkSize] piece of one, starts a segment), and a table of
 // contents (TOC) at the end says where each file lies, so that a puller
 // fetches the TOC and then only the files a container reads. The
-// [EncodeOptions.Prioritized] files lead the layer.
+// [EncodeOptions.Prioritized] files lead the layer; they and the
+// [EncodeOptions.OnDemand] ones, the start-up files, may be compressed at
+// a level of their own ([EncodeOptions.StartupLevel]), since every cold
+// start fetches them and none fetches the rest.
 //
 // What the lazy formats share, this package does once: it orders the
 // entries, plans the segments, compresses them on [EncodeOptions.Workers]

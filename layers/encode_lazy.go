@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/coldstart-dev/coldstart/layers/lazy"
 	"github.com/coldstart-dev/coldstart/layers/lazy/zstdchunkedfmt"
@@ -152,45 +153,51 @@ func encPlanInput(p *encPlan) int64 {
 func (p *encPlan) compress(wk *encWorker, j *encJob) error {
 	j.sizes = make([]int64, 0, j.count)
 	for s := j.first; s < j.first+j.count; s++ {
-		seg := p.segs[s]
 		start := int64(j.out.Len())
-		comp, level := &wk.comp, wk.opt.Level
-		if seg.startup {
-			comp, level = &wk.startup, wk.opt.StartupLevel
-		}
-		if *comp == nil {
-			*comp = wk.opt.Format.lazyFormat().NewCompressor(level)
-		}
-		cw, err := (*comp).Writer(j.out)
-		if err != nil {
-			return err
-		}
-		for _, sp := range p.spans[seg.first:seg.end] {
-			var digest hash.Hash
-			if sp.toc >= 0 {
-				digest = wk.sha
-				digest.Reset()
-			}
-			if sp.lit != nil {
-				if _, err := cw.Write(sp.lit[:sp.n]); err != nil {
-					return err
-				}
-				if digest != nil {
-					digest.Write(sp.lit[:sp.n])
-				}
-			} else if err := wk.copyRange(cw, digest, sp.off, sp.n); err != nil {
-				return err
-			}
-			if digest != nil {
-				p.chunkDigest[sp.toc] = "sha256:" + hex.EncodeToString(digest.Sum(nil))
-			}
-		}
-		if err := cw.Close(); err != nil {
+		if err := p.compressSeg(wk, j, p.segs[s]); err != nil {
 			return err
 		}
 		j.sizes = append(j.sizes, int64(j.out.Len())-start)
 	}
 	return nil
+}
+
+// compressSeg appends segment seg to the job's output as one gzip member or
+// zstd frame, at the start-up level if it is a start-up file's.
+func (p *encPlan) compressSeg(wk *encWorker, j *encJob, seg encSeg) error {
+	if wk.comp == nil {
+		wk.comp = wk.opt.Format.lazyFormat().NewCompressor(wk.opt.Level)
+	}
+	comp := wk.comp
+	if seg.startup && wk.opt.StartupLevel != wk.opt.Level {
+		comp = encStartup.get(wk.opt.Format, wk.opt.StartupLevel)
+		defer encStartup.put(wk.opt.Format, wk.opt.StartupLevel, comp)
+	}
+	cw, err := comp.Writer(j.out)
+	if err != nil {
+		return err
+	}
+	for _, sp := range p.spans[seg.first:seg.end] {
+		var digest hash.Hash
+		if sp.toc >= 0 {
+			digest = wk.sha
+			digest.Reset()
+		}
+		if sp.lit != nil {
+			if _, err := cw.Write(sp.lit[:sp.n]); err != nil {
+				return err
+			}
+			if digest != nil {
+				digest.Write(sp.lit[:sp.n])
+			}
+		} else if err := wk.copyRange(cw, digest, sp.off, sp.n); err != nil {
+			return err
+		}
+		if digest != nil {
+			p.chunkDigest[sp.toc] = "sha256:" + hex.EncodeToString(digest.Sum(nil))
+		}
+	}
+	return cw.Close()
 }
 
 // encHasher walks the uncompressed output stream in order: it computes the
@@ -280,4 +287,55 @@ func (h *encHasher) readAt(b []byte, off int64) error {
 		return fmt.Errorf("reading layer tar at offset %d: %w", off, err)
 	}
 	return nil
+}
+
+// encStartupCompressors is how many compressors at a start-up level
+// (EncodeOptions.StartupLevel) exist at once in the process: zstd's
+// strongest level keeps about 34 MiB of match tables per encoder, so one
+// per worker of every layer encoded at once would grow the memory with
+// the concurrency. The start-up files are a small part of most layers.
+const encStartupCompressors = 2
+
+// encStartup lends the compressors of the start-up levels, at most
+// encStartupCompressors at once; which one compresses a segment does not
+// change its bytes.
+var encStartup = &encCompressorPool{
+	free: map[encCompressorKey][]lazy.Compressor{},
+	sem:  make(chan struct{}, encStartupCompressors),
+}
+
+type encCompressorKey struct {
+	f     Format
+	level int
+}
+
+type encCompressorPool struct {
+	mu   sync.Mutex
+	free map[encCompressorKey][]lazy.Compressor
+	sem  chan struct{}
+}
+
+// get waits for a free place and returns a compressor of format f at level.
+func (p *encCompressorPool) get(f Format, level int) lazy.Compressor {
+	p.sem <- struct{}{}
+	k := encCompressorKey{f, level}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.free[k]; len(l) > 0 {
+		c := l[len(l)-1]
+		p.free[k] = l[:len(l)-1]
+		return c
+	}
+	return f.lazyFormat().NewCompressor(level)
+}
+
+// put gives back a compressor get returned.
+func (p *encCompressorPool) put(f Format, level int, c lazy.Compressor) {
+	k := encCompressorKey{f, level}
+	p.mu.Lock()
+	if len(p.free[k]) < cap(p.sem) {
+		p.free[k] = append(p.free[k], c)
+	}
+	p.mu.Unlock()
+	<-p.sem
 }

@@ -53,9 +53,8 @@ type encWorker struct {
 	buf []byte
 	sha hash.Hash
 	fl  *flate.Writer // plain gzip
-	// comp and startup compress the segments of a lazy format, at
-	// EncodeOptions.Level and StartupLevel; made on first use.
-	comp, startup lazy.Compressor
+	// comp compresses the segments of a lazy format; made on first use.
+	comp lazy.Compressor
 }
 
 func newEncWorker(opt EncodeOptions, src *io.SectionReader) *encWorker {

@@ -79,7 +79,8 @@ func hashJSON(v any) string {
 func (o *options) encodeFingerprint() map[string]any {
 	return map[string]any{
 		"format": o.encode.Format.String(), "level": o.encode.Level, "chunk": o.encode.ChunkSize,
-		"encoder": o.encode.Format.EncoderVersion(), "libs": libraryVersions(),
+		"startupLevel": o.startupLevelFor(o.encode.Format),
+		"encoder":      o.encode.Format.EncoderVersion(), "libs": libraryVersions(),
 		"gzipDefault": layers.DefaultGzipLevel, "zstdDefault": layers.DefaultZstdLevel, "chunkDefault": layers.DefaultChunkSize,
 	}
 }
@@ -104,8 +105,17 @@ func (o *options) fingerprint() string {
 	for _, n := range o.networks {
 		nets = append(nets, fmt.Sprintf("%s/%g/%s", n.Name, n.BytesPerSecond, n.RTT))
 	}
+	enc := o.encodeFingerprint()
+	if !o.formatSet {
+		// The default format, which each image resolves from the rest
+		// (pipeline.withTopFormat).
+		oc := *o
+		oc.encode.Format = layers.FormatEStargz
+		enc = oc.encodeFingerprint()
+		enc["format"] = "auto"
+	}
 	return hashJSON(map[string]any{
-		"networks": nets, "encode": o.encodeFingerprint(), "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
+		"networks": nets, "encode": enc, "dedupe": o.dedupe, "force": o.force, "basePolicy": o.basePolicy.String(),
 		"base": digests(o.baseLayers), "cached": digests(o.cachedLayers), "profiler": prof, "prioritized": o.prioritized,
 		"sparseLimit": o.sparseLimit,
 	})
@@ -137,6 +147,10 @@ func (o *options) layerKey(idx *layers.Index, lp *layerPlan, idxs []*layers.Inde
 		// 3 entries written through a symlinked directory.
 		k["recompress"] = layers.FormatZstdChunkedContainerd.EncoderVersion()
 		k["checks"] = 3
+		k["recompressStartupLevel"] = o.startupLevelFor(layers.FormatZstdChunkedContainerd)
+	}
+	if len(lp.onDemand) > 0 && lp.role != RoleKeep {
+		k["onDemand"] = lp.onDemand
 	}
 	if len(lp.links) > 0 {
 		// What hard links to lower files become depends on those files.
@@ -371,7 +385,7 @@ func (o *pipeline) replay(ctx context.Context, img v1.Image, ls []v1.Layer, in v
 		}
 		return img, &ir, true
 	}
-	newImg, err := assembleImage(img, out, kept, rec.KeptAnnotations, o.annotations())
+	newImg, err := assembleImage(img, out, kept, rec.KeptAnnotations, o.withTopFormat(ir.BasePolicy).annotations())
 	if err != nil {
 		return nil, nil, false
 	}

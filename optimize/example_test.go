@@ -112,7 +112,7 @@ func ExampleImage() {
 	// layer 0: rewritten, 1 entries dropped
 	// layer 1: dropped, 2 entries dropped
 	// removed bytes: 1048597
-	// digest: sha256:f82c8a890d175722b3c8d6d300267870a4aec7c92651c054b8dbb3c8ace47a78
+	// digest: sha256:67621654aebc2bf8319cf4996f512b03e36c1de8c0d92eaacc506cf28e2d722e
 }
 
 func ExampleAnalyze() {

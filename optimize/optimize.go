@@ -300,6 +300,7 @@ func (o *pipeline) optimizeImage(ctx context.Context, img v1.Image, desc *v1.Des
 		return nil, nil, wrap(err)
 	}
 	roles, reasons := o.roles(idxs, ov, prio, moved, ir)
+	o = o.withTopFormat(ir.BasePolicy)
 	p := makePlan(ov, roles, reasons, moved, o.dedupe, o.encode.Format)
 	profiling := o.profiling()
 	var runtimeFiles []string
@@ -513,6 +514,19 @@ func (o *pipeline) keptLazyAnnotations(ctx context.Context, l v1.Layer, idx *lay
 	return out, nil
 }
 
+// withTopFormat is the pipeline that converts the layers above a base
+// under the base policy applied: without WithFormat, the layers above a
+// recompressed base are written in its format, zstd:chunked for
+// containerd (WithFormat says why).
+func (o *pipeline) withTopFormat(policy string) *pipeline {
+	if o.formatSet || policy != BaseRecompress.String() || o.encode.Format == layers.FormatZstdChunkedContainerd {
+		return o
+	}
+	oc := *o.options
+	oc.encode.Format = layers.FormatZstdChunkedContainerd
+	return &pipeline{options: &oc, inferred: o.inferred}
+}
+
 // roles decides, per layer, whether it is kept, converted or rewritten.
 func (o *pipeline) roles(idxs []*layers.Index, ov *layers.Overlay, files []string, moved []map[int]layers.Moved, ir *ImageResult) ([]Role, []string) {
 	roles := make([]Role, len(idxs))
@@ -604,7 +618,9 @@ func (o *pipeline) convertLayer(ctx context.Context, l v1.Layer, tars *layers.Sp
 	eo := o.encode
 	if lp.role == RoleRewrite || lp.role == RoleConvert {
 		eo.Prioritized = lp.prioritized
+		eo.OnDemand = lp.onDemand
 	}
+	eo.StartupLevel = o.startupLevelFor(eo.Format)
 	eo.Progress = o.convertProgress(platform, li, idx, n)
 	return encodeToBlob(ctx, io.NewSectionReader(tarFile, 0, n), eo, tmp, nil)
 }
@@ -672,8 +688,10 @@ func (o *pipeline) recompressLayer(ctx context.Context, tars *layers.Spool, li i
 	eo := o.encode
 	eo.Format = layers.FormatZstdChunkedContainerd
 	eo.Prioritized = lp.prioritized // copied ahead of the stream, which stays as it is
+	eo.OnDemand = lp.onDemand
 	eo.KeepOrder = true
 	eo.Level = 0 // the format's default: the target's level is for its own compression
+	eo.StartupLevel = o.startupLevelFor(eo.Format)
 	eo.Progress = o.convertProgress(platform, li, idx, idx.UncompressedSize)
 	return encodeToBlob(ctx, io.NewSectionReader(src, 0, idx.UncompressedSize), eo, tmp, func(enc *layers.Encoded) error {
 		if enc.DiffID != idx.DiffID {

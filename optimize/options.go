@@ -39,6 +39,10 @@ type options struct {
 	rates        report.Rates
 	estimate     bool
 	sparseLimit  int64
+	// formatSet says WithFormat was given; without it the layers above a
+	// recompressed base follow the base's format (pipeline.withTopFormat).
+	formatSet    bool
+	startupLevel int
 	// mem is the conversion cache as the optimizer uses it.
 	mem *memory
 }
@@ -204,13 +208,50 @@ func WithCache(c cache.Cache) Option {
 	}
 }
 
-// WithFormat sets the encoding of converted layers. The default is
-// layers.FormatEStargz.
+// WithFormat sets the encoding of converted layers. Without it they are
+// eStargz, but when the base is recompressed (BaseRecompress, which
+// BaseAuto may pick), the layers above it are
+// layers.FormatZstdChunkedContainerd: the image then needs zstd and
+// stargz-snapshotter for lazy pulls anyway, and zstd frames are smaller
+// than gzip members, so a start fetches fewer bytes.
 func WithFormat(f layers.Format) Option {
 	return func(o *options) error {
 		o.encode.Format = f
+		o.formatSet = true
 		return nil
 	}
+}
+
+// DefaultZstdStartupLevel is the zstd level of the start-up files in the
+// zstd formats by default (WithStartupLevel): klauspost/compress's
+// "better" encoder. Its strongest (levels 10 to 22) makes node's start-up
+// bytes 4% smaller still, but each of its encoders holds 32 MiB of match
+// tables, which took the conversion's peak RSS from 253 to 337 MiB.
+const DefaultZstdStartupLevel = 7
+
+// WithStartupLevel sets the compression level of the files a container
+// reads at start, in the lazy formats: the prioritized ones, and the
+// large ones read in part (WithSparseLimit). Every cold start fetches
+// them and no start fetches the rest, so a stronger level there saves
+// bytes on every start for conversion time spent once. The default, 0, is
+// DefaultZstdStartupLevel in the zstd formats and WithLevel's level in the
+// gzip ones, where level 9 saves under 1% over the default.
+func WithStartupLevel(level int) Option {
+	return func(o *options) error {
+		if level < 0 {
+			return fmt.Errorf("start-up level must not be negative, got %d", level)
+		}
+		o.startupLevel = level
+		return nil
+	}
+}
+
+// startupLevelFor is layers.EncodeOptions.StartupLevel for format f.
+func (o *options) startupLevelFor(f layers.Format) int {
+	if o.startupLevel == 0 && (f == layers.FormatZstdChunked || f == layers.FormatZstdChunkedContainerd) {
+		return DefaultZstdStartupLevel
+	}
+	return o.startupLevel
 }
 
 // WithLevel sets the compression level (1-9 for gzip formats, 1-22 for

@@ -43,6 +43,10 @@ type layerPlan struct {
 	droppedBytes int64
 	// prioritized lists the entry paths to put first, in access order.
 	prioritized []string
+	// onDemand lists the start-up files of the layer left out of its
+	// prefetch (plan.sparse): they stay where they are, compressed at the
+	// start-up level.
+	onDemand []string
 	// links lists the kept hard links whose file is in a lower layer
 	// (RoleRewrite and RoleConvert), by entry index: each becomes that
 	// file, or a link to an earlier entry of the layer that became it.
@@ -654,6 +658,9 @@ func (p *plan) prioritize(optional, paths []string, sparseLimit int64) {
 		e := p.ov.Entry(r)
 		if readInPartOver(e, sparseLimit) {
 			p.sparse = append(p.sparse, "/"+e.Path)
+			if lp.role == RoleRewrite && lp.keep[r.Entry] || lp.role == RoleRecompress {
+				lp.onDemand = append(lp.onDemand, e.Path)
+			}
 			return
 		}
 		// A recompressed layer copies its start-up files ahead of its

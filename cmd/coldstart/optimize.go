@@ -2,9 +2,7 @@ package main
 
 import (
 	"github.com/coldstart-dev/coldstart"
-	"github.com/coldstart-dev/coldstart/layers"
 	"github.com/coldstart-dev/coldstart/optimize"
-	"github.com/coldstart-dev/coldstart/optimize/profile"
 	"github.com/coldstart-dev/coldstart/optimize/report"
 	"github.com/spf13/cobra"
 )
@@ -12,7 +10,7 @@ import (
 type optimizeFlags struct {
 	to, platform, format, report, profile, basePolicy, tmpDir, cacheDir, cacheRef, cacheMax, chunkSize string
 	sparseLimit, rates                                                                                 string
-	level, concurrency                                                                                 int
+	level, concurrency, startupLevel                                                                   int
 	bases, cached, networks                                                                            []string
 	noDedupe, force, overwrite, noCache, compare, inferBase                                            bool
 	lazy                                                                                               bool // --to names eStargz or zstd:chunked
@@ -47,8 +45,9 @@ func newOptimize(g *globals) *cobra.Command {
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.to, "to", "estargz", "layer format: estargz, zstd:chunked, gzip, zstd or zstd:chunked-containerd (zstd:chunked that stargz-snapshotter mounts lazily; podman pulls it whole)")
+	fl.StringVar(&f.to, "to", "auto", "layer format: auto (estargz, or zstd:chunked-containerd above a base recompressed into it), estargz, zstd:chunked, gzip, zstd or zstd:chunked-containerd (zstd:chunked that stargz-snapshotter mounts lazily; podman pulls it whole)")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
+	fl.IntVar(&f.startupLevel, "startup-level", 0, "compression level of the start-up files in the lazy formats (0: 7 for zstd, --level for gzip)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "0", "largest file chunk in the lazy formats, e.g. 4MiB (0: 4 MiB)")
 	fl.StringVar(&f.sparseLimit, "sparse-limit", "8MiB", "leave start-up shared objects and JDK class images larger than this out of the prefetch: read in part, their chunks are fetched on demand (0: prefetch every start-up file)")
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
@@ -81,11 +80,15 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	if err := checkFormat(f.format, optimize.FormatText, optimize.FormatJSON, optimize.FormatMarkdown); err != nil {
 		return nil, err
 	}
-	format, err := layers.ParseFormat(f.to)
+	fo, lazy, err := formatOptions(f.to, f.startupLevel)
 	if err != nil {
-		return nil, usageErr("--to: %v", err)
+		return nil, err
 	}
-	f.lazy = format.Lazy()
+	f.lazy = lazy
+	po, err := profileOption(f.profile)
+	if err != nil {
+		return nil, err
+	}
 	policy, err := optimize.ParseBasePolicy(f.basePolicy)
 	if err != nil {
 		return nil, usageErr("--base-policy: %v", err)
@@ -114,11 +117,9 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	oo := []optimize.Option{optimize.WithRates(rates),
-		optimize.WithFormat(format), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
+	oo := append(fo, po, optimize.WithRates(rates), optimize.WithLevel(f.level), optimize.WithChunkSize(int(chunk)),
 		optimize.WithDedupe(!f.noDedupe), optimize.WithForce(f.force), optimize.WithBasePolicy(policy),
-		optimize.WithInferredBase(f.inferBase), optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse),
-	}
+		optimize.WithInferredBase(f.inferBase), optimize.WithConcurrency(f.concurrency), optimize.WithCachedLayers(cached...), optimize.WithSparseLimit(sparse))
 	if len(nets) > 0 {
 		oo = append(oo, optimize.WithNetworks(nets...))
 		opts = append(opts, coldstart.WithReportOptions(report.WithNetworks(nets...)))
@@ -127,20 +128,6 @@ func (f *optimizeFlags) options(g *globals) ([]coldstart.Option, error) {
 		return nil, err
 	} else if c != nil {
 		oo = append(oo, optimize.WithCache(c))
-	}
-	switch f.profile {
-	case "static":
-		oo = append(oo, optimize.WithProfiler(profile.StaticProfiler()))
-	case "none", "":
-		oo = append(oo, optimize.WithProfiler(nil))
-	case "run":
-		return nil, usageErr("--profile run: record a profile with 'coldstart profile --mode run IMAGE --out FILE' and pass --profile FILE")
-	default:
-		p, err := profileFile(f.profile)
-		if err != nil {
-			return nil, err
-		}
-		oo = append(oo, optimize.WithProfiler(p))
 	}
 	return append(opts,
 		coldstart.WithPlatforms(f.platform), coldstart.WithTempDir(f.tmpDir), coldstart.WithBases(f.bases...),

@@ -125,7 +125,7 @@ func (f Format) NewCloser(level int) lazy.Closer {
 // newZstd makes a zstd encoder whose output depends only on its input and
 // level: with concurrency 1 it encodes synchronously, in one goroutine.
 func newZstd(w io.Writer, level int) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderConcurrency(1))
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 }
 
 // compressor makes zstd frames with one reused encoder.
