@@ -120,10 +120,11 @@ func writeMarkdown(w io.Writer, res *Results, command string) {
 
 	fmt.Fprintf(w, "## Conversion: coldstart vs the reference converter\n\n")
 	fmt.Fprintf(w, "Reference: `estargz.Build` with its defaults (stdlib gzip at BestCompression, no profile), as nerdctl and ctr-remote call it "+
-		"(`benchmarks/refconvert`). coldstart: `coldstart optimize --no-cache --compare=false` (dedupe, static profile, eStargz at level 7; the "+
+		"(`benchmarks/refconvert`). coldstart: `coldstart optimize --no-cache --compare=false` (dedupe, static profile, `--to auto`; the "+
 		"before/after cost estimate, a separate report that reads every layer of both images again, is off). The bench images name their base "+
 		"in their annotations, so by default their first layer is taken for the base's and auto recompresses it for containerd with its "+
-		"DiffID kept, its start-up files copied ahead (zstd, not deduped): size vs ref counts those. Size vs ref, no dedupe is "+
+		"DiffID kept, its start-up files copied ahead (zstd, not deduped): size vs ref counts those. The layers above it are then "+
+		"zstd:chunked for containerd too, at zstd level 3, their start-up files at 7 (`--startup-level`). Size vs ref, no dedupe is "+
 		"`--no-dedupe --infer-base=false`: every layer eStargz, as the reference converts them. Each converter runs as "+
 		"its own process; wall and CPU time and peak RSS come from its rusage.\n\n")
 	fmt.Fprintf(w, "| image | layers | input | reference wall | coldstart wall | speed-up (wall) | speed-up (CPU) | size vs ref | size vs ref, no dedupe | peak RSS ref / coldstart | zstd:chunked wall | warm cache wall | warm speed-up |\n")
