@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -165,14 +166,12 @@ func (p *encPlan) compress(wk *encWorker, j *encJob) error {
 // compressSeg appends segment seg to the job's output as one gzip member or
 // zstd frame, at the start-up level if it is a start-up file's.
 func (p *encPlan) compressSeg(wk *encWorker, j *encJob, seg encSeg) error {
-	if wk.comp == nil {
-		wk.comp = wk.opt.Format.lazyFormat().NewCompressor(wk.opt.Level)
-	}
-	comp := wk.comp
+	pool, level := encCompressors, wk.opt.Level
 	if seg.startup && wk.opt.StartupLevel != wk.opt.Level {
-		comp = encStartup.get(wk.opt.Format, wk.opt.StartupLevel)
-		defer encStartup.put(wk.opt.Format, wk.opt.StartupLevel, comp)
+		pool, level = encStartup, wk.opt.StartupLevel
 	}
+	comp := pool.get(wk.opt.Format, level)
+	defer pool.put(wk.opt.Format, level, comp)
 	cw, err := comp.Writer(j.out)
 	if err != nil {
 		return err
@@ -289,19 +288,24 @@ func (h *encHasher) readAt(b []byte, off int64) error {
 	return nil
 }
 
-// encStartupCompressors is how many compressors at a start-up level
-// (EncodeOptions.StartupLevel) exist at once in the process: zstd's
-// strongest level keeps about 34 MiB of match tables per encoder, so one
-// per worker of every layer encoded at once would grow the memory with
-// the concurrency. The start-up files are a small part of most layers.
-const encStartupCompressors = 2
-
-// encStartup lends the compressors of the start-up levels, at most
-// encStartupCompressors at once; which one compresses a segment does not
+// The compressors of the lazy formats are lent per segment from two
+// process-wide pools, which bound how many exist at once: a zstd encoder
+// keeps its history window (megabytes), and one per worker of every layer
+// encoded at once would grow the memory with the concurrency, not with
+// the cores that run them. Which compressor compresses a segment does not
 // change its bytes.
-var encStartup = &encCompressorPool{
-	free: map[encCompressorKey][]lazy.Compressor{},
-	sem:  make(chan struct{}, encStartupCompressors),
+var (
+	// encCompressors lends those of EncodeOptions.Level, one per core and
+	// two for the workers reading their input.
+	encCompressors = newEncCompressorPool(runtime.GOMAXPROCS(0) + 2)
+	// encStartup lends those of EncodeOptions.StartupLevel: stronger
+	// levels keep larger match tables (zstd's strongest, 32 MiB), and the
+	// start-up files are a small part of most layers.
+	encStartup = newEncCompressorPool(2)
+)
+
+func newEncCompressorPool(n int) *encCompressorPool {
+	return &encCompressorPool{free: map[encCompressorKey][]lazy.Compressor{}, sem: make(chan struct{}, n)}
 }
 
 type encCompressorKey struct {

@@ -13,7 +13,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/coldstart-dev/coldstart/layers/lazy"
 )
 
 // The encoders split their input into jobs that workers compress
@@ -53,8 +52,6 @@ type encWorker struct {
 	buf []byte
 	sha hash.Hash
 	fl  *flate.Writer // plain gzip
-	// comp compresses the segments of a lazy format; made on first use.
-	comp lazy.Compressor
 }
 
 func newEncWorker(opt EncodeOptions, src *io.SectionReader) *encWorker {
