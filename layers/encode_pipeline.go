@@ -12,7 +12,6 @@ import (
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
-
 )
 
 // The encoders split their input into jobs that workers compress
