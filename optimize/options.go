@@ -138,6 +138,9 @@ func makeOptions(opts []Option) (*options, error) {
 	if _, err := funcopt.Apply(o, opts); err != nil {
 		return nil, err
 	}
+	if gzipFormat := o.encode.Format == layers.FormatEStargz || o.encode.Format == layers.FormatGzip; o.startupLevel > 22 || o.formatSet && gzipFormat && o.startupLevel > 9 {
+		return nil, fmt.Errorf("start-up level %d out of range: 1-22 for the zstd formats, 1-9 for the gzip ones (eStargz, gzip)", o.startupLevel)
+	}
 	if o.basePolicy == BaseRecompress && o.encode.Format != layers.FormatEStargz && o.encode.Format != layers.FormatZstdChunkedContainerd {
 		return nil, fmt.Errorf("base policy recompress makes zstd:chunked layers that only containerd's stargz-snapshotter mounts lazily: it needs the estargz or zstd:chunked-containerd format, not %s", o.encode.Format)
 	}
@@ -235,7 +238,9 @@ const DefaultZstdStartupLevel = 7
 // them and no start fetches the rest, so a stronger level there saves
 // bytes on every start for conversion time spent once. The default, 0, is
 // DefaultZstdStartupLevel in the zstd formats and WithLevel's level in the
-// gzip ones, where level 9 saves under 1% over the default.
+// gzip ones, where level 9 saves under 1% over the default. Levels are
+// zstd's 1-22 or gzip's 1-9 as WithLevel's; without WithFormat, a level
+// past 9 is 9 in the layers that stay eStargz.
 func WithStartupLevel(level int) Option {
 	return func(o *options) error {
 		if level < 0 {
@@ -246,10 +251,16 @@ func WithStartupLevel(level int) Option {
 	}
 }
 
-// startupLevelFor is layers.EncodeOptions.StartupLevel for format f.
+// startupLevelFor is layers.EncodeOptions.StartupLevel for format f. Under
+// the default format a level past gzip's strongest is gzip's strongest in
+// the eStargz layers.
 func (o *options) startupLevelFor(f layers.Format) int {
-	if o.startupLevel == 0 && (f == layers.FormatZstdChunked || f == layers.FormatZstdChunkedContainerd) {
+	zstd := f == layers.FormatZstdChunked || f == layers.FormatZstdChunkedContainerd
+	switch {
+	case o.startupLevel == 0 && zstd:
 		return DefaultZstdStartupLevel
+	case !zstd && o.startupLevel > 9:
+		return 9
 	}
 	return o.startupLevel
 }

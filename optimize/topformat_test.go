@@ -94,3 +94,21 @@ func TestTopFormatFollowsBase(t *testing.T) {
 		t.Errorf("optimizing the output again: %s (%s), want %s kept", again.Digest, again.Images[0].Layers[1].Reason, first.Digest)
 	}
 }
+
+// TestStartupLevelRange: a start-up level no format takes, or past gzip's
+// for a gzip format, is refused before anything is read; without
+// WithFormat a zstd-only level is gzip's strongest in eStargz layers.
+func TestStartupLevelRange(t *testing.T) {
+	src := buildImage(t, []testimage.Layer{{testimage.File("app/run", strings.Repeat("run ", 3000))}})
+	for _, opts := range [][]optimize.Option{
+		{optimize.WithStartupLevel(23)},
+		{optimize.WithStartupLevel(-1)},
+		{optimize.WithStartupLevel(10), optimize.WithFormat(layers.FormatEStargz)},
+	} {
+		if _, err := optimize.Image(t.Context(), src, append(opts, optimize.WithTempDir(t.TempDir()))...); err == nil || !strings.Contains(err.Error(), "start-up level") {
+			t.Errorf("%d options: %v, want an error that names the start-up level", len(opts), err)
+		}
+	}
+	out, _ := optimizeImage(t, src, optimize.WithStartupLevel(19), optimize.WithPrioritizedFiles([]string{"/app/run"}))
+	mustVerify(t, src, out)
+}

@@ -47,7 +47,7 @@ func newOptimize(g *globals) *cobra.Command {
 	fl := c.Flags()
 	fl.StringVar(&f.to, "to", "auto", "layer format: auto (estargz, or zstd:chunked-containerd above a base recompressed into it), estargz, zstd:chunked, gzip, zstd or zstd:chunked-containerd (zstd:chunked that stargz-snapshotter mounts lazily; podman pulls it whole)")
 	fl.IntVar(&f.level, "level", 0, "compression level (0: the format's default)")
-	fl.IntVar(&f.startupLevel, "startup-level", 0, "compression level of the start-up files in the lazy formats (0: 7 for zstd, --level for gzip)")
+	fl.IntVar(&f.startupLevel, "startup-level", 0, "compression level of the start-up files in the lazy formats (0: 7 for zstd, --level for gzip; gzip takes at most 9)")
 	fl.StringVar(&f.chunkSize, "chunk-size", "0", "largest file chunk in the lazy formats, e.g. 4MiB (0: 4 MiB)")
 	fl.StringVar(&f.sparseLimit, "sparse-limit", "8MiB", "leave start-up shared objects and JDK class images larger than this out of the prefetch: read in part, their chunks are fetched on demand (0: prefetch every start-up file)")
 	fl.StringVar(&f.profile, "profile", "static", "start-up files to put first: static (predicted from the image), none, or a FILE (profile JSON, ctr-remote record, or a path list)")
