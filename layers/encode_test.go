@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1215,6 +1216,52 @@ func TestEncodeStartupLevel(t *testing.T) {
 	} {
 		if _, err := layers.Encode(context.Background(), io.NewSectionReader(bytes.NewReader(in), 0, int64(len(in))), io.Discard, opt); err == nil {
 			t.Errorf("Encode accepted %+v", opt)
+		}
+	}
+}
+
+// TestEncodeConcurrentPools: Encode calls running at once share the
+// process's compressors (at Level and at StartupLevel) and still write
+// exactly what each writes alone, with jobs of many start-up segments each.
+func TestEncodeConcurrentPools(t *testing.T) {
+	var files []encTestFile
+	var prio []string
+	for i := range 24 {
+		name := fmt.Sprintf("f/%02d", i)
+		files = append(files, encTestFile{name: name, typ: tar.TypeReg, body: encTextLike(uint64(100+i), 40_000)})
+		if i%2 == 0 {
+			prio = append(prio, name)
+		}
+	}
+	in := encBuildTar(t, files)
+	opts := []layers.EncodeOptions{
+		{Format: layers.FormatZstdChunkedContainerd, ChunkSize: 4096, StartupLevel: 7, Prioritized: prio},
+		{Format: layers.FormatZstdChunked, ChunkSize: 8192, StartupLevel: 19, OnDemand: prio},
+		{Format: layers.FormatEStargz, ChunkSize: 4096, StartupLevel: 9, Prioritized: prio},
+		{Format: layers.FormatZstdChunkedContainerd, ChunkSize: 4096, KeepOrder: true, StartupLevel: 7, Prioritized: prio},
+	}
+	want := make([][]byte, len(opts))
+	for i, o := range opts {
+		want[i], _ = encode(t, in, o)
+	}
+	const rounds = 3
+	got := make([][]byte, len(opts)*rounds)
+	errs := make([]error, len(got))
+	var wg sync.WaitGroup
+	for k := range got {
+		wg.Go(func() {
+			var out bytes.Buffer
+			_, errs[k] = layers.Encode(context.Background(), io.NewSectionReader(bytes.NewReader(in), 0, int64(len(in))), &out, opts[k%len(opts)])
+			got[k] = out.Bytes()
+		})
+	}
+	wg.Wait()
+	for k := range got {
+		if errs[k] != nil {
+			t.Fatalf("encode %d: %v", k, errs[k])
+		}
+		if !bytes.Equal(got[k], want[k%len(opts)]) {
+			t.Errorf("encode %d (%s) at once with the others wrote other bytes than alone", k, opts[k%len(opts)].Format)
 		}
 	}
 }
