@@ -138,8 +138,18 @@ func (f Format) lazyFormat() lazy.Format {
 
 func (f Format) valid() bool { return f >= FormatEStargz && f <= FormatZstdChunkedContainerd }
 
-func (f Format) zstd() bool {
+// Zstd says whether f compresses with zstd (levels on zstd's 1-22 scale)
+// rather than gzip (1-9).
+func (f Format) Zstd() bool {
 	return f == FormatZstdChunked || f == FormatZstd || f == FormatZstdChunkedContainerd
+}
+
+// MaxLevel is f's strongest compression level: 22 for zstd, 9 for gzip.
+func (f Format) MaxLevel() int {
+	if f.Zstd() {
+		return 22
+	}
+	return 9
 }
 
 // EncoderVersion changes whenever Encode would write other bytes for the
@@ -351,22 +361,18 @@ func (opt EncodeOptions) resolve() (EncodeOptions, error) {
 		return o, fmt.Errorf("encode options: unknown format %d", int(o.Format))
 	}
 	switch {
-	case o.Level == 0 && o.Format.zstd():
+	case o.Level == 0 && o.Format.Zstd():
 		o.Level = DefaultZstdLevel
 	case o.Level == 0:
 		o.Level = DefaultGzipLevel
-	case o.Format.zstd() && (o.Level < 1 || o.Level > 22):
-		return o, fmt.Errorf("encode options: zstd level %d out of range 1-22", o.Level)
-	case !o.Format.zstd() && (o.Level < 1 || o.Level > 9):
-		return o, fmt.Errorf("encode options: gzip level %d out of range 1-9", o.Level)
+	case o.Level < 1 || o.Level > o.Format.MaxLevel():
+		return o, fmt.Errorf("encode options: %s level %d out of range 1-%d", o.Format, o.Level, o.Format.MaxLevel())
 	}
 	switch {
 	case o.StartupLevel == 0:
 		o.StartupLevel = o.Level
-	case o.Format.zstd() && (o.StartupLevel < 1 || o.StartupLevel > 22):
-		return o, fmt.Errorf("encode options: zstd start-up level %d out of range 1-22", o.StartupLevel)
-	case !o.Format.zstd() && (o.StartupLevel < 1 || o.StartupLevel > 9):
-		return o, fmt.Errorf("encode options: gzip start-up level %d out of range 1-9", o.StartupLevel)
+	case o.StartupLevel < 1 || o.StartupLevel > o.Format.MaxLevel():
+		return o, fmt.Errorf("encode options: %s start-up level %d out of range 1-%d", o.Format, o.StartupLevel, o.Format.MaxLevel())
 	}
 	if o.KeepOrder && o.Format != FormatZstdChunkedContainerd {
 		return o, fmt.Errorf("encode options: keeping the tar stream's order with prioritized files needs the zstd:chunked-containerd format, not %s", o.Format)

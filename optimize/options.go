@@ -138,7 +138,7 @@ func makeOptions(opts []Option) (*options, error) {
 	if _, err := funcopt.Apply(o, opts); err != nil {
 		return nil, err
 	}
-	if gzipFormat := o.encode.Format == layers.FormatEStargz || o.encode.Format == layers.FormatGzip; o.startupLevel > 22 || o.formatSet && gzipFormat && o.startupLevel > 9 {
+	if o.startupLevel > layers.FormatZstd.MaxLevel() || o.formatSet && o.startupLevel > o.encode.Format.MaxLevel() {
 		return nil, fmt.Errorf("start-up level %d out of range: 1-22 for the zstd formats, 1-9 for the gzip ones (eStargz, gzip)", o.startupLevel)
 	}
 	if o.basePolicy == BaseRecompress && o.encode.Format != layers.FormatEStargz && o.encode.Format != layers.FormatZstdChunkedContainerd {
@@ -255,14 +255,10 @@ func WithStartupLevel(level int) Option {
 // the default format a level past gzip's strongest is gzip's strongest in
 // the eStargz layers.
 func (o *options) startupLevelFor(f layers.Format) int {
-	zstd := f == layers.FormatZstdChunked || f == layers.FormatZstdChunkedContainerd
-	switch {
-	case o.startupLevel == 0 && zstd:
+	if o.startupLevel == 0 && f.Zstd() && f.Lazy() {
 		return DefaultZstdStartupLevel
-	case !zstd && o.startupLevel > 9:
-		return 9
 	}
-	return o.startupLevel
+	return min(o.startupLevel, f.MaxLevel())
 }
 
 // WithLevel sets the compression level (1-9 for gzip formats, 1-22 for
